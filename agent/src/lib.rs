@@ -1,0 +1,2 @@
+//! aofvault: TODO crate map
+pub mod cli;
