@@ -1,0 +1,94 @@
+//! LZF decompression (liblzf's format, which Redis uses for strings longer than 20 bytes).
+//!
+//! The stream is a sequence of runs, each opened by a control byte `c`: below 32 it is a literal
+//! of `c + 1` bytes copied from the input; otherwise a back-reference of `(c >> 5) + 2` bytes
+//! (7 in the top bits means "add the next byte to the length") copied from `distance` bytes back
+//! in the output, where the distance is the low 5 bits of `c` and the following byte, plus one.
+//! Back-references may overlap the bytes they produce (a run of one repeated byte is a
+//! back-reference at distance 1).
+
+use super::error::PackError;
+
+/// The most output one input byte can produce: a 3-byte back-reference yields at most 264
+/// bytes. A claimed length above `input × MAX_EXPANSION` is a lie, caught before allocating.
+pub(crate) const MAX_EXPANSION: usize = 88;
+
+/// Decompresses `input`, which must expand to exactly `out_len` bytes.
+pub(crate) fn decompress(input: &[u8], out_len: usize) -> Result<Vec<u8>, PackError> {
+    if out_len > input.len().saturating_mul(MAX_EXPANSION) {
+        return Err(PackError::new(0, "LZF uncompressed length exceeds what the compressed bytes can produce"));
+    }
+    let mut out: Vec<u8> = Vec::with_capacity(out_len);
+    let mut i = 0;
+    while let Some(&ctrl) = input.get(i) {
+        i += 1;
+        if ctrl < 32 {
+            let run = usize::from(ctrl) + 1;
+            let literal = input.get(i..i + run).ok_or(PackError::new(i, "LZF literal runs past the end"))?;
+            if out.len() + run > out_len {
+                return Err(PackError::new(i, "LZF output longer than announced"));
+            }
+            out.extend_from_slice(literal);
+            i += run;
+        } else {
+            let mut len = usize::from(ctrl >> 5);
+            if len == 7 {
+                len += usize::from(*input.get(i).ok_or(PackError::new(i, "LZF length byte missing"))?);
+                i += 1;
+            }
+            len += 2;
+            let low = *input.get(i).ok_or(PackError::new(i, "LZF distance byte missing"))?;
+            i += 1;
+            let distance = ((usize::from(ctrl & 0x1f) << 8) | usize::from(low)) + 1;
+            if distance > out.len() {
+                return Err(PackError::new(i, "LZF back-reference before the start of the output"));
+            }
+            if out.len() + len > out_len {
+                return Err(PackError::new(i, "LZF output longer than announced"));
+            }
+            // Copy in chunks of at most `distance` bytes: each chunk only reads bytes that
+            // already exist, and the pattern repeats exactly as a byte-by-byte copy would.
+            let mut from = out.len() - distance;
+            let mut left = len;
+            while left > 0 {
+                let chunk = left.min(distance);
+                out.extend_from_within(from..from + chunk);
+                from += chunk;
+                left -= chunk;
+            }
+        }
+    }
+    if out.len() != out_len {
+        return Err(PackError::new(input.len(), "LZF output shorter than announced"));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::decompress;
+
+    #[test]
+    fn forty_a_observed_on_redis_7() {
+        // `c3 09 28 | 01 61 61 e0 1b 00 01 61 61`: literal "aa", 36 bytes at distance 1, "aa".
+        let out = decompress(&[0x01, 0x61, 0x61, 0xe0, 0x1b, 0x00, 0x01, 0x61, 0x61], 40).unwrap();
+        assert_eq!(out, vec![b'a'; 40]);
+    }
+
+    #[test]
+    fn overlapping_pattern_repeats() {
+        // literal "abc", then 7 bytes at distance 3 -> "abcabcabca"
+        let out = decompress(&[0x02, b'a', b'b', b'c', 0xa0, 0x02], 10).unwrap();
+        assert_eq!(out, b"abcabcabca");
+    }
+
+    #[test]
+    fn rejects_lies_and_bad_references() {
+        assert!(decompress(&[0x00, b'a'], 2).is_err()); // shorter than announced
+        assert!(decompress(&[0x00, b'a'], 0).is_err()); // longer than announced
+        assert!(decompress(&[0x20, 0x05], 2).is_err()); // reference before start
+        assert!(decompress(&[0x05, b'a'], 6).is_err()); // literal past end
+        assert!(decompress(&[0x00, b'a'], 1 << 40).is_err()); // impossible expansion
+    }
+}

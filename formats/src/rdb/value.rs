@@ -1,0 +1,196 @@
+//! Key values: the type byte that precedes a key selects one of the value encodings below, and
+//! every encoding is reduced to the neutral [`Value`]. Hashes live in [`super::hash`], streams in
+//! [`super::stream`]; the packed containers are parsed from the bytes of one RDB string.
+//!
+//! Empty lists, sets, zsets and hashes are dropped (`Ok(None)`), as the server's own loader does.
+
+use std::io::BufRead;
+
+use crate::model::{Bytes, Value};
+
+use super::error::{PackError, RdbError};
+use super::listpack::{self, Listpack};
+use super::packed::Packed;
+use super::source::Source;
+use super::ziplist::{self, Ziplist};
+use super::{hash, intset, module, stream, text, Flavor};
+
+/// Capacity to reserve for a collection whose count comes from the file: enough to avoid most
+/// regrowth, too little to matter when the count is a lie.
+pub(crate) fn capacity(count: u64) -> usize {
+    count.min(4096) as usize
+}
+
+/// Reads the value of type `type_id` for `key`. `Ok(None)` for an empty collection.
+pub(crate) fn read_value<R: BufRead>(
+    src: &mut Source<R>,
+    type_id: u8,
+    flavor: Flavor,
+    key: &[u8],
+) -> Result<Option<Value>, RdbError> {
+    let at = src.offset();
+    let value = match type_id {
+        0 => Value::String(src.read_string("string value")?),
+        1 => Value::List(read_strings(src, "list element")?),
+        2 => Value::Set(read_strings(src, "set member")?),
+        3 => Value::ZSet(read_zset_text_scores(src, key)?),
+        4 | 9 | 13 | 16 | 22..=25 => Value::Hash(hash::read_hash(src, type_id, flavor, key)?),
+        5 => Value::ZSet(read_zset_binary_scores(src)?),
+        6 | 7 => {
+            let id = src.read_len("module id")?;
+            return Err(RdbError::Module {
+                offset: at,
+                key: String::from_utf8_lossy(key).into_owned(),
+                module: module::module_name(id),
+            });
+        }
+        10 => Value::List(packed(src, key, "ziplist of list", ziplist::elements)?),
+        11 => Value::Set(packed(src, key, "intset", intset::members)?),
+        12 => Value::ZSet(packed(src, key, "ziplist of zset", zset_from_ziplist)?),
+        14 => Value::List(read_quicklist(src, key)?),
+        15 | 19 | 21 => return stream::read_stream(src, type_id, key).map(|s| Some(Value::Stream(Box::new(s)))),
+        17 => Value::ZSet(packed(src, key, "listpack of zset", zset_from_listpack)?),
+        18 => Value::List(read_quicklist2(src, key)?),
+        20 => Value::Set(packed(src, key, "listpack of set", listpack::elements)?),
+        _ => {
+            return Err(RdbError::Invalid {
+                offset: at.saturating_sub(1),
+                reason: format!("key `{}`: unknown value type {type_id}", super::error::display_key(key)),
+            })
+        }
+    };
+    let empty = match &value {
+        Value::String(_) | Value::Stream(_) => false,
+        Value::List(v) | Value::Set(v) => v.is_empty(),
+        Value::ZSet(v) => v.is_empty(),
+        Value::Hash(v) => v.is_empty(),
+    };
+    Ok((!empty).then_some(value))
+}
+
+/// Parses a packed container held in the next string; its errors point at that string.
+pub(crate) fn packed<R: BufRead, T>(
+    src: &mut Source<R>,
+    key: &[u8],
+    what: &'static str,
+    parse: impl FnOnce(&[u8]) -> Result<T, PackError>,
+) -> Result<T, RdbError> {
+    let at = src.offset();
+    src.with_string(what, parse)?.map_err(|e| e.into_rdb(at, what, key))
+}
+
+/// `count` then `count` strings (linked lists, hashtable sets).
+fn read_strings<R: BufRead>(src: &mut Source<R>, what: &'static str) -> Result<Vec<Bytes>, RdbError> {
+    let count = src.read_len(what)?;
+    let mut out = Vec::with_capacity(capacity(count));
+    for _ in 0..count {
+        out.push(src.read_string(what)?);
+    }
+    Ok(out)
+}
+
+/// Type 3: members with scores as length-prefixed text (253 = NaN, 254 = +inf, 255 = -inf).
+fn read_zset_text_scores<R: BufRead>(src: &mut Source<R>, key: &[u8]) -> Result<Vec<(Bytes, f64)>, RdbError> {
+    let count = src.read_len("zset length")?;
+    let mut out = Vec::with_capacity(capacity(count));
+    for _ in 0..count {
+        let member = src.read_string("zset member")?;
+        let at = src.offset();
+        let score = match src.read_u8("zset score")? {
+            253 => f64::NAN,
+            254 => f64::INFINITY,
+            255 => f64::NEG_INFINITY,
+            len => {
+                let bytes = src.read_bytes(usize::from(len), "zset score")?;
+                text::parse_f64(&bytes).ok_or_else(|| RdbError::Invalid {
+                    offset: at,
+                    reason: format!("key `{}`: zset score is not a number", super::error::display_key(key)),
+                })?
+            }
+        };
+        out.push((member, score));
+    }
+    Ok(out)
+}
+
+/// Type 5: members with 8-byte little-endian binary scores.
+fn read_zset_binary_scores<R: BufRead>(src: &mut Source<R>) -> Result<Vec<(Bytes, f64)>, RdbError> {
+    let count = src.read_len("zset length")?;
+    let mut out = Vec::with_capacity(capacity(count));
+    for _ in 0..count {
+        let member = src.read_string("zset member")?;
+        let score = f64::from_le_bytes(src.read_array("zset score")?);
+        out.push((member, score));
+    }
+    Ok(out)
+}
+
+/// (member, score) pairs from a listpack or ziplist, scores stored as integers or text.
+pub(crate) fn zset_pairs<'a>(mut items: impl Packed<'a>) -> Result<Vec<(Bytes, f64)>, PackError> {
+    let mut out = Vec::with_capacity(items.capacity_hint() / 2);
+    while let Some(member) = items.next_item()? {
+        let at = items.position();
+        let score = items.expect_item("zset member without a score")?;
+        let score = score.as_f64().ok_or(PackError::new(at, "zset score is not a number"))?;
+        out.push((member.to_bytes(), score));
+    }
+    Ok(out)
+}
+
+fn zset_from_listpack(data: &[u8]) -> Result<Vec<(Bytes, f64)>, PackError> {
+    zset_pairs(Listpack::new(data)?)
+}
+
+fn zset_from_ziplist(data: &[u8]) -> Result<Vec<(Bytes, f64)>, PackError> {
+    zset_pairs(Ziplist::new(data)?)
+}
+
+/// Type 14 (Redis 3.2–6.2): nodes, each a ziplist of elements.
+fn read_quicklist<R: BufRead>(src: &mut Source<R>, key: &[u8]) -> Result<Vec<Bytes>, RdbError> {
+    let nodes = src.read_len("quicklist node count")?;
+    let mut out = Vec::new();
+    for _ in 0..nodes {
+        packed(src, key, "ziplist of quicklist node", |data| {
+            let mut zl = Ziplist::new(data)?;
+            out.reserve(zl.capacity_hint());
+            while let Some(item) = zl.next_item()? {
+                out.push(item.to_bytes());
+            }
+            Ok(())
+        })?;
+    }
+    Ok(out)
+}
+
+const CONTAINER_PLAIN: u64 = 1;
+const CONTAINER_PACKED: u64 = 2;
+
+/// Type 18 (Redis ≥ 7): nodes, each a listpack of elements or one plain (large) element.
+fn read_quicklist2<R: BufRead>(src: &mut Source<R>, key: &[u8]) -> Result<Vec<Bytes>, RdbError> {
+    let nodes = src.read_len("quicklist node count")?;
+    let mut out = Vec::new();
+    for _ in 0..nodes {
+        let at = src.offset();
+        match src.read_len("quicklist container")? {
+            CONTAINER_PLAIN => out.push(src.read_string("quicklist plain node")?),
+            CONTAINER_PACKED => packed(src, key, "listpack of quicklist node", |data| {
+                let mut lp = Listpack::new(data)?;
+                out.reserve(lp.capacity_hint());
+                while let Some(item) = lp.next_item()? {
+                    out.push(item.to_bytes());
+                }
+                Ok(())
+            })?,
+            other => {
+                return Err(RdbError::Invalid {
+                    offset: at,
+                    reason: format!(
+                        "key `{}`: quicklist container {other} is neither 1 (plain) nor 2 (packed)",
+                        super::error::display_key(key)
+                    ),
+                })
+            }
+        }
+    }
+    Ok(out)
+}
