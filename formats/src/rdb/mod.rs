@@ -249,7 +249,7 @@ impl<R: BufRead> RdbReader<R> {
                 type_id => {
                     let key = self.src.read_string("key")?;
                     let expire_at_ms = self.pending_expire.take();
-                    if let Some(value) = value::read_value(&mut self.src, type_id, self.flavor, &key)? {
+                    if let Some(value) = value::read_value(&mut self.src, at, type_id, self.flavor, &key)? {
                         return Ok(Some(Record::Entry(Entry { db: self.db, key, value, expire_at_ms })));
                     }
                 }

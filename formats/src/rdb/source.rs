@@ -236,7 +236,7 @@ mod tests {
         assert_eq!(src.read_bytes(10, "c").unwrap(), (5..15).collect::<Vec<u8>>());
         let sum = src.with_bytes(5, "d", |b| b.iter().map(|&x| u32::from(x)).sum::<u32>()).unwrap();
         assert_eq!(sum, 15 + 16 + 17 + 18 + 19);
-        src.skip(980, "e").unwrap();
+        assert_eq!(src.read_bytes(980, "e").unwrap().len(), 980);
         assert_eq!(src.offset(), 1000);
         assert!(matches!(src.read_u8("f"), Err(RdbError::Truncated { offset: 1000, .. })));
         let mut want = Crc64::new();

@@ -21,14 +21,15 @@ pub(crate) fn capacity(count: u64) -> usize {
     count.min(4096) as usize
 }
 
-/// Reads the value of type `type_id` for `key`. `Ok(None)` for an empty collection.
+/// Reads the value of type `type_id` for `key`, whose record starts (at its type byte) at
+/// `record_at`. `Ok(None)` for an empty collection.
 pub(crate) fn read_value<R: BufRead>(
     src: &mut Source<R>,
+    record_at: u64,
     type_id: u8,
     flavor: Flavor,
     key: &[u8],
 ) -> Result<Option<Value>, RdbError> {
-    let at = src.offset();
     let value = match type_id {
         0 => Value::String(src.read_string("string value")?),
         1 => Value::List(read_strings(src, "list element")?),
@@ -39,7 +40,7 @@ pub(crate) fn read_value<R: BufRead>(
         6 | 7 => {
             let id = src.read_len("module id")?;
             return Err(RdbError::Module {
-                offset: at,
+                offset: record_at,
                 key: String::from_utf8_lossy(key).into_owned(),
                 module: module::module_name(id),
             });
@@ -54,7 +55,7 @@ pub(crate) fn read_value<R: BufRead>(
         20 => Value::Set(packed(src, key, "listpack of set", listpack::elements)?),
         _ => {
             return Err(RdbError::Invalid {
-                offset: at.saturating_sub(1),
+                offset: record_at,
                 reason: format!("key `{}`: unknown value type {type_id}", super::error::display_key(key)),
             })
         }
