@@ -1,2 +1,44 @@
-//! aofvault: TODO crate map
+//! aofvault — a sidecar backup agent for Redis-protocol servers (kevy, Redis, Valkey).
+//!
+//! The parts, and how data flows between them:
+//!
+//! - [`source`] finds the server's files and follows each shard's AOF as a logical stream,
+//!   saying when continuity is lost (rewrite, `SAVE`, new base) and pinning the files a new
+//!   chain starts from.
+//! - [`ship`] runs one tailer per shard: it reads the stream, cuts it at safe points into
+//!   segments of whole commands and stores them; [`snapshot`] publishes manifests naming, per
+//!   shard, a chain's base and segments up to a cut.
+//! - [`repo`] is the repository: object names ([`repo::keys`]), payload codec, the lease, typed
+//!   create-only writes and checked reads over `object_store`.
+//! - [`daemon`] ties them together for `aofvault run`, with [`compact`] (the `BGREWRITEAOF`
+//!   trigger), [`schedule`] (snapshots, verify, prune, drift checks on the agent's own clock),
+//!   [`metrics`], [`status_file`] and sd_notify ([`notify`]).
+//! - [`restore`], [`verify`], [`prune`], [`drift`], [`list`] read the repository back.
+//! - [`inspect`] decodes a server file with the `aofvault-formats` crate.
+//! - [`cli`], [`settings`], [`logging`], [`exit`], [`config_cmd`] are the command-line surface;
+//!   `main.rs` only parses, sets up logging and the runtime, and maps errors to exit codes.
+
 pub mod cli;
+pub mod commands;
+pub mod compact;
+pub mod config_cmd;
+pub mod context;
+pub mod daemon;
+pub mod drift;
+pub mod exit;
+pub mod inspect;
+pub mod list;
+pub mod logging;
+pub mod metrics;
+pub mod notify;
+pub mod prune;
+pub mod repo;
+pub mod restore;
+pub mod schedule;
+pub mod server;
+pub mod settings;
+pub mod ship;
+pub mod snapshot;
+pub mod source;
+pub mod status_file;
+pub mod verify;

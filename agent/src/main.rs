@@ -1,1 +1,50 @@
-fn main() {}
+//! The `aofvault` binary: parses the command line, loads the configuration, sets up logging
+//! and the runtime, runs the command, and maps errors to the exit codes documented in
+//! `aofvault::exit`.
+
+use std::process::ExitCode;
+
+use aofvault::cli::{Cli, Command, ConfigCommand};
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // Commands that need no configuration file.
+    let needs_config = !matches!(
+        cli.command,
+        Command::Inspect(_) | Command::Config(_) | Command::Completions(_) | Command::Man
+    );
+    let require_source = matches!(cli.command, Command::Run(_) | Command::Backup(_));
+    let cfg = if needs_config {
+        match aofvault::settings::load(&cli.global, require_source) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                eprintln!("aofvault: {e:#}");
+                return ExitCode::from(aofvault::exit::USAGE);
+            }
+        }
+    } else {
+        None
+    };
+    let log = cfg.as_ref().map(|c| c.log.clone()).unwrap_or_default();
+    if !matches!(cli.command, Command::Config(ConfigCommand::Example) | Command::Completions(_) | Command::Man) {
+        if let Err(e) = aofvault::logging::init(&log) {
+            eprintln!("aofvault: cannot set up logging: {e:#}");
+        }
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("aofvault: cannot start the runtime: {e}");
+            return ExitCode::from(aofvault::exit::ERROR);
+        }
+    };
+    match runtime.block_on(aofvault::commands::dispatch(cli, cfg)) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            tracing::error!(error = %format!("{e:#}"), "failed");
+            eprintln!("aofvault: {e:#}");
+            ExitCode::from(aofvault::exit::code_for(&e))
+        }
+    }
+}

@@ -1,0 +1,117 @@
+//! The subcommands that drive the daemon's parts directly: `run`, `backup`, `status`; and the
+//! dispatcher every subcommand goes through.
+
+use std::io::Write;
+
+use anyhow::Context;
+use aofvault_config::Config;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::cli::{BackupArgs, Cli, Command, ConfigCommand, GlobalArgs, StatusArgs};
+use crate::context::open_repo;
+use crate::exit;
+
+/// Runs one parsed command line; returns the exit code.
+pub async fn dispatch(cli: Cli, cfg: Option<Config>) -> anyhow::Result<u8> {
+    let mut out = std::io::stdout().lock();
+    let need = |c: Option<Config>| c.context("no configuration");
+    match cli.command {
+        Command::Run(_) => run(cli.global.clone(), need(cfg)?).await.map(|_| exit::OK),
+        Command::Backup(a) => backup(&need(cfg)?, &a, &mut out).await,
+        Command::List(a) => crate::list::run(&need(cfg)?, &a, &mut out).await,
+        Command::Restore(a) => crate::restore::run(&need(cfg)?, &a).await,
+        Command::Verify(a) => crate::verify::run(&need(cfg)?, &a, &mut out).await,
+        Command::Prune(a) => crate::prune::run(&need(cfg)?, &a, &mut out).await,
+        Command::Status(a) => status(&need(cfg)?, &a, &mut out),
+        Command::Inspect(a) => crate::inspect::run(&a, &mut out).map(|_| exit::OK),
+        Command::Config(ConfigCommand::Check(a)) => crate::config_cmd::check(&cli.global, &a, &mut out),
+        Command::Config(ConfigCommand::Example) => crate::config_cmd::example(&mut out).map(|_| exit::OK),
+        Command::Completions(a) => crate::config_cmd::completions(a.shell, &mut out).map(|_| exit::OK),
+        Command::Man => crate::config_cmd::man(&mut out).map(|_| exit::OK),
+    }
+}
+
+/// `aofvault run`: the daemon, with SIGTERM/SIGINT → shutdown and SIGHUP → reload.
+pub async fn run(global: GlobalArgs, cfg: Config) -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let shutdown = CancellationToken::new();
+    let (hup_tx, hup_rx) = mpsc::channel(4);
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut hup = signal(SignalKind::hangup())?;
+    let token = shutdown.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = term.recv() => { tracing::info!("SIGTERM"); token.cancel(); }
+                _ = int.recv() => { tracing::info!("SIGINT"); token.cancel(); }
+                _ = hup.recv() => { tracing::info!("SIGHUP: reloading the configuration"); let _ = hup_tx.send(()).await; }
+            }
+        }
+    });
+    let reload: crate::daemon::Reload = Box::new(move || crate::settings::load(&global, true));
+    crate::daemon::run(cfg, shutdown, hup_rx, reload).await
+}
+
+/// `aofvault backup`: ship everything up to now and publish a snapshot, then exit.
+pub async fn backup(cfg: &Config, args: &BackupArgs, out: &mut dyn Write) -> anyhow::Result<u8> {
+    let manifest = crate::daemon::backup_once(cfg).await?;
+    if args.json {
+        serde_json::to_writer_pretty(&mut *out, &manifest)?;
+        writeln!(out)?;
+    } else {
+        let bytes: u64 = manifest.shards.iter().map(|s| s.end - s.stream_start).sum();
+        writeln!(out, "snapshot {} of instance {}: {} shard(s), {} AOF bytes after the bases", manifest.id, manifest.instance, manifest.shards.len(), bytes)?;
+    }
+    Ok(exit::OK)
+}
+
+/// `aofvault status`: what the running daemon last wrote to its status file.
+pub fn status(cfg: &Config, args: &StatusArgs, out: &mut dyn Write) -> anyhow::Result<u8> {
+    let instance = &cfg.repository.instance;
+    let doc = crate::status_file::read(&cfg.state.dir, instance).with_context(|| {
+        format!(
+            "no status for instance {instance} in {} (is `aofvault run` running with this state directory?)",
+            crate::status_file::path(&cfg.state.dir, instance).display()
+        )
+    })?;
+    let age_s = (chrono::Utc::now().timestamp_millis() - doc.written_ms) as f64 / 1000.0;
+    let running = std::path::Path::new(&format!("/proc/{}", doc.pid)).exists() && age_s < 10.0;
+    if args.json {
+        let mut v = serde_json::to_value(&doc)?;
+        v["running"] = serde_json::Value::Bool(running);
+        v["age_seconds"] = serde_json::json!(age_s);
+        serde_json::to_writer_pretty(&mut *out, &v)?;
+        writeln!(out)?;
+    } else {
+        let state = if running { "running".to_string() } else { format!("NOT RUNNING (last status {age_s:.0}s old)") };
+        writeln!(out, "instance {} → {}: {state}", doc.instance, doc.repository)?;
+        writeln!(out, "{:>5}  {:<10} {:<24} {:>14} {:>14} {:>12} {:>8}  last error", "shard", "state", "chain", "shipped", "on disk", "lag bytes", "lag s")?;
+        for s in &doc.shards {
+            writeln!(
+                out,
+                "{:>5}  {:<10} {:<24} {:>14} {:>14} {:>12} {:>8.1}  {}",
+                s.shard,
+                s.state,
+                s.chain.as_deref().unwrap_or("-"),
+                s.shipped_offset,
+                s.stream_len,
+                s.lag_bytes,
+                s.lag_seconds,
+                s.last_error.as_deref().unwrap_or("")
+            )?;
+        }
+        for r in &doc.schedules {
+            writeln!(out, "schedule {:<12} {:<16} next {}", r.job, r.schedule, r.next.as_deref().unwrap_or("-"))?;
+        }
+    }
+    Ok(if running { exit::OK } else { exit::ERROR })
+}
+
+/// Opens the repository for reading commands: unreachable and empty are different errors.
+pub async fn open_for_reading(cfg: &Config) -> anyhow::Result<crate::repo::Repo> {
+    let repo = open_repo(cfg)?;
+    repo.check_format().await?;
+    Ok(repo)
+}

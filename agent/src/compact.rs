@@ -1,0 +1,124 @@
+//! The growth trigger: when a shard's AOF has grown `rewrite_percentage` past its base (and is
+//! at least `rewrite_min_size`), ask the server for `BGREWRITEAOF` — the rule Redis and kevy
+//! use themselves — and let the follower ship the compacted file as a new chain.
+//!
+//! It does not fight the server: one rewrite at a time, a cool-down after each, nothing while
+//! the server is already rewriting or saving (including rewrites it started itself), and a
+//! failed command is logged, counted and tried again after the cool-down — never fatal.
+
+use std::time::{Duration, Instant};
+
+use aofvault_config::Config;
+
+use crate::server::Server;
+use crate::ship::status::{Counters, SharedRef};
+use crate::source::Layout;
+
+pub struct Compactor {
+    enabled: bool,
+    percentage: u64,
+    min_size: u64,
+    cooldown: Duration,
+    every: Duration,
+    last_check: Option<Instant>,
+    last_trigger: Option<Instant>,
+    in_flight: bool,
+}
+
+/// The rule: `(aof - base) * 100 / base >= percentage` and `aof >= min_size`.
+pub fn should_rewrite(aof_size: u64, base_size: u64, percentage: u64, min_size: u64) -> bool {
+    let base = base_size.max(1);
+    aof_size >= min_size && aof_size > base && (aof_size - base).saturating_mul(100) / base >= percentage
+}
+
+/// True when `INFO persistence` shows a rewrite or a save in progress.
+fn busy(info: &std::collections::HashMap<String, String>) -> bool {
+    ["aof_rewrite_in_progress", "rdb_bgsave_in_progress", "aof_rewrite_scheduled"]
+        .iter()
+        .any(|k| info.get(*k).is_some_and(|v| v.trim() == "1"))
+}
+
+impl Compactor {
+    pub fn new(cfg: &Config) -> Self {
+        Compactor {
+            enabled: cfg.compact.enabled && cfg.compact.rewrite_percentage > 0,
+            percentage: cfg.compact.rewrite_percentage,
+            min_size: cfg.compact.rewrite_min_size,
+            cooldown: cfg.compact.cooldown,
+            every: cfg.compact.check_interval,
+            last_check: None,
+            last_trigger: None,
+            in_flight: false,
+        }
+    }
+
+    /// Sizes (aof, base) per shard. Redis reports them in INFO; kevy does not, so they come from
+    /// the files: the stream grown since the chain began, over the chain's starting size.
+    fn sizes(info: &std::collections::HashMap<String, String>, layout: &Layout, shared: &SharedRef) -> Vec<(u64, u64)> {
+        let num = |k: &str| info.get(k).and_then(|v| v.trim().parse::<u64>().ok());
+        if let (Layout::RedisMultiPart { .. }, Some(cur), Some(base)) = (layout, num("aof_current_size"), num("aof_base_size")) {
+            return vec![(cur, base)];
+        }
+        shared.snapshot().iter().map(|s| (s.base_size + s.stream_len.saturating_sub(s.stream_start), s.base_size)).collect()
+    }
+
+    pub async fn tick(&mut self, server: &mut Server, layout: &Layout, shared: &SharedRef) {
+        if !self.enabled || self.last_check.is_some_and(|t| t.elapsed() < self.every) {
+            return;
+        }
+        self.last_check = Some(Instant::now());
+        let info = match server.info("persistence").await {
+            Ok(i) => i,
+            Err(e) => {
+                tracing::debug!(error = %format!("{e:#}"), "INFO persistence failed; compaction check skipped");
+                return;
+            }
+        };
+        if busy(&info) {
+            return;
+        }
+        if self.in_flight {
+            self.in_flight = false;
+            tracing::info!("rewrite finished");
+        }
+        if self.last_trigger.is_some_and(|t| t.elapsed() < self.cooldown) {
+            return;
+        }
+        let sizes = Self::sizes(&info, layout, shared);
+        let Some((shard, (aof, base))) = sizes
+            .iter()
+            .enumerate()
+            .find(|(_, (aof, base))| should_rewrite(*aof, *base, self.percentage, self.min_size))
+        else {
+            return;
+        };
+        tracing::info!(shard, aof_size = aof, base_size = base, percentage = self.percentage, "AOF grew past the threshold; asking for BGREWRITEAOF");
+        self.last_trigger = Some(Instant::now());
+        match server.bgrewriteaof().await {
+            Ok(reply) => {
+                self.in_flight = true;
+                Counters::add(&shared.counters.rewrites_triggered, 1);
+                tracing::info!(%reply, "BGREWRITEAOF accepted");
+            }
+            Err(e) => {
+                Counters::add(&shared.counters.rewrites_failed, 1);
+                tracing::warn!(error = %format!("{e:#}"), retry_after = ?self.cooldown, "BGREWRITEAOF failed");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::should_rewrite;
+
+    #[test]
+    fn the_rule_matches_redis() {
+        assert!(!should_rewrite(100, 100, 100, 0));
+        assert!(should_rewrite(200, 100, 100, 0));
+        assert!(!should_rewrite(199, 100, 100, 0));
+        assert!(!should_rewrite(200, 100, 100, 201), "below the minimum size");
+        assert!(should_rewrite(150, 100, 50, 0));
+        assert!(should_rewrite(10, 0, 100, 0), "an empty base counts as one byte");
+    }
+}

@@ -1,0 +1,148 @@
+//! Every object name in a repository, as pure functions — the only place that builds or parses
+//! them. A listing alone rebuilds the order of everything: chain ids sort by creation time, and a
+//! segment's name carries its byte range, the time the agent saw it and its checksum.
+//!
+//! ```text
+//! <prefix>/aofvault.json                                     format marker
+//! <prefix>/instances/<instance>/lease.json                   the single writer's lease
+//! <prefix>/instances/<instance>/snapshots/<id>.json          snapshot manifests
+//! <prefix>/instances/<instance>/shards/<shard:04>/chains/<chain>/chain.json
+//! <prefix>/instances/<instance>/shards/<shard:04>/chains/<chain>/base-<n>.<codec>
+//! <prefix>/instances/<instance>/shards/<shard:04>/chains/<chain>/seg-<start:016x>-<end:016x>-<t0>-<t1>-<crc:08x>.<codec>
+//! ```
+
+use std::fmt;
+
+use aofvault_formats::vault::SegmentRef;
+
+/// How an object's payload is stored: the file extension says which.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Codec {
+    /// zstd, with the frame checksum on.
+    Zstd,
+    /// Stored as is.
+    Raw,
+}
+
+impl Codec {
+    pub fn ext(self) -> &'static str {
+        match self {
+            Codec::Zstd => "zst",
+            Codec::Raw => "raw",
+        }
+    }
+    pub fn from_name(name: &str) -> Option<Codec> {
+        if name.ends_with(".zst") {
+            Some(Codec::Zstd)
+        } else if name.ends_with(".raw") {
+            Some(Codec::Raw)
+        } else {
+            None
+        }
+    }
+}
+
+/// A shard number, as it appears in object names (`0007`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ShardId(pub u32);
+
+impl fmt::Display for ShardId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:04}", self.0)
+    }
+}
+
+pub const FORMAT_MARKER: &str = "aofvault.json";
+
+pub fn instances_prefix() -> String {
+    "instances/".into()
+}
+
+pub fn instance_prefix(instance: &str) -> String {
+    format!("instances/{instance}/")
+}
+
+pub fn lease(instance: &str) -> String {
+    format!("instances/{instance}/lease.json")
+}
+
+pub fn snapshots_prefix(instance: &str) -> String {
+    format!("instances/{instance}/snapshots/")
+}
+
+pub fn snapshot(instance: &str, id: &str) -> String {
+    format!("instances/{instance}/snapshots/{id}.json")
+}
+
+pub fn chains_prefix(instance: &str, shard: ShardId) -> String {
+    format!("instances/{instance}/shards/{shard}/chains/")
+}
+
+pub fn chain_dir(instance: &str, shard: ShardId, chain: &str) -> String {
+    format!("instances/{instance}/shards/{shard}/chains/{chain}/")
+}
+
+pub fn chain_head(instance: &str, shard: ShardId, chain: &str) -> String {
+    format!("{}chain.json", chain_dir(instance, shard, chain))
+}
+
+/// Relative name (inside the chain folder) of base part `n`.
+pub fn base_object(n: usize, codec: Codec) -> String {
+    format!("base-{n}.{}", codec.ext())
+}
+
+/// Relative name of a segment.
+pub fn segment_object(start: u64, end: u64, first_ms: i64, last_ms: i64, crc: u32, codec: Codec) -> String {
+    format!("seg-{start:016x}-{end:016x}-{first_ms}-{last_ms}-{crc:08x}.{}", codec.ext())
+}
+
+/// Parses a segment's relative name back into its reference.
+pub fn parse_segment(name: &str) -> Option<SegmentRef> {
+    Codec::from_name(name)?;
+    let stem = name.strip_prefix("seg-")?.rsplit_once('.')?.0;
+    let mut parts = stem.split('-');
+    let start = u64::from_str_radix(parts.next()?, 16).ok()?;
+    let end = u64::from_str_radix(parts.next()?, 16).ok()?;
+    let first_seen_ms = parts.next()?.parse().ok()?;
+    let last_seen_ms = parts.next()?.parse().ok()?;
+    let crc32c = u32::from_str_radix(parts.next()?, 16).ok()?;
+    if parts.next().is_some() || end <= start {
+        return None;
+    }
+    Some(SegmentRef { start, end, object: name.to_string(), crc32c, first_seen_ms, last_seen_ms })
+}
+
+/// A new chain id: creation time (ms, zero-padded so ids sort by time) and 32 random bits.
+pub fn new_chain_id(now_ms: i64) -> String {
+    format!("{now_ms:013}-{:08x}", rand::random::<u32>())
+}
+
+/// A new snapshot id: UTC time to the millisecond, then 16 random bits (`20261126T231500123Z-ab12`).
+pub fn new_snapshot_id(now: chrono::DateTime<chrono::Utc>) -> String {
+    format!("{}-{:04x}", now.format("%Y%m%dT%H%M%S%3fZ"), rand::random::<u16>())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn segment_names_round_trip_and_sort() {
+        let a = segment_object(9, 4096, 1_700_000_000_000, 1_700_000_000_900, 0xdeadbeef, Codec::Zstd);
+        let b = segment_object(4096, 70000, 1_700_000_001_000, 1_700_000_001_000, 1, Codec::Raw);
+        assert!(a < b, "names sort by offset");
+        let r = parse_segment(&a).unwrap();
+        assert_eq!((r.start, r.end, r.crc32c, r.first_seen_ms), (9, 4096, 0xdeadbeef, 1_700_000_000_000));
+        assert_eq!(parse_segment(&b).unwrap().end, 70000);
+        assert!(parse_segment("seg-zz.zst").is_none());
+        assert!(parse_segment("chain.json").is_none());
+    }
+
+    #[test]
+    fn ids_are_plain_names() {
+        let id = new_snapshot_id(chrono::Utc::now());
+        aofvault_formats::vault::check_name("id", &id).unwrap();
+        aofvault_formats::vault::check_name("chain", &new_chain_id(1)).unwrap();
+    }
+}

@@ -1,0 +1,139 @@
+//! The daemon's own clock for periodic jobs — snapshots, verification, pruning, drift checks —
+//! with no cron.
+//!
+//! The time of each job's last run is kept in the state directory. On start, a job whose next
+//! run (after its last run) has already passed is due at once — once, however many runs were
+//! missed — and is then scheduled from now.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use aofvault_config::{Config, Schedule};
+use chrono::{DateTime, Utc};
+
+use crate::repo::Repo;
+use crate::status_file::NextRun;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Job {
+    Snapshot,
+    Verify,
+    Prune,
+    DriftCheck,
+}
+
+impl Job {
+    pub fn name(self) -> &'static str {
+        match self {
+            Job::Snapshot => "snapshot",
+            Job::Verify => "verify",
+            Job::Prune => "prune",
+            Job::DriftCheck => "drift_check",
+        }
+    }
+}
+
+struct Entry {
+    job: Job,
+    schedule: Schedule,
+    next: Option<DateTime<Utc>>,
+    last: Option<DateTime<Utc>>,
+}
+
+pub struct Runner {
+    entries: Vec<Entry>,
+    path: PathBuf,
+}
+
+fn load(path: &Path) -> BTreeMap<String, i64> {
+    std::fs::read(path).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default()
+}
+
+impl Runner {
+    pub fn new(cfg: &Config, state_dir: &Path, instance: &str) -> Runner {
+        Self::with_clock(cfg, state_dir, instance, Utc::now())
+    }
+
+    pub fn with_clock(cfg: &Config, state_dir: &Path, instance: &str, now: DateTime<Utc>) -> Runner {
+        let path = state_dir.join(format!("schedule-{instance}.json"));
+        let last_runs = load(&path);
+        let s = &cfg.schedule;
+        let mut entries = Vec::new();
+        for (job, sched) in [
+            (Job::Snapshot, &s.snapshot),
+            (Job::Verify, &s.verify),
+            (Job::Prune, &s.prune),
+            (Job::DriftCheck, &s.drift_check),
+        ] {
+            let Some(schedule) = sched.clone() else { continue };
+            let last = last_runs.get(job.name()).and_then(|ms| DateTime::<Utc>::from_timestamp_millis(*ms));
+            // Missed runs collapse into one: the first run after the last one, if already past,
+            // is due now; otherwise the schedule goes on from its last run.
+            let next = match last {
+                Some(l) => schedule.next_after(l),
+                None => schedule.next_after(now),
+            };
+            entries.push(Entry { job, schedule, next, last });
+        }
+        Runner { entries, path }
+    }
+
+    /// Jobs due now.
+    pub fn due(&self) -> Vec<Job> {
+        self.due_at(Utc::now())
+    }
+
+    pub fn due_at(&self, now: DateTime<Utc>) -> Vec<Job> {
+        self.entries.iter().filter(|e| e.next.is_some_and(|n| n <= now)).map(|e| e.job).collect()
+    }
+
+    /// Records a run of `job` now and schedules the next one.
+    pub fn done(&mut self, job: Job) {
+        self.done_at(job, Utc::now())
+    }
+
+    pub fn done_at(&mut self, job: Job, now: DateTime<Utc>) {
+        for e in self.entries.iter_mut().filter(|e| e.job == job) {
+            e.last = Some(now);
+            e.next = e.schedule.next_after(now);
+        }
+        let map: BTreeMap<String, i64> = self
+            .entries
+            .iter()
+            .filter_map(|e| e.last.map(|l| (e.job.name().to_string(), l.timestamp_millis())))
+            .collect();
+        if let Ok(json) = serde_json::to_vec_pretty(&map) {
+            if let Err(e) = crate::status_file::write_atomic(&self.path, &json) {
+                tracing::warn!(error = %e, path = %self.path.display(), "cannot record the schedule state");
+            }
+        }
+    }
+
+    pub fn next_runs(&self) -> Vec<NextRun> {
+        self.entries
+            .iter()
+            .map(|e| NextRun {
+                job: e.job.name().to_string(),
+                schedule: e.schedule.to_string(),
+                next: e.next.map(|n| n.to_rfc3339()),
+                last: e.last.map(|n| n.to_rfc3339()),
+            })
+            .collect()
+    }
+}
+
+/// Runs a scheduled job other than the snapshot (which the daemon publishes itself). Failures
+/// are logged and counted, never fatal to the daemon.
+pub async fn run_job(job: Job, cfg: &Config, repo: &Repo, instance: &str) {
+    tracing::info!(job = job.name(), "scheduled job starting");
+    let result = match job {
+        Job::Snapshot => Ok(()),
+        Job::Verify => crate::verify::scheduled(repo, instance).await,
+        Job::Prune => crate::prune::scheduled(cfg, repo, instance).await,
+        Job::DriftCheck => crate::drift::scheduled(cfg, repo, instance).await,
+    };
+    match result {
+        Ok(()) => tracing::info!(job = job.name(), "scheduled job done"),
+        Err(e) => tracing::error!(job = job.name(), error = %format!("{e:#}"), "scheduled job failed"),
+    }
+}

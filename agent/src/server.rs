@@ -1,0 +1,88 @@
+//! Talking to the server (the `redis` crate): `INFO`, `CONFIG GET`, `BGREWRITEAOF`, with the
+//! configured credentials, TLS and timeouts.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use anyhow::Context;
+use aofvault_config::Config;
+use redis::aio::MultiplexedConnection;
+
+/// A connection to the followed server.
+pub struct Server {
+    conn: MultiplexedConnection,
+    url: String,
+    timeout: Duration,
+}
+
+/// The URL without credentials, for messages.
+pub fn display_url(url: &url::Url) -> String {
+    let mut u = url.clone();
+    let _ = u.set_password(None);
+    let _ = u.set_username("");
+    u.to_string()
+}
+
+impl Server {
+    /// Connects to `source.url` (None when no server is configured).
+    pub async fn connect(cfg: &Config) -> anyhow::Result<Option<Server>> {
+        let Some(url) = &cfg.source.url else { return Ok(None) };
+        let mut u = url.clone();
+        if let Some(user) = &cfg.source.username {
+            let _ = u.set_username(user);
+        }
+        if let Some(pw) = &cfg.source.password {
+            let _ = u.set_password(Some(pw.expose()));
+        }
+        let shown = display_url(url);
+        let client = redis::Client::open(u.as_str()).with_context(|| format!("invalid server URL {shown}"))?;
+        let conn = tokio::time::timeout(cfg.source.connect_timeout, client.get_multiplexed_async_connection())
+            .await
+            .with_context(|| format!("connecting to {shown} timed out"))?
+            .with_context(|| format!("cannot connect to {shown}"))?;
+        Ok(Some(Server { conn, url: shown, timeout: cfg.source.command_timeout }))
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    async fn cmd<T: redis::FromRedisValue>(&mut self, cmd: redis::Cmd) -> anyhow::Result<T> {
+        let fut = cmd.query_async::<T>(&mut self.conn);
+        tokio::time::timeout(self.timeout, fut)
+            .await
+            .with_context(|| format!("{} did not answer within {:?}", self.url, self.timeout))?
+            .with_context(|| format!("command to {} failed", self.url))
+    }
+
+    /// `INFO <section>` as key → value.
+    pub async fn info(&mut self, section: &str) -> anyhow::Result<HashMap<String, String>> {
+        let text: String = self.cmd(redis::cmd("INFO").arg(section).clone()).await?;
+        Ok(parse_info(&text))
+    }
+
+    /// `CONFIG GET name` (None when the server does not know it).
+    pub async fn config_get(&mut self, name: &str) -> anyhow::Result<Option<String>> {
+        let v: Vec<String> = self.cmd(redis::cmd("CONFIG").arg("GET").arg(name).clone()).await.unwrap_or_default();
+        Ok(v.get(1).cloned())
+    }
+
+    pub async fn bgrewriteaof(&mut self) -> anyhow::Result<String> {
+        self.cmd(redis::cmd("BGREWRITEAOF")).await
+    }
+
+    /// `redis_version` (Redis/Valkey) or `kevy_version`, when INFO says.
+    pub async fn version(&mut self) -> Option<String> {
+        let info = self.info("server").await.ok()?;
+        info.get("redis_version").or_else(|| info.get("kevy_version")).or_else(|| info.get("valkey_version")).cloned()
+    }
+}
+
+/// Parses INFO text: `key:value` lines, `#` comments.
+pub fn parse_info(text: &str) -> HashMap<String, String> {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.trim_end_matches('\r').split_once(':'))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}

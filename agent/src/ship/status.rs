@@ -1,0 +1,87 @@
+//! What the agent knows about itself, shared by the shippers, `status`, `/metrics` and sd_notify.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use serde::{Deserialize, Serialize};
+
+/// One shard, as `status --json` prints it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct ShardStatus {
+    pub shard: u32,
+    pub file: String,
+    /// following | waiting | missing | retrying | stopped
+    pub state: String,
+    pub chain: Option<String>,
+    pub chain_started_ms: Option<i64>,
+    /// Logical offset up to which the stream is in the repository.
+    pub shipped_offset: u64,
+    /// Logical length of the stream on disk.
+    pub stream_len: u64,
+    pub lag_bytes: u64,
+    pub lag_seconds: f64,
+    pub last_upload_ms: Option<i64>,
+    pub last_error: Option<String>,
+    pub segments_shipped: u64,
+    pub bytes_shipped: u64,
+    pub chains_started: u64,
+    /// Size of the chain's base plus its stream at the start: the compaction rule's base size.
+    pub base_size: u64,
+    /// Stream length when the chain was taken up (growth is measured from there).
+    pub stream_start: u64,
+}
+
+/// Counters for `/metrics`.
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub bytes_shipped: AtomicU64,
+    pub bytes_stored: AtomicU64,
+    pub objects_shipped: AtomicU64,
+    pub upload_retries: AtomicU64,
+    pub upload_errors: AtomicU64,
+    pub upload_micros_total: AtomicU64,
+    pub uploads_total: AtomicU64,
+    pub rewrites_triggered: AtomicU64,
+    pub rewrites_failed: AtomicU64,
+    pub snapshots_published: AtomicU64,
+    pub last_snapshot_ms: AtomicU64,
+    pub drift_keys: AtomicU64,
+}
+
+impl Counters {
+    pub fn add(c: &AtomicU64, n: u64) {
+        c.fetch_add(n, Ordering::Relaxed);
+    }
+    pub fn get(c: &AtomicU64) -> u64 {
+        c.load(Ordering::Relaxed)
+    }
+}
+
+/// Everything shared: one entry per shard plus the counters.
+#[derive(Debug, Default)]
+pub struct Shared {
+    pub shards: Vec<Mutex<ShardStatus>>,
+    pub counters: Counters,
+}
+
+pub type SharedRef = Arc<Shared>;
+
+impl Shared {
+    pub fn new(shards: u32) -> SharedRef {
+        Arc::new(Shared {
+            shards: (0..shards).map(|i| Mutex::new(ShardStatus { shard: i, ..Default::default() })).collect(),
+            counters: Counters::default(),
+        })
+    }
+
+    pub fn update(&self, shard: u32, f: impl FnOnce(&mut ShardStatus)) {
+        if let Some(m) = self.shards.get(shard as usize) {
+            let mut s = m.lock().unwrap_or_else(|e| e.into_inner());
+            f(&mut s);
+        }
+    }
+
+    pub fn snapshot(&self) -> Vec<ShardStatus> {
+        self.shards.iter().map(|m| m.lock().unwrap_or_else(|e| e.into_inner()).clone()).collect()
+    }
+}

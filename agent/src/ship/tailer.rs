@@ -1,0 +1,439 @@
+//! One shard's shipping loop: wake on a file event, a poll tick or a due upload; check the
+//! files with the follower; read what is new; store whole commands up to the last safe cut.
+//!
+//! Invariants: the chain's segments are contiguous from `stream_start`; a segment is stored
+//! before `end` moves past it; a new chain is started only after the old one's pinned files
+//! were drained. Transient store errors keep the bytes in memory and retry with backoff (the
+//! lag grows and is reported); invalid AOF bytes stop the shard, naming file and offset.
+
+use std::time::{Duration, Instant};
+
+use aofvault_formats::aof::safe_prefix;
+use aofvault_formats::vault::{BasePart, ChainHead, ServerLayout, FORMAT_VERSION};
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+use super::backoff::Backoff;
+use super::status::{Counters, SharedRef};
+use super::Event;
+use crate::repo::{keys, Repo, RepoError, ShardId};
+use crate::source::{Check, Follower};
+
+/// Shipping settings.
+#[derive(Debug, Clone)]
+pub struct ShipSettings {
+    pub interval: Duration,
+    pub segment_max: usize,
+    pub poll: Duration,
+}
+
+/// Why a tailer stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum TailError {
+    #[error("shard {shard}: {file} holds invalid AOF bytes at offset {offset}: {reason}; nothing past offset {shipped} was shipped. Inspect it with `aofvault inspect {file}`; the server must repair or rewrite its AOF (BGREWRITEAOF) before this shard can ship again")]
+    Corrupt { shard: u32, file: String, offset: u64, reason: String, shipped: u64 },
+    #[error("shard {shard}: a single command or transaction in {file} exceeds {limit} bytes at offset {offset}")]
+    TooLarge { shard: u32, file: String, offset: u64, limit: usize },
+    #[error("shard {shard}: reading {file}: {source}")]
+    Io { shard: u32, file: String, source: std::io::Error },
+    #[error("shard {shard}: {source}")]
+    Repo { shard: u32, source: RepoError },
+}
+
+impl TailError {
+    fn transient(&self) -> bool {
+        match self {
+            TailError::Repo { source, .. } => source.is_transient(),
+            TailError::Io { source, .. } => source.kind() == std::io::ErrorKind::NotFound,
+            _ => false,
+        }
+    }
+}
+
+struct Open {
+    head: ChainHead,
+    /// Logical offset up to which the stream is stored.
+    end: u64,
+}
+
+pub struct Tailer {
+    pub shard: u32,
+    pub follower: Box<dyn Follower>,
+    pub repo: Repo,
+    pub instance: String,
+    pub layout: ServerLayout,
+    pub server_version: Option<String>,
+    pub settings: ShipSettings,
+    pub shared: SharedRef,
+    pub events: mpsc::Sender<Event>,
+    chain: Option<Open>,
+    pending: Vec<u8>,
+    seen: Option<(i64, i64)>,
+    last_ship: Instant,
+    limit: usize,
+    /// A new chain is owed (its start failed transiently): retried before anything else.
+    owed_chain: Option<String>,
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+impl Tailer {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        shard: u32,
+        follower: Box<dyn Follower>,
+        repo: Repo,
+        instance: String,
+        layout: ServerLayout,
+        server_version: Option<String>,
+        settings: ShipSettings,
+        shared: SharedRef,
+        events: mpsc::Sender<Event>,
+    ) -> Self {
+        let limit = settings.segment_max;
+        Tailer {
+            shard,
+            follower,
+            repo,
+            instance,
+            layout,
+            server_version,
+            settings,
+            shared,
+            events,
+            chain: None,
+            pending: Vec::new(),
+            seen: None,
+            last_ship: Instant::now(),
+            limit,
+            owed_chain: None,
+        }
+    }
+
+    fn io(&self, source: std::io::Error) -> TailError {
+        TailError::Io { shard: self.shard, file: self.follower.describe(), source }
+    }
+
+    fn repo_err(&self, source: RepoError) -> TailError {
+        TailError::Repo { shard: self.shard, source }
+    }
+
+    /// The loop. Returns when cancelled (after a final flush) or on a permanent error.
+    pub async fn run(mut self, cancel: CancellationToken, mut wake: watch::Receiver<u64>) -> Result<(), TailError> {
+        let file = self.follower.describe();
+        self.shared.update(self.shard, |s| s.file = file);
+        let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(30));
+        let mut delay = Duration::ZERO;
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => break,
+                _ = wake.changed() => {}
+                _ = tokio::time::sleep(delay) => {}
+            }
+            match self.step(false).await {
+                Ok(()) => {
+                    backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(30));
+                    self.shared.update(self.shard, |s| s.last_error = None);
+                    delay = self.next_wake();
+                }
+                Err(e) if e.transient() => {
+                    Counters::add(&self.shared.counters.upload_retries, 1);
+                    delay = backoff.next_delay();
+                    tracing::warn!(shard = self.shard, error = %e, retry_in = ?delay, "shipping is behind; will retry");
+                    let msg = e.to_string();
+                    self.shared.update(self.shard, |s| {
+                        s.state = "retrying".into();
+                        s.last_error = Some(msg);
+                    });
+                }
+                Err(e) => return self.stop(e).await,
+            }
+            self.report();
+        }
+        // Shutdown: store what is complete, within the daemon's deadline.
+        if self.chain.is_some() {
+            if let Err(e) = self.ship_available(true).await {
+                tracing::warn!(shard = self.shard, error = %e, "final flush failed; the next start continues from the repository");
+            }
+        }
+        self.shared.update(self.shard, |s| s.state = "stopped".into());
+        self.report();
+        Ok(())
+    }
+
+    async fn stop(&mut self, e: TailError) -> Result<(), TailError> {
+        tracing::error!(shard = self.shard, error = %e, "shard stopped");
+        let msg = e.to_string();
+        Counters::add(&self.shared.counters.upload_errors, 1);
+        self.shared.update(self.shard, |s| {
+            s.state = "stopped".into();
+            s.last_error = Some(msg.clone());
+        });
+        let _ = self.events.send(Event::Stopped { shard: self.shard, error: msg }).await;
+        Err(e)
+    }
+
+    /// When to look again without an event: at the due upload of pending bytes, or the poll tick.
+    fn next_wake(&self) -> Duration {
+        if self.pending.is_empty() {
+            self.settings.poll
+        } else {
+            self.settings.interval.saturating_sub(self.last_ship.elapsed()).max(Duration::from_millis(10))
+        }
+    }
+
+    /// One pass: set up the chain if needed, react to what the files show, ship.
+    pub async fn step(&mut self, force: bool) -> Result<(), TailError> {
+        if let Some(reason) = self.owed_chain.clone() {
+            self.start_chain(&reason).await?;
+        }
+        if self.chain.is_none() && !self.resume().await? {
+            match self.follower.check().map_err(|e| self.io(e))? {
+                Check::Missing(msg) => {
+                    self.set_state("missing", Some(msg));
+                    return Ok(());
+                }
+                Check::Wait(msg) => {
+                    self.set_state("waiting", Some(msg));
+                    return Ok(());
+                }
+                _ => self.start_chain("start").await?,
+            }
+        }
+        match self.follower.check().map_err(|e| self.io(e))? {
+            Check::Continue => {
+                self.set_state("following", None);
+                self.ship_available(force).await
+            }
+            Check::NewChain(reason) => {
+                self.ship_available(true).await?;
+                if !self.pending.is_empty() {
+                    tracing::warn!(
+                        shard = self.shard,
+                        bytes = self.pending.len(),
+                        "the replaced file ended inside a command; those bytes belong to no whole command and are dropped"
+                    );
+                }
+                self.start_chain(&reason).await
+            }
+            Check::Wait(msg) => {
+                self.set_state("waiting", Some(msg));
+                Ok(())
+            }
+            Check::Missing(msg) => {
+                self.set_state("missing", Some(msg));
+                Ok(())
+            }
+        }
+    }
+
+    fn set_state(&self, state: &str, note: Option<String>) {
+        let state = state.to_string();
+        self.shared.update(self.shard, |s| {
+            if s.state != state {
+                if let Some(n) = &note {
+                    tracing::info!(shard = s.shard, state = %state, "{n}");
+                }
+            }
+            s.state = state;
+        });
+    }
+
+    /// After a restart: continue the newest chain if the files are provably the same.
+    async fn resume(&mut self) -> Result<bool, TailError> {
+        let shard = ShardId(self.shard);
+        let ids = self.repo.chain_ids(&self.instance, shard).await.map_err(|e| self.repo_err(e))?;
+        for id in ids.iter().rev() {
+            let Some(head) = self.repo.chain_head(&self.instance, shard, id).await.map_err(|e| self.repo_err(e))?
+            else {
+                continue; // a chain whose head was never written: abandoned during its base upload
+            };
+            let segs = self.repo.segments(&self.instance, shard, id).await.map_err(|e| self.repo_err(e))?;
+            let mut end = head.stream_start;
+            let mut last = None;
+            for (seg, _) in &segs {
+                if seg.start != end {
+                    break;
+                }
+                end = seg.end;
+                last = Some(seg.clone());
+            }
+            let ok = self.follower.resume(&head, end, last.as_ref()).map_err(|e| self.io(e))?;
+            if ok {
+                tracing::info!(shard = self.shard, chain = %head.chain, offset = end, "continuing the chain in the repository");
+                self.install(head, end);
+                return Ok(true);
+            }
+            tracing::info!(shard = self.shard, chain = %head.chain, "the files changed since the last shipped chain; starting a new one");
+            return Ok(false);
+        }
+        Ok(false)
+    }
+
+    fn install(&mut self, head: ChainHead, end: u64) {
+        let (chain, started) = (head.chain.clone(), head.created_ms);
+        // The compaction rule's base: the chain's base files plus the stream as it stands now.
+        let stream_start = self.follower.stream_len().max(end);
+        let base_size = head.base.iter().map(|b| b.size).sum::<u64>() + stream_start;
+        self.chain = Some(Open { head, end });
+        self.pending.clear();
+        self.seen = None;
+        self.shared.update(self.shard, |s| {
+            s.chain = Some(chain);
+            s.chain_started_ms = Some(started);
+            s.shipped_offset = end;
+            s.base_size = base_size;
+            s.stream_start = stream_start;
+        });
+    }
+
+    /// Pins the follower's files, stores the base, then the head: the chain exists from then on.
+    async fn start_chain(&mut self, reason: &str) -> Result<(), TailError> {
+        // Until the new head is stored, the old chain must not be read on: the follower has
+        // already pinned the new files.
+        self.owed_chain = Some(reason.to_string());
+        let start = self.follower.start_chain(reason).map_err(|e| self.io(e))?;
+        let created_ms = now_ms();
+        let chain = keys::new_chain_id(created_ms);
+        let shard = ShardId(self.shard);
+        let dir = keys::chain_dir(&self.instance, shard, &chain);
+        let mut base = Vec::new();
+        for (n, part) in start.base.into_iter().enumerate() {
+            let object = keys::base_object(n, self.repo.codec());
+            let key = format!("{dir}{object}");
+            let (size, crc32c) =
+                self.repo.put_file(&key, part.file, Some(part.len)).await.map_err(|e| self.repo_err(e))?;
+            Counters::add(&self.shared.counters.bytes_shipped, size);
+            base.push(BasePart { format: part.format, object, file_name: part.file_name, size, crc32c });
+        }
+        let head = ChainHead {
+            format_version: FORMAT_VERSION,
+            instance: self.instance.clone(),
+            shard: self.shard,
+            chain,
+            created_ms,
+            layout: self.layout.clone(),
+            server_version: self.server_version.clone(),
+            base,
+            stream_start: start.stream_start,
+            reason: reason.to_string(),
+            source_identity: start.identity,
+        };
+        self.repo.put_chain_head(&head).await.map_err(|e| self.repo_err(e))?;
+        tracing::info!(shard = self.shard, chain = %head.chain, reason, base_parts = head.base.len(), "new chain");
+        self.shared.update(self.shard, |s| s.chains_started += 1);
+        let _ = self
+            .events
+            .send(Event::ChainStarted { shard: self.shard, head: Box::new(head.clone()), reason: reason.to_string() })
+            .await;
+        self.install(head, start.stream_start);
+        self.owed_chain = None;
+        Ok(())
+    }
+
+    /// Reads what is new and stores whole commands: every `interval` (RPO), when a segment is
+    /// full, or at once when `force` (drain before a new chain, shutdown).
+    async fn ship_available(&mut self, force: bool) -> Result<(), TailError> {
+        loop {
+            if self.owed_chain.is_some() {
+                return Ok(());
+            }
+            let Some(open) = self.chain.as_ref() else { return Ok(()) };
+            let at = open.end + self.pending.len() as u64;
+            let room = self.limit.saturating_sub(self.pending.len());
+            let data = if room > 0 { self.follower.read(at, room).map_err(|e| self.io(e))? } else { Vec::new() };
+            let got = data.len();
+            if got > 0 {
+                let now = now_ms();
+                self.seen = Some(self.seen.map_or((now, now), |(first, _)| (first, now)));
+                self.pending.extend_from_slice(&data);
+            }
+            if self.pending.is_empty() {
+                return Ok(());
+            }
+            let start = open.end;
+            let safe = safe_prefix(&self.pending, start).map_err(|e| {
+                let aofvault_formats::aof::AofError::Invalid { offset, reason } = e;
+                TailError::Corrupt { shard: self.shard, file: self.follower.describe(), offset, reason, shipped: start }
+            })?;
+            if safe.len == 0 {
+                if self.pending.len() >= self.limit {
+                    // One command (or transaction) is bigger than a segment: allow it, up to 32×.
+                    if self.limit >= self.settings.segment_max * 32 {
+                        return Err(TailError::TooLarge {
+                            shard: self.shard,
+                            file: self.follower.describe(),
+                            offset: start,
+                            limit: self.limit,
+                        });
+                    }
+                    self.limit *= 2;
+                    continue;
+                }
+                return Ok(());
+            }
+            let full = self.pending.len() >= self.limit;
+            if !(force || full || self.last_ship.elapsed() >= self.settings.interval) {
+                return Ok(());
+            }
+            let seen = self.seen.unwrap_or((now_ms(), now_ms()));
+            let t0 = Instant::now();
+            let seg = self
+                .repo
+                .put_segment(&self.instance, ShardId(self.shard), &self.chain_id(), start, &self.pending[..safe.len], seen)
+                .await
+                .map_err(|e| self.repo_err(e))?;
+            let c = &self.shared.counters;
+            Counters::add(&c.upload_micros_total, t0.elapsed().as_micros() as u64);
+            Counters::add(&c.uploads_total, 1);
+            Counters::add(&c.objects_shipped, 1);
+            Counters::add(&c.bytes_shipped, safe.len as u64);
+            self.pending.drain(..safe.len);
+            self.seen = if self.pending.is_empty() { None } else { Some((seen.1, seen.1)) };
+            self.last_ship = Instant::now();
+            self.limit = self.settings.segment_max;
+            let end = seg.end;
+            if let Some(open) = self.chain.as_mut() {
+                open.end = end;
+            }
+            let len = safe.len as u64;
+            self.shared.update(self.shard, |s| {
+                s.shipped_offset = end;
+                s.last_upload_ms = Some(now_ms());
+                s.segments_shipped += 1;
+                s.bytes_shipped += len;
+            });
+            if got == 0 && !full && self.pending.is_empty() {
+                return Ok(());
+            }
+        }
+    }
+
+    /// The head of the chain being shipped, once there is one.
+    pub fn head(&self) -> Option<&ChainHead> {
+        self.chain.as_ref().map(|o| &o.head)
+    }
+
+    fn chain_id(&self) -> String {
+        self.chain.as_ref().map(|o| o.head.chain.clone()).unwrap_or_default()
+    }
+
+    /// Lag for `status`: bytes on disk not yet stored, and how long the oldest has waited.
+    fn report(&mut self) {
+        let len = self.follower.stream_len();
+        let end = self.chain.as_ref().map_or(0, |o| o.end);
+        let lag_bytes = len.saturating_sub(end);
+        let lag_seconds = match (lag_bytes, self.seen) {
+            (0, _) => 0.0,
+            (_, Some((first, _))) => (now_ms() - first).max(0) as f64 / 1000.0,
+            (_, None) => 0.0,
+        };
+        self.shared.update(self.shard, |s| {
+            s.stream_len = len;
+            s.lag_bytes = lag_bytes;
+            s.lag_seconds = lag_seconds;
+        });
+    }
+}

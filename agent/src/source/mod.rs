@@ -1,0 +1,186 @@
+//! The server's files: finding them ([`discover`]) and following one shard's AOF stream
+//! ([`Follower`], implemented for kevy in [`kevy`] and for Redis/Valkey ≥ 7 in [`redis`]).
+//!
+//! A follower turns a shard's changing files into a *logical stream*: a byte sequence that only
+//! grows for as long as continuity holds (kevy: one AOF file; Redis: the incr files of one base,
+//! concatenated). When continuity is lost — a rewrite, a `SAVE`, a new base, a truncation — it
+//! says so, and the shipper starts a new chain from the base files the follower pins. Pinning
+//! is by open descriptor: an open file keeps its bytes while the server renames or deletes it.
+
+pub mod kevy;
+pub mod redis;
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use aofvault_formats::vault::{BaseFormat, ChainHead, SegmentRef, ServerLayout};
+
+/// What the agent follows, as found on disk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Layout {
+    Kevy { dir: PathBuf, shards: u32 },
+    RedisMultiPart { aof_dir: PathBuf, aof_name: String },
+}
+
+impl Layout {
+    pub fn shards(&self) -> u32 {
+        match self {
+            Layout::Kevy { shards, .. } => *shards,
+            Layout::RedisMultiPart { .. } => 1,
+        }
+    }
+
+    /// The layout as recorded in the repository.
+    pub fn record(&self) -> ServerLayout {
+        match self {
+            Layout::Kevy { dir, shards } => ServerLayout::Kevy {
+                shards: *shards,
+                shards_meta: std::fs::read_to_string(dir.join("shards.meta")).ok(),
+            },
+            Layout::RedisMultiPart { aof_dir, aof_name } => ServerLayout::RedisMultiPart {
+                aof_name: aof_name.clone(),
+                aof_dir: aof_dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+            },
+        }
+    }
+
+    pub fn follower(&self, shard: u32) -> Box<dyn Follower> {
+        match self {
+            Layout::Kevy { dir, .. } => Box::new(kevy::KevyFollower::new(dir, shard)),
+            Layout::RedisMultiPart { aof_dir, aof_name } => Box::new(redis::RedisFollower::new(aof_dir, aof_name)),
+        }
+    }
+}
+
+/// Which server kind to look for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Want {
+    Auto,
+    Kevy,
+    Redis,
+}
+
+/// Looks for a kevy data dir or a Redis ≥ 7 `appendonlydir` under `dir`. `Ok(None)` means
+/// nothing is there yet (the caller says "is appendonly enabled?" and keeps watching).
+pub fn discover(dir: &Path, want: Want, aof_dir_name: &str, aof_name: &str) -> anyhow::Result<Option<Layout>> {
+    let meta = std::fs::metadata(dir).with_context(|| format!("cannot read the source directory {}", dir.display()))?;
+    if !meta.is_dir() {
+        anyhow::bail!("source {} is not a directory", dir.display());
+    }
+    if want != Want::Redis {
+        let mut max_index: Option<u32> = None;
+        for entry in std::fs::read_dir(dir).with_context(|| format!("cannot list {}", dir.display()))? {
+            let name = entry?.file_name();
+            let name = name.to_string_lossy();
+            let idx = name
+                .strip_prefix("aof-")
+                .and_then(|r| r.strip_suffix(".aof"))
+                .or_else(|| name.strip_prefix("dump-").and_then(|r| r.strip_suffix(".rdb")))
+                .and_then(|n| n.parse::<u32>().ok());
+            if let Some(i) = idx {
+                max_index = Some(max_index.map_or(i, |m| m.max(i)));
+            }
+        }
+        let from_meta = std::fs::read_to_string(dir.join("shards.meta"))
+            .ok()
+            .and_then(|t| t.lines().next().and_then(|l| l.trim().parse::<u32>().ok()));
+        if let Some(shards) = from_meta.or(max_index.map(|m| m + 1)) {
+            if shards == 0 || shards > 4096 {
+                anyhow::bail!("{}: implausible kevy shard count {shards}", dir.display());
+            }
+            return Ok(Some(Layout::Kevy { dir: dir.to_path_buf(), shards }));
+        }
+    }
+    if want != Want::Kevy {
+        let aof_dir = dir.join(aof_dir_name);
+        if aof_dir.join(format!("{aof_name}.manifest")).exists() {
+            return Ok(Some(Layout::RedisMultiPart { aof_dir, aof_name: aof_name.to_string() }));
+        }
+        if dir.join(aof_name).is_file() {
+            anyhow::bail!(
+                "{} is a single-file AOF (Redis ≤ 6); this version of aofvault follows multi-part AOFs (Redis ≥ 7) and kevy",
+                dir.join(aof_name).display()
+            );
+        }
+    }
+    Ok(None)
+}
+
+/// A base file held open for upload.
+#[derive(Debug)]
+pub struct PinnedBase {
+    pub file: File,
+    pub file_name: String,
+    pub format: BaseFormat,
+    pub len: u64,
+}
+
+/// What a new chain starts from.
+#[derive(Debug)]
+pub struct ChainStart {
+    pub base: Vec<PinnedBase>,
+    pub stream_start: u64,
+    pub identity: String,
+}
+
+/// The follower's verdict on the current chain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Check {
+    /// Same files: read on.
+    Continue,
+    /// Continuity is lost: drain what the pinned files still hold, then start a new chain.
+    NewChain(String),
+    /// Something is half done (a `SAVE` between its snapshot and its AOF reset): do not read yet.
+    Wait(String),
+    /// The files are gone (server stopped, AOF off): keep the chain, wait.
+    Missing(String),
+}
+
+/// Follows one shard's files.
+pub trait Follower: Send {
+    /// Compares the files on disk with the pinned ones.
+    fn check(&mut self) -> std::io::Result<Check>;
+    /// Pins the files of a new chain and tells what its base is. `reason` is the last `NewChain`.
+    fn start_chain(&mut self, reason: &str) -> std::io::Result<ChainStart>;
+    /// After a restart: continue `head` at logical offset `end` only if the files are provably the
+    /// ones it followed and still hold the last shipped segment's bytes (`last`, checked by CRC).
+    fn resume(&mut self, head: &ChainHead, end: u64, last: Option<&SegmentRef>) -> std::io::Result<bool>;
+    /// Reads up to `max` bytes of the stream at logical offset `at` from the pinned files.
+    fn read(&mut self, at: u64, max: usize) -> std::io::Result<Vec<u8>>;
+    /// The stream's current length as the pinned files show it (for lag).
+    fn stream_len(&mut self) -> u64;
+    /// The file being followed, for messages.
+    fn describe(&self) -> String;
+}
+
+/// `dev:ino` of a file.
+pub fn identity_of(meta: &std::fs::Metadata) -> String {
+    use std::os::unix::fs::MetadataExt;
+    format!("{}:{}", meta.dev(), meta.ino())
+}
+
+/// Reads exactly `len` bytes at `offset` from `file` (short if the file is shorter).
+pub fn read_at(file: &File, offset: u64, len: usize) -> std::io::Result<Vec<u8>> {
+    use std::os::unix::fs::FileExt;
+    let mut buf = vec![0u8; len];
+    let mut got = 0;
+    while got < len {
+        let n = file.read_at(&mut buf[got..], offset + got as u64)?;
+        if n == 0 {
+            break;
+        }
+        got += n;
+    }
+    buf.truncate(got);
+    Ok(buf)
+}
+
+/// True when `file` holds, at `seg`'s range shifted by `shift` (file offset = logical − shift),
+/// exactly the bytes the segment's CRC records.
+pub fn holds_segment(file: &File, seg: &SegmentRef, shift: u64) -> std::io::Result<bool> {
+    let Some(offset) = seg.start.checked_sub(shift) else { return Ok(false) };
+    let len = (seg.end - seg.start) as usize;
+    let bytes = read_at(file, offset, len)?;
+    Ok(bytes.len() == len && crc32c::crc32c(&bytes) == seg.crc32c)
+}
