@@ -67,7 +67,8 @@ impl fmt::Display for ConfigError {
     }
 }
 
-/// Every mistake found in one pass over a configuration, in file order where known.
+/// Every mistake found in one pass over a configuration: keys the parser rejected first,
+/// then what validation found, section by section.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{}", render(.0))]
 pub struct ConfigErrors(pub Vec<ConfigError>);
@@ -116,6 +117,14 @@ impl Report {
     ) {
         self.errors
             .push(ConfigError::new(kind, path, value, message));
+    }
+
+    pub(crate) fn push_error(&mut self, error: ConfigError) {
+        self.errors.push(error);
+    }
+
+    pub(crate) fn into_errors(self) -> Vec<ConfigError> {
+        self.errors
     }
 
     /// `Ok(value)` when nothing was reported, else every error.

@@ -1,8 +1,9 @@
 //! aofvault's configuration: one TOML file, read in two stages.
 //!
 //! 1. [`parse`] reads the text into [`RawConfig`] ([`raw`]): serde types that mirror the file,
-//!    every field optional, unknown keys denied. It reports every unknown key and every value
-//!    of the wrong TOML type at once (only a TOML syntax error stops it early).
+//!    every field optional, unknown keys denied. Only a TOML syntax error fails here; every
+//!    unknown key and every value of the wrong TOML type is set aside, with its path, for
+//!    validation to report along with the rest.
 //! 2. [`RawConfig::validate`] ([`validate`]) turns the raw values into a [`Config`]
 //!    ([`model`]): durations and sizes parsed ([`units`]), schedules compiled ([`schedule`]),
 //!    URLs checked, secrets read from their files or the environment snapshot ([`Env`]) and

@@ -186,9 +186,10 @@ pub struct Metrics {
     pub listen: Option<SocketAddr>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
+    #[default]
     Text,
     Json,
 }
@@ -199,6 +200,16 @@ pub struct Log {
     /// An `EnvFilter` directive: `info`, or `warn,aofvault=debug`.
     pub level: String,
     pub format: LogFormat,
+}
+
+impl Default for Log {
+    /// `info`, text: what commands that read no configuration log with.
+    fn default() -> Self {
+        Log {
+            level: "info".to_string(),
+            format: LogFormat::Text,
+        }
+    }
 }
 
 /// `[state]`.

@@ -19,14 +19,15 @@ const VALUE_ECHO_MAX: usize = 80;
 
 /// Parses a config file's text. `origin` names the file in syntax error messages.
 ///
-/// Returns every unknown key and every value of the wrong TOML type at once; values of the
-/// right type are checked later by [`RawConfig::validate`].
+/// Fails only on a TOML syntax error. Unknown keys and values of the wrong TOML type are
+/// dropped and kept in [`RawConfig::rejected`]; [`RawConfig::validate`] reports them with
+/// everything else it finds, so that one run shows every mistake.
 pub fn parse(toml_text: &str, origin: &str) -> Result<RawConfig, ConfigErrors> {
     let table: Table = toml::from_str(toml_text)
         .map_err(|e| ConfigErrors::one(syntax_error(&e, toml_text, origin)))?;
     let mut report = Report::default();
     let clean = probe_table(&[], table, &mut report);
-    let raw = match Value::Table(clean).try_into::<RawConfig>() {
+    let mut raw = match Value::Table(clean).try_into::<RawConfig>() {
         Ok(raw) => raw,
         Err(e) => {
             // Every key was accepted on its own; a failure here is a bug in the probing.
@@ -34,7 +35,8 @@ pub fn parse(toml_text: &str, origin: &str) -> Result<RawConfig, ConfigErrors> {
             RawConfig::default()
         }
     };
-    report.finish(raw)
+    raw.rejected = report.into_errors();
+    Ok(raw)
 }
 
 fn syntax_error(error: &toml::de::Error, text: &str, origin: &str) -> ConfigError {
@@ -109,8 +111,13 @@ fn accepts(path: &[&str], value: Value) -> Result<(), String> {
 
 /// serde's message, with a hint when a section was written as a plain key or vice versa.
 fn explain(message: &str, value: &Value) -> String {
-    if message.starts_with("unknown field") && value.is_table() {
-        return message.replacen("unknown field", "unknown section", 1);
+    if message.starts_with("unknown field") {
+        let noun = if value.is_table() {
+            "unknown section"
+        } else {
+            "unknown key"
+        };
+        return message.replacen("unknown field", noun, 1);
     }
     match message.find("expected struct Raw") {
         Some(at) => format!("{}expected a table (a [section])", &message[..at]),
@@ -162,7 +169,7 @@ mod tests {
             [nonsense]
             x = 1
         "#;
-        let errors = parse(text, "t.toml").unwrap_err();
+        let errors = ConfigErrors(parse(text, "t.toml").unwrap().rejected().to_vec());
         let mut paths = errors.paths();
         paths.sort_unstable();
         assert_eq!(
@@ -198,7 +205,7 @@ mod tests {
 
     #[test]
     fn source_url_is_never_echoed() {
-        let errors = parse("[source]\nurl = 42\n", "t.toml").unwrap_err();
-        assert_eq!(errors.0[0].value.as_deref(), Some("***"));
+        let raw = parse("[source]\nurl = 42\n", "t.toml").unwrap();
+        assert_eq!(raw.rejected()[0].value.as_deref(), Some("***"));
     }
 }

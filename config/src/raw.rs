@@ -14,6 +14,8 @@ use std::path::PathBuf;
 use serde::de::{self, Deserializer, Visitor};
 use serde::{Deserialize, Serialize};
 
+use crate::error::ConfigError;
+
 /// The whole file. Sections are plain structs (absent section = all defaults).
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
@@ -28,6 +30,17 @@ pub struct RawConfig {
     pub log: RawLog,
     pub state: RawState,
     pub shutdown: RawShutdown,
+    /// Keys [`crate::parse`] had to drop (unknown, or of the wrong type). They are reported
+    /// by [`RawConfig::validate`] together with every other mistake.
+    #[serde(skip)]
+    pub(crate) rejected: Vec<ConfigError>,
+}
+
+impl RawConfig {
+    /// The keys the parser dropped, with why; empty for a clean file.
+    pub fn rejected(&self) -> &[ConfigError] {
+        &self.rejected
+    }
 }
 
 /// `[source]`: the server whose AOF files are backed up.

@@ -29,7 +29,8 @@ pub enum Schedule {
         expr: String,
         /// The offset the fields are read in (UTC when no `TZ=` is given).
         tz: FixedOffset,
-        cron: Cron,
+        /// The compiled expression (boxed: it is much larger than the other variant).
+        cron: Box<Cron>,
     },
 }
 
@@ -93,8 +94,9 @@ fn cron(text: &str) -> Result<Schedule, String> {
     }
     if fields.len() != 5 {
         return Err(format!(
-            "not a schedule: write \"every 6h\", or a cron expression with 5 fields \
-             (minute hour day-of-month month day-of-week), e.g. \"0 */6 * * *\"; got {} field(s)",
+            "not a schedule: write \"every 6h\", or a cron expression of 5 fields \
+             (minute hour day-of-month month day-of-week) such as \"0 */6 * * *\" \
+             (this has {})",
             fields.len()
         ));
     }
@@ -107,7 +109,11 @@ fn cron(text: &str) -> Result<Schedule, String> {
     if cron.find_next_occurrence(&probe, false).is_err() {
         return Err("cron expression never matches a real date".into());
     }
-    Ok(Schedule::Cron { expr, tz, cron })
+    Ok(Schedule::Cron {
+        expr,
+        tz,
+        cron: Box::new(cron),
+    })
 }
 
 /// `UTC`, `Z`, or a fixed offset `+HH:MM` / `-HH:MM` / `+HH`.

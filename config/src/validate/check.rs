@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::env::Env;
-use crate::error::{ConfigErrors, ErrorKind, Report};
+use crate::error::{ConfigError, ConfigErrors, ErrorKind, Report};
 use crate::raw::RawSize;
 use crate::schedule::Schedule;
 use crate::units::{format_duration, format_size, parse_duration, parse_size};
@@ -39,6 +39,10 @@ impl<'a> Check<'a> {
         message: impl Into<String>,
     ) {
         self.report.push(kind, path, value, message);
+    }
+
+    pub(crate) fn push_error(&mut self, error: ConfigError) {
+        self.report.push_error(error);
     }
 
     pub(crate) fn finish<T>(self, value: T) -> Result<T, ConfigErrors> {

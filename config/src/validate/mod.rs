@@ -39,6 +39,9 @@ impl RawConfig {
     /// variables in `env`; nothing else.
     pub fn validate(self, env: &Env) -> Result<Config, ConfigErrors> {
         let mut check = Check::new(env);
+        for rejected in &self.rejected {
+            check.push_error(rejected.clone());
+        }
         let source = source::validate(self.source, &mut check);
         let state = state(self.state, &mut check);
         let repository = repository::validate(self.repository, &source, &state, &mut check);
