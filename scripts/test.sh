@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# THE test command: installs missing dependencies (scripts/install-deps.sh), builds the
+# `aofvault` binary that the end-to-end tests run, then runs every test of the workspace.
+# Extra arguments go to `cargo test`, e.g. `scripts/test.sh -p aofvault-tests -- kevy`.
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+
+scripts/install-deps.sh
+
+echo "test.sh: cargo build -p aofvault"
+cargo build -p aofvault
+
+target=${CARGO_TARGET_DIR:-target}
+case "$target" in /*) ;; *) target="$(pwd)/$target" ;; esac
+export AOFVAULT_BIN="$target/debug/aofvault"
+[ -x "$AOFVAULT_BIN" ] || { echo "test.sh: $AOFVAULT_BIN was not built" >&2; exit 1; }
+
+echo "test.sh: cargo test --workspace $*"
+cargo test --workspace "$@"
