@@ -12,7 +12,7 @@
 //! The writer produces Redis's format: `file <name> seq <n> type <c>\n` per entry, in the order
 //! of [`AofManifest::entries`] (Redis writes the base, then history newest-first, then incrs),
 //! quoting a name as Redis does when it holds a space, a quote, a backslash or a non-printable
-//! byte.
+//! byte (and, unlike Redis, a single quote, which Redis's reader would otherwise misread).
 
 /// The role of a file in the manifest.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -338,11 +338,12 @@ fn hex_pair(line: &[u8], at: usize) -> Option<u8> {
     Some((hi * 16 + lo) as u8)
 }
 
-/// The name as Redis writes it: raw, or quoted with C escapes when it "needs repr".
+/// The name as Redis writes it: raw, or quoted with C escapes when it "needs repr". A single
+/// quote also gets quoted here (Redis's writer leaves it bare, which its own reader rejects).
 fn quote(s: &str) -> String {
     let needs_repr = s
         .bytes()
-        .any(|b| matches!(b, b'\\' | b'"') || !(0x20..0x7f).contains(&b) || is_space(b));
+        .any(|b| matches!(b, b'\\' | b'"' | b'\'') || !(0x20..0x7f).contains(&b) || is_space(b));
     if !needs_repr {
         return s.to_owned();
     }
