@@ -120,8 +120,8 @@ impl Output {
     }
 }
 
-fn command(args: &[&str], env: &[(String, String)], cwd: &Path) -> Command {
-    let mut cmd = Command::new(bin());
+fn command(program: &Path, args: &[&str], env: &[(String, String)], cwd: &Path) -> Command {
+    let mut cmd = Command::new(program);
     cmd.current_dir(cwd).args(args).env("RUST_BACKTRACE", "1");
     for (k, v) in env {
         cmd.env(k, v);
@@ -140,6 +140,16 @@ pub fn run_with_timeout(
     env: &[(String, String)],
     timeout: Duration,
 ) -> Result<Output> {
+    run_program(&bin(), args, env, timeout)
+}
+
+/// Runs any program the way [`run`] runs aofvault (output captured, time-limited, temp cwd).
+pub fn run_program(
+    program: &Path,
+    args: &[&str],
+    env: &[(String, String)],
+    timeout: Duration,
+) -> Result<Output> {
     let dir = tempfile::Builder::new()
         .prefix("aofvault-run-")
         .tempdir()
@@ -148,22 +158,23 @@ pub fn run_with_timeout(
     let err_path = dir.path().join("stderr");
     let out = std::fs::File::create(&out_path).context("creating stdout file")?;
     let err = std::fs::File::create(&err_path).context("creating stderr file")?;
-    let mut child = command(args, env, dir.path())
+    let mut child = command(program, args, env, dir.path())
         .stdin(Stdio::null())
         .stdout(Stdio::from(out))
         .stderr(Stdio::from(err))
         .spawn()
-        .with_context(|| format!("starting {} {}", bin().display(), args.join(" ")))?;
+        .with_context(|| format!("starting {} {}", program.display(), args.join(" ")))?;
     let deadline = Instant::now() + timeout;
     let status = loop {
-        if let Some(status) = child.try_wait().context("waiting for aofvault")? {
+        if let Some(status) = child.try_wait().context("waiting for the command")? {
             break status;
         }
         if Instant::now() >= deadline {
             let _ = child.kill();
             let _ = child.wait();
             bail!(
-                "aofvault {} still running after {timeout:?}; killed\n--- stdout\n{}\n--- stderr\n{}",
+                "{} {} still running after {timeout:?}; killed\n--- stdout\n{}\n--- stderr\n{}",
+                program.display(),
                 args.join(" "),
                 process::read_log(&out_path),
                 process::read_log(&err_path)
@@ -189,13 +200,30 @@ pub struct AgentProcess {
 
 /// Starts `aofvault <args>` in the background with extra env vars.
 pub fn spawn(args: &[&str], env: &[(String, String)]) -> Result<AgentProcess> {
+    spawn_program(&bin(), args, env)
+}
+
+/// Starts any program the way [`spawn`] starts aofvault.
+pub fn spawn_program(
+    program: &Path,
+    args: &[&str],
+    env: &[(String, String)],
+) -> Result<AgentProcess> {
     let dir = tempfile::Builder::new()
         .prefix("aofvault-agent-")
         .tempdir()
         .context("temp dir for the agent")?;
     let log_path = dir.path().join("agent.log");
-    let cmd = command(args, env, dir.path());
-    let proc = Spawned::spawn("aofvault", cmd, &log_path, &[dir.path().to_path_buf()])?;
+    let cmd = command(program, args, env, dir.path());
+    let name = program
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned());
+    let proc = Spawned::spawn(
+        name.as_deref().unwrap_or("aofvault"),
+        cmd,
+        &log_path,
+        &[dir.path().to_path_buf()],
+    )?;
     Ok(AgentProcess {
         proc,
         log_path,

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use aofvault_tests::keyspace::{self, KeyValue, NormalizedValue};
 use aofvault_tests::proxy::{FaultProxy, Mode};
-use aofvault_tests::{shared_s3, workload, KevyServer, RedisServer};
+use aofvault_tests::{agent, shared_s3, workload, KevyServer, RedisServer};
 
 fn ping(conn: &mut redis::Connection) -> String {
     redis::cmd("PING").query(conn).unwrap()
@@ -392,4 +392,67 @@ fn fault_proxy_answers_a_burst_of_503s_then_passes() {
         aofvault_tests::s3::curl(&endpoint, "GET", "/aofvault-test/harness-503/obj", None).unwrap();
     assert_eq!((code, body.as_slice()), (200, &b"hello"[..]));
     assert_eq!(proxy.stats().http_503s, 2);
+}
+
+fn script(dir: &std::path::Path, body: &str) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.join("fake-agent");
+    std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    path
+}
+
+#[test]
+fn agent_runner_captures_output_exit_code_and_env() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = script(
+        dir.path(),
+        "echo \"out $1 $AOFVAULT_X\"; echo err >&2; exit 3",
+    );
+    let env = [("AOFVAULT_X".to_string(), "y".to_string())];
+    let out = agent::run_program(&fake, &["a"], &env, Duration::from_secs(30)).unwrap();
+    assert_eq!(out.code(), Some(3));
+    assert_eq!(out.stdout, "out a y\n");
+    assert_eq!(out.stderr, "err\n");
+    let err = out.ok().unwrap_err().to_string();
+    assert!(err.contains("--- stderr\nerr"), "{err}");
+
+    let hang = script(dir.path(), "sleep 30");
+    let err = agent::run_program(&hang, &[], &[], Duration::from_millis(300)).unwrap_err();
+    assert!(err.to_string().contains("still running"), "{err}");
+}
+
+#[test]
+fn agent_process_logs_terminates_and_kills() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = script(
+        dir.path(),
+        "trap 'echo got TERM; exit 0' TERM\necho started\nwhile :; do sleep 0.05; done",
+    );
+    let mut p = agent::spawn_program(&fake, &[], &[]).unwrap();
+    p.wait_for_log("started", Duration::from_secs(30)).unwrap();
+    assert!(p.is_running());
+    assert!(p.terminate().unwrap().success());
+    assert!(p.logs().contains("got TERM"), "{}", p.logs());
+    assert!(p
+        .wait_for_log("never printed", Duration::from_millis(100))
+        .is_err());
+
+    let stubborn = script(
+        dir.path(),
+        "trap '' TERM\necho up\nwhile :; do sleep 0.05; done",
+    );
+    let mut p = agent::spawn_program(&stubborn, &[], &[]).unwrap();
+    p.wait_for_log("up", Duration::from_secs(30)).unwrap();
+    let status = p.kill9().unwrap();
+    assert!(!status.success());
+    assert!(!p.is_running());
+}
+
+#[test]
+fn the_aofvault_binary_is_found_and_runs() {
+    let bin = agent::bin();
+    assert!(bin.is_file(), "{}", bin.display());
+    let out = agent::run(&["--help"], &[]).unwrap();
+    assert!(out.success(), "{out:?}");
 }
