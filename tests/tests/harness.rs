@@ -456,3 +456,87 @@ fn the_aofvault_binary_is_found_and_runs() {
     let out = agent::run(&["--help"], &[]).unwrap();
     assert!(out.success(), "{out:?}");
 }
+
+#[test]
+fn s3_server_comes_back_after_an_outage_with_its_objects() {
+    let mut s3 = aofvault_tests::S3Server::start().unwrap();
+    s3.put_object("outage/kept", b"still here").unwrap();
+    let port = s3.port();
+    s3.stop();
+    assert!(
+        s3.get_object("outage/kept").is_err(),
+        "answered while stopped"
+    );
+    let started = std::time::Instant::now();
+    s3.start_again().unwrap();
+    eprintln!("SeaweedFS restart took {:?}", started.elapsed());
+    assert_eq!(s3.port(), port);
+    assert_eq!(
+        s3.get_object("outage/kept").unwrap(),
+        Some(b"still here".to_vec())
+    );
+}
+
+/// Sends one raw HTTP/1.1 request on `conn` and reads one response (by Content-Length).
+fn http_exchange(conn: &mut TcpStream, request: &str) -> (String, Vec<u8>) {
+    conn.write_all(request.as_bytes()).unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        if let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&got[..end]).to_string();
+            let len: usize = head
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length:")
+                        .map(|v| v.trim().parse().unwrap())
+                })
+                .unwrap_or(0);
+            if got.len() >= end + 4 + len {
+                return (head, got[end + 4..end + 4 + len].to_vec());
+            }
+        }
+        let n = conn.read(&mut buf).unwrap();
+        assert!(
+            n > 0,
+            "connection closed mid-response: {:?}",
+            String::from_utf8_lossy(&got)
+        );
+        got.extend_from_slice(&buf[..n]);
+    }
+}
+
+#[test]
+fn fault_proxy_503s_reach_kept_alive_connections() {
+    let s3 = shared_s3();
+    let proxy = FaultProxy::start(s3.addr()).unwrap();
+    let mut conn = TcpStream::connect(proxy.addr()).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    // Unsigned requests: SeaweedFS answers 403, which proves the bytes went through.
+    let put = "PUT /aofvault-test/ka HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello";
+    let (head, _) = http_exchange(&mut conn, put);
+    assert!(!head.contains(" 503 "), "{head}");
+    proxy.set_mode(Mode::Http503Burst(1));
+    let (head, body) = http_exchange(&mut conn, put);
+    assert!(head.starts_with("HTTP/1.1 503"), "{head}");
+    assert!(
+        head.to_ascii_lowercase().contains("connection: close"),
+        "{head}"
+    );
+    assert!(String::from_utf8_lossy(&body).contains("SlowDown"));
+    let mut rest = Vec::new();
+    assert_eq!(
+        conn.read_to_end(&mut rest).unwrap_or(0),
+        0,
+        "the proxy kept the connection open"
+    );
+    let mut fresh = TcpStream::connect(proxy.addr()).unwrap();
+    fresh
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let (head, _) = http_exchange(&mut fresh, put);
+    assert!(!head.contains(" 503 "), "burst not over: {head}");
+    assert_eq!(proxy.stats().http_503s, 1);
+}
