@@ -72,3 +72,111 @@ fn kevy_aof_is_shipped_byte_for_byte() {
     let m = rt.block_on(repo.snapshot("smoke", ids.last().unwrap())).unwrap();
     assert_eq!(m.shards.len(), 4);
 }
+
+/// Waits until the newest chain of every shard holds exactly the file's bytes after its start.
+fn wait_synced(rt: &tokio::runtime::Runtime, repo: &Repo, dir: &std::path::Path, shards: u32, file_of: impl Fn(u32) -> std::path::PathBuf) {
+    let _ = dir;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for shard in 0..shards {
+        loop {
+            let file = std::fs::read(file_of(shard)).unwrap();
+            let (start, stored) = rt.block_on(stored_stream(repo, shard));
+            if file.len() >= start as usize && stored == file[start as usize..] {
+                break;
+            }
+            assert!(Instant::now() < deadline, "shard {shard}: stored {} of {} bytes", stored.len(), file.len());
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+#[test]
+fn kevy_rewrite_and_save_start_new_chains() {
+    let kevy = KevyServer::start(2).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = config(kevy.dir(), &tmp.path().join("repo"), &tmp.path().join("state"), &kevy.url());
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let token = CancellationToken::new();
+    let (_hup_tx, hup_rx) = tokio::sync::mpsc::channel(1);
+    let c2 = cfg.clone();
+    let daemon = rt.spawn(aofvault::daemon::run(cfg, token.clone(), hup_rx, Box::new(move || Ok(c2.clone()))));
+    let repo = Repo::open(&RepoSpec::File(tmp.path().join("repo")), 3).unwrap();
+    let aof = |s: u32| kevy.dir().join(format!("aof-{s}.aof"));
+    let mut conn = kevy.conn().unwrap();
+    workload::mixed(&mut conn, 1, 1000, 200).unwrap();
+    kevy.wait_aof_flushed().unwrap();
+    wait_synced(&rt, &repo, kevy.dir(), 2, aof);
+    let chains_before = rt.block_on(repo.chain_ids("smoke", ShardId(0))).unwrap().len();
+
+    let _: () = redis::cmd("BGREWRITEAOF").query(&mut conn).unwrap();
+    std::thread::sleep(Duration::from_secs(1));
+    workload::mixed(&mut conn, 2, 500, 200).unwrap();
+    kevy.wait_aof_flushed().unwrap();
+    wait_synced(&rt, &repo, kevy.dir(), 2, aof);
+    let ids = rt.block_on(repo.chain_ids("smoke", ShardId(0))).unwrap();
+    assert_eq!(ids.len(), chains_before + 1, "a rewrite starts one new chain");
+    let head = rt.block_on(repo.chain_head("smoke", ShardId(0), ids.last().unwrap())).unwrap().unwrap();
+    assert!(head.base.is_empty(), "a rewritten kevy AOF is a full image: no base");
+    assert_eq!(head.reason, "rewrite");
+
+    let _: () = redis::cmd("SAVE").query(&mut conn).unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    workload::mixed(&mut conn, 3, 500, 200).unwrap();
+    kevy.wait_aof_flushed().unwrap();
+    wait_synced(&rt, &repo, kevy.dir(), 2, aof);
+    for shard in 0..2 {
+        let ids = rt.block_on(repo.chain_ids("smoke", ShardId(shard))).unwrap();
+        let head = rt.block_on(repo.chain_head("smoke", ShardId(shard), ids.last().unwrap())).unwrap().unwrap();
+        assert_eq!(head.reason, "save", "shard {shard}");
+        assert_eq!(head.base.len(), 1);
+        let dump = std::fs::read(kevy.dir().join(format!("dump-{shard}.rdb"))).unwrap();
+        assert_eq!(head.base[0].crc32c, crc32c::crc32c(&dump), "the base is the dump written by SAVE");
+    }
+    token.cancel();
+    rt.block_on(daemon).unwrap().unwrap();
+}
+
+fn redis_files(dir: &std::path::Path) -> (String, Vec<String>) {
+    let text = std::fs::read(dir.join("appendonlydir/appendonly.aof.manifest")).unwrap();
+    let m = aofvault_formats::aof_manifest::AofManifest::parse(&text).unwrap();
+    (m.base().unwrap().name.clone(), m.incrs().map(|i| i.name.clone()).collect())
+}
+
+#[test]
+fn redis_incr_is_shipped_and_a_rewrite_starts_a_chain_on_the_new_base() {
+    let redis = aofvault_tests::RedisServer::start().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = config(redis.dir(), &tmp.path().join("repo"), &tmp.path().join("state"), &redis.url());
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let token = CancellationToken::new();
+    let (_hup_tx, hup_rx) = tokio::sync::mpsc::channel(1);
+    let c2 = cfg.clone();
+    let daemon = rt.spawn(aofvault::daemon::run(cfg, token.clone(), hup_rx, Box::new(move || Ok(c2.clone()))));
+    let repo = Repo::open(&RepoSpec::File(tmp.path().join("repo")), 3).unwrap();
+    let mut conn = redis.conn().unwrap();
+    workload::mixed(&mut conn, 5, 2000, 300).unwrap();
+    let incr = |dir: &std::path::Path| dir.join("appendonlydir").join(redis_files(dir).1.last().unwrap());
+    wait_synced(&rt, &repo, redis.dir(), 1, |_| incr(redis.dir()));
+
+    let _: String = redis::cmd("BGREWRITEAOF").query(&mut conn).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let info: String = redis::cmd("INFO").arg("persistence").query(&mut conn).unwrap();
+        if info.contains("aof_rewrite_in_progress:0") && info.contains("aof_rewrites:1") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "rewrite did not finish");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    workload::mixed(&mut conn, 6, 500, 300).unwrap();
+    wait_synced(&rt, &repo, redis.dir(), 1, |_| incr(redis.dir()));
+    let ids = rt.block_on(repo.chain_ids("smoke", ShardId(0))).unwrap();
+    assert_eq!(ids.len(), 2, "the rewrite started a second chain");
+    let head = rt.block_on(repo.chain_head("smoke", ShardId(0), ids.last().unwrap())).unwrap().unwrap();
+    let (base, _) = redis_files(redis.dir());
+    assert_eq!(head.base[0].file_name, base);
+    let bytes = std::fs::read(redis.dir().join("appendonlydir").join(&base)).unwrap();
+    assert_eq!(head.base[0].crc32c, crc32c::crc32c(&bytes));
+    token.cancel();
+    rt.block_on(daemon).unwrap().unwrap();
+}
