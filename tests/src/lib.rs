@@ -14,7 +14,32 @@
 //!   between the agent and a server or the object store.
 //!
 //! Data flows: a test starts servers → writes with `workload` → runs the agent against them →
-//! restores into a fresh server → compares `keyspace::dump`s of both.
+//! restores into a fresh server → compares `keyspace::dump`s of both:
+//!
+//! ```no_run
+//! # fn main() -> anyhow::Result<()> {
+//! use aofvault_tests::{agent, keyspace, workload, KevyServer};
+//! let source = KevyServer::start(4)?;
+//! workload::mixed(&mut source.conn()?, 1, 5_000, 500)?;
+//! let repo = tempfile::tempdir()?;
+//! let repo_url = format!("file://{}", repo.path().display());
+//! let dir = source.dir().to_string_lossy().into_owned();
+//! let mut daemon = agent::spawn(&["run", "--source", &dir, "--server", &source.url(),
+//!                                 "--repo", &repo_url], &[])?;
+//! // ... wait for it to catch up (a condition with a generous deadline), then:
+//! daemon.terminate()?;
+//! let restored = tempfile::tempdir()?;
+//! let to = restored.path().to_string_lossy().into_owned();
+//! agent::run(&["restore", "--repo", &repo_url, "--to-dir", &to], &[])?.ok()?;
+//! let copy = KevyServer::start_on_dir(restored.path(), 4)?;
+//! keyspace::assert_same(&keyspace::dump(&mut source.conn()?, &[0])?,
+//!                       &keyspace::dump(&mut copy.conn()?, &[0])?);
+//! # Ok(()) }
+//! ```
+//!
+//! Each guard's start error includes the server's log tail; `log()` gives the whole log for
+//! a test's own failure messages. Waiting is done with [`wait_until`] (a condition and a
+//! generous deadline), never with a fixed sleep.
 
 pub mod agent;
 pub mod kevy;
@@ -29,6 +54,7 @@ pub mod workload;
 
 pub use kevy::KevyServer;
 pub use ports::free_port;
+pub use process::wait_until;
 pub use redis_server::RedisServer;
 pub use s3::{shared_s3, S3Server};
 pub use server::connect;

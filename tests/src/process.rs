@@ -86,6 +86,8 @@ impl Spawned {
         if self.exit.is_none() {
             if let Ok(Some(status)) = self.child.try_wait() {
                 self.exit = Some(status);
+                // Reaped: the pid is free for reuse, so the watchdog must never act on it.
+                self.disarm_watchdog();
             }
         }
         self.exit

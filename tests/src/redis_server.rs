@@ -37,6 +37,8 @@ impl RedisServer {
     }
 
     /// Starts redis-server on an existing directory (a restored one): it loads what it finds.
+    /// With the AOF on (the default here) Redis 7 loads `appendonlydir/` and ignores a lone
+    /// `dump.rdb`; pass `["--appendonly", "no"]` to load an RDB-only directory.
     pub fn start_on_dir(dir: &Path, args: &[&str]) -> Result<Self> {
         Ok(Self {
             core: ServerCore::start("redis-server", Some(dir), launcher(args))?,

@@ -27,6 +27,9 @@ pub const ACCESS_KEY: &str = "K";
 pub const SECRET_KEY: &str = "S";
 pub const REGION: &str = "us-east-1";
 pub const BUCKET: &str = "aofvault-test";
+/// An object the readiness check writes and reads (outside any test's prefix).
+pub const PROBE_KEY: &str = ".harness/probe";
+const PROBE_BODY: &[u8] = b"aofvault harness probe";
 
 /// First start on a fresh dir takes ~3 s; a restart on old data ~19 s (TESTING.md).
 const READY_TIMEOUT: Duration = Duration::from_secs(120);
@@ -174,14 +177,25 @@ impl S3Server {
                 .proc
                 .as_mut()
                 .ok_or_else(|| (anyhow::anyhow!("not started"), false))?;
-            process::wait_until(READY_TIMEOUT, "SeaweedFS to create the bucket", || {
-                if let Some(e) = proc.exited_error() {
-                    died = Some(e);
-                    return Ok(true);
-                }
-                let (code, _) = curl(&endpoint, "PUT", &format!("/{BUCKET}"), None)?;
-                Ok(code == 200 || code == 409)
-            })
+            let mut bucket_ok = false;
+            process::wait_until(
+                READY_TIMEOUT,
+                "SeaweedFS to store and serve objects",
+                || {
+                    if let Some(e) = proc.exited_error() {
+                        died = Some(e);
+                        return Ok(true);
+                    }
+                    if !bucket_ok {
+                        let (code, _) = curl(&endpoint, "PUT", &format!("/{BUCKET}"), None)?;
+                        bucket_ok = code == 200 || code == 409;
+                        if !bucket_ok {
+                            return Ok(false);
+                        }
+                    }
+                    probe(&endpoint)
+                },
+            )
         };
         let failure = match (died, waited) {
             (Some(e), _) => Some(e),
@@ -495,4 +509,27 @@ fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
     f.write_all(bytes)
         .with_context(|| format!("writing {}", path.display()))?;
     Ok(())
+}
+
+/// Readiness beyond the bucket: after a restart the filer answers before the volume server has
+/// registered its volumes, and reads fail with 500 for seconds. So: the probe object written
+/// at an earlier start must read back, and a new one must write and read back.
+fn probe(endpoint: &str) -> Result<bool> {
+    let path = format!("/{BUCKET}/{PROBE_KEY}");
+    let (code, body) = curl(endpoint, "GET", &path, None)?;
+    if code == 200 && body != PROBE_BODY {
+        bail!(
+            "probe object reads back wrong: {:?}",
+            String::from_utf8_lossy(&body)
+        );
+    }
+    if code != 200 && code != 404 {
+        return Ok(false);
+    }
+    let (code, _) = curl(endpoint, "PUT", &path, Some(PROBE_BODY))?;
+    if code != 200 {
+        return Ok(false);
+    }
+    let (code, body) = curl(endpoint, "GET", &path, None)?;
+    Ok(code == 200 && body == PROBE_BODY)
 }
