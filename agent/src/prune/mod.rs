@@ -1,0 +1,507 @@
+//! `aofvault prune` and the scheduled prune: apply `[retention]` to one instance — delete the
+//! snapshot manifests the policy no longer keeps, then every chain folder no remaining snapshot
+//! and no open chain needs — and say what was deleted and why.
+//!
+//! - [`policy`]: which snapshots are kept, with their reasons (pure, property-tested).
+//! - [`gc`]: which chain folders go, planned from one listing (pure, property-tested).
+//! - [`report`]: the text and JSON output.
+//! - here: reading the repository, ordering the deletions, carrying them out.
+//!
+//! # Order of work
+//!
+//! 1. One listing of `instances/<instance>/` (snapshots and chain folders), then every manifest.
+//! 2. [`policy::select`] over the readable manifests. The newest *restorable* snapshot (every
+//!    object it names is in the listing) is kept too, in case the newest one is broken.
+//! 3. Manifests the policy drops are deleted only once older than `gc_grace`; younger ones are
+//!    spared and still count as snapshots that stay.
+//! 4. The manifests are deleted **before** any chain object, so no manifest ever names a deleted
+//!    object, even if prune stops half way.
+//! 5. The snapshot folder is listed again: a manifest published meanwhile (by a running agent)
+//!    adds its chains to those needed. Then [`gc::plan`] and the chain deletions (see [`gc`]
+//!    for the rules and why `chain.json` goes first).
+//!
+//! # Why it runs beside `aofvault run` without taking the lease
+//!
+//! The lease makes one *writer*; prune only deletes, and only things the writer will not touch
+//! again. The agent writes to one chain per shard: the newest (it resumes the newest chain that
+//! has a `chain.json`, or starts a newer one). Prune never deletes a shard's newest chain (by id
+//! and by the store's time of its head), nor a head-less folder newer than it (a chain being
+//! started), nor a folder with an object younger than `gc_grace`. A manifest the agent publishes
+//! names the chains it writes to, so it names only kept chains; one published before the second
+//! snapshot listing is seen there. Old chains are immutable and no writer reopens them. What
+//! `gc_grace` must cover: the gap between a base object's time and its `chain.json`, and clock
+//! skew between this host and the store. The default (1h) is generous for both.
+//!
+//! A *reader* (restore, verify) of a snapshot the policy drops may find its objects gone; that
+//! is the cost of retention, and the reader reports the missing object by name.
+
+pub mod gc;
+pub mod policy;
+pub mod report;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write;
+
+use aofvault_config::Config;
+use aofvault_formats::vault::SnapshotManifest;
+use futures::StreamExt;
+use serde::Serialize;
+
+pub use gc::{inventory, plan, ChainFolder, ChainPlan, Fate, Inventory};
+pub use policy::{select, Policy};
+
+use crate::cli::PruneArgs;
+use crate::repo::{keys, Listed, Repo, RepoError};
+
+/// Keep reason: the newest snapshot whose every object exists (when the newest does not).
+pub const NEWEST_RESTORABLE: &str = "newest restorable";
+/// Keep reason: published while prune ran.
+pub const PUBLISHED_MEANWHILE: &str = "published during prune";
+/// Why a dropped manifest was deleted.
+pub const DROPPED: &str = "snapshot not kept by the retention policy, older than gc_grace";
+/// Why a dropped manifest stays after all.
+pub const DELETE_FAILED: &str = "dropped by the policy, but its deletion failed";
+/// Why a dropped manifest was spared.
+pub const SPARED: &str = "not kept by the policy, but younger than gc_grace";
+
+/// How many deletions or reads are in flight at once.
+const PARALLEL: usize = 8;
+
+/// What can stop a prune before it decides anything.
+#[derive(Debug, thiserror::Error)]
+pub enum PruneError {
+    #[error("cannot list {prefix}: {source}")]
+    List { prefix: String, source: RepoError },
+    #[error("cannot read snapshot manifest {key}: {source}")]
+    Manifest { key: String, source: RepoError },
+}
+
+/// What the policy decided for one snapshot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SnapshotFate {
+    Keep,
+    /// Dropped by the policy, but younger than the grace period.
+    Spare,
+    Delete,
+    /// The manifest cannot be parsed: left alone, and chains are not collected.
+    Unreadable,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SnapshotLine {
+    pub id: String,
+    pub created_ms: Option<i64>,
+    pub fate: SnapshotFate,
+    pub reasons: Vec<&'static str>,
+}
+
+/// One object deleted (or, with `--dry-run`, that would be).
+#[derive(Debug, Clone, Serialize)]
+pub struct Deletion {
+    pub key: String,
+    pub size: u64,
+    pub reason: String,
+    /// Deleted now (false in a dry run, or when it failed).
+    pub deleted: bool,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Summary {
+    pub snapshots_kept: usize,
+    pub snapshots_spared: usize,
+    pub snapshots_deleted: usize,
+    pub chains_kept: usize,
+    pub chains_deleted: usize,
+    pub objects_deleted: usize,
+    pub bytes_freed: u64,
+    pub failures: usize,
+}
+
+/// Everything one prune decided and did.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub instance: String,
+    pub policy: String,
+    pub gc_grace_ms: i64,
+    pub now_ms: i64,
+    pub dry_run: bool,
+    /// Set when prune decided not to look (no rules).
+    pub note: Option<String>,
+    pub snapshots: Vec<SnapshotLine>,
+    pub chains: Vec<ChainPlan>,
+    pub deletions: Vec<Deletion>,
+    pub warnings: Vec<String>,
+    pub summary: Summary,
+}
+
+impl Report {
+    /// Whether everything went as planned (no failed deletion, no unreadable manifest).
+    pub fn clean(&self) -> bool {
+        self.summary.failures == 0 && self.warnings.is_empty()
+    }
+}
+
+/// `aofvault prune [--dry-run] [--json]`.
+pub async fn run(cfg: &Config, args: &PruneArgs, out: &mut dyn Write) -> anyhow::Result<u8> {
+    let repo = crate::commands::open_for_reading(cfg).await?;
+    let policy = Policy::from_retention(&cfg.retention);
+    let grace = policy::duration_ms(cfg.retention.gc_grace);
+    let now = crate::context::now_ms();
+    let report = prune(
+        &repo,
+        &cfg.repository.instance,
+        &policy,
+        grace,
+        args.dry_run,
+        now,
+    )
+    .await?;
+    if args.json {
+        serde_json::to_writer_pretty(&mut *out, &report)?;
+        writeln!(out)?;
+    } else {
+        report::text(&report, out)?;
+    }
+    Ok(if report.clean() {
+        crate::exit::OK
+    } else {
+        crate::exit::ERROR
+    })
+}
+
+/// The daemon's `[schedule] prune` job: the same work, reported in the log.
+pub async fn scheduled(cfg: &Config, repo: &Repo, instance: &str) -> anyhow::Result<()> {
+    let policy = Policy::from_retention(&cfg.retention);
+    if !policy.has_rules() {
+        tracing::debug!("prune: no [retention] keep rule is set; nothing to do");
+        return Ok(());
+    }
+    let grace = policy::duration_ms(cfg.retention.gc_grace);
+    let report = prune(
+        repo,
+        instance,
+        &policy,
+        grace,
+        false,
+        crate::context::now_ms(),
+    )
+    .await?;
+    report::log(&report);
+    if report.clean() {
+        Ok(())
+    } else {
+        anyhow::bail!(
+            "prune of {instance}: {} deletion(s) failed, {} warning(s): {}",
+            report.summary.failures,
+            report.warnings.len(),
+            report.warnings.join("; ")
+        )
+    }
+}
+
+/// Applies `policy` to `instance`: decides, then (unless `dry_run`) deletes. Deletion failures
+/// are recorded in the report, not returned: the rest of the work still happens.
+pub async fn prune(
+    repo: &Repo,
+    instance: &str,
+    policy: &Policy,
+    grace_ms: i64,
+    dry_run: bool,
+    now_ms: i64,
+) -> Result<Report, PruneError> {
+    let mut report = Report {
+        instance: instance.to_string(),
+        policy: policy.describe(),
+        gc_grace_ms: grace_ms,
+        now_ms,
+        dry_run,
+        note: None,
+        snapshots: Vec::new(),
+        chains: Vec::new(),
+        deletions: Vec::new(),
+        warnings: Vec::new(),
+        summary: Summary::default(),
+    };
+    if !policy.has_rules() {
+        report.note = Some(
+            "no [retention] keep rule is set: every snapshot is kept, nothing is deleted".into(),
+        );
+        return Ok(report);
+    }
+    let prefix = keys::instance_prefix(instance);
+    let listing = repo
+        .list(&prefix)
+        .await
+        .map_err(|source| PruneError::List { prefix, source })?;
+    let listed_snapshots = snapshot_objects(instance, &listing);
+    let (manifests, unreadable) =
+        read_manifests(repo, instance, listed_snapshots.keys().cloned().collect()).await?;
+    let inv = gc::inventory(instance, &listing);
+
+    // Which snapshots stay.
+    let times: Vec<(String, i64)> = manifests
+        .values()
+        .map(|m| (m.id.clone(), m.created_ms))
+        .collect();
+    let mut selection = policy::select(&times, policy, now_ms);
+    if let Some(i) = selection
+        .iter()
+        .position(|(id, _)| manifests.get(id).is_some_and(|m| restorable(m, &inv)))
+    {
+        if selection[i].1.is_empty() {
+            selection[i].1.push(NEWEST_RESTORABLE);
+        }
+    }
+    let young_after = now_ms.saturating_sub(grace_ms);
+    let mut needed = BTreeSet::new();
+    let mut to_delete = Vec::new();
+    for (id, reasons) in selection {
+        let Some(m) = manifests.get(&id) else {
+            continue;
+        };
+        let stored_ms = listed_snapshots
+            .get(&id)
+            .map_or(i64::MIN, |l| l.last_modified_ms);
+        let fate = if !reasons.is_empty() {
+            SnapshotFate::Keep
+        } else if m.created_ms > young_after || stored_ms > young_after {
+            SnapshotFate::Spare
+        } else {
+            SnapshotFate::Delete
+        };
+        if fate == SnapshotFate::Delete {
+            to_delete.push(id.clone());
+        } else {
+            needed.extend(chains_of(m));
+        }
+        let reasons = match fate {
+            SnapshotFate::Spare => vec![SPARED],
+            _ => reasons,
+        };
+        report.snapshots.push(SnapshotLine {
+            id,
+            created_ms: Some(m.created_ms),
+            fate,
+            reasons,
+        });
+    }
+    for (id, why) in &unreadable {
+        report.snapshots.push(SnapshotLine {
+            id: id.clone(),
+            created_ms: None,
+            fate: SnapshotFate::Unreadable,
+            reasons: Vec::new(),
+        });
+        report.warnings.push(format!(
+            "{} is unreadable ({why}); chains are not collected until it is repaired or removed (run `aofvault verify`)",
+            keys::snapshot(instance, id)
+        ));
+    }
+
+    // Manifests first: afterwards no manifest names anything that is about to go.
+    let deletions: Vec<(Listed, String)> = to_delete
+        .iter()
+        .map(|id| {
+            let listed = listed_snapshots.get(id).cloned();
+            let listed = listed.unwrap_or_else(|| Listed {
+                key: keys::snapshot(instance, id),
+                size: 0,
+                last_modified_ms: 0,
+            });
+            (listed, DROPPED.to_string())
+        })
+        .collect();
+    let done = delete_all(repo, deletions, dry_run).await;
+    for (d, id) in done.iter().zip(&to_delete) {
+        if d.error.is_none() {
+            continue;
+        }
+        // Still there, so it stays, and so do its chains.
+        if let Some(m) = manifests.get(id) {
+            needed.extend(chains_of(m));
+        }
+        if let Some(line) = report.snapshots.iter_mut().find(|l| &l.id == id) {
+            line.fate = SnapshotFate::Keep;
+            line.reasons = vec![DELETE_FAILED];
+        }
+    }
+    report.deletions.extend(done);
+
+    if !unreadable.is_empty() {
+        summarize(&mut report);
+        return Ok(report);
+    }
+
+    // A manifest published meanwhile names chains the first listing may call orphans.
+    let prefix = keys::snapshots_prefix(instance);
+    let again = repo
+        .list(&prefix)
+        .await
+        .map_err(|source| PruneError::List { prefix, source })?;
+    let new_ids: Vec<String> = snapshot_objects(instance, &again)
+        .into_keys()
+        .filter(|id| !listed_snapshots.contains_key(id))
+        .collect();
+    let (late, late_unreadable) = read_manifests(repo, instance, new_ids).await?;
+    for m in late.values() {
+        needed.extend(chains_of(m));
+        report.snapshots.push(SnapshotLine {
+            id: m.id.clone(),
+            created_ms: Some(m.created_ms),
+            fate: SnapshotFate::Keep,
+            reasons: vec![PUBLISHED_MEANWHILE],
+        });
+    }
+    if let Some((id, why)) = late_unreadable.first() {
+        report.warnings.push(format!(
+            "{} appeared during prune and is unreadable ({why}); chains are not collected this time",
+            keys::snapshot(instance, id)
+        ));
+        summarize(&mut report);
+        return Ok(report);
+    }
+
+    let plans = gc::plan(&inv, &needed, now_ms, grace_ms);
+    for p in plans.iter().filter(|p| p.fate == Fate::Delete) {
+        let reason = format!("{} (shard {}, chain {})", p.reason, p.shard, p.chain);
+        let mut objects = p.delete_order.iter();
+        // The head alone first: once it is gone the folder is an abandoned start to every reader.
+        if let Some(head) = objects.next() {
+            let first = delete_all(repo, vec![(head.clone(), reason.clone())], dry_run).await;
+            let failed = first.iter().any(|d| d.error.is_some());
+            report.deletions.extend(first);
+            if failed {
+                continue;
+            }
+        }
+        let rest: Vec<(Listed, String)> = objects.map(|o| (o.clone(), reason.clone())).collect();
+        report
+            .deletions
+            .extend(delete_all(repo, rest, dry_run).await);
+    }
+    report.chains = plans;
+    summarize(&mut report);
+    Ok(report)
+}
+
+/// Snapshot manifests in a listing, by id (only keys exactly as [`keys::snapshot`] builds them).
+fn snapshot_objects(instance: &str, listing: &[Listed]) -> BTreeMap<String, Listed> {
+    let prefix = keys::snapshots_prefix(instance);
+    listing
+        .iter()
+        .filter_map(|l| {
+            let id = l.key.strip_prefix(&prefix)?.strip_suffix(".json")?;
+            (!id.is_empty() && !id.contains('/') && keys::snapshot(instance, id) == l.key)
+                .then(|| (id.to_string(), l.clone()))
+        })
+        .collect()
+}
+
+type Manifests = BTreeMap<String, SnapshotManifest>;
+
+/// Reads manifests, a few at a time. Vanished ones (another prune) are skipped; unparsable ones
+/// are returned apart with the reason; any other failure (unreachable store) stops the prune.
+async fn read_manifests(
+    repo: &Repo,
+    instance: &str,
+    ids: Vec<String>,
+) -> Result<(Manifests, Vec<(String, String)>), PruneError> {
+    let results: Vec<(String, Result<SnapshotManifest, RepoError>)> = futures::stream::iter(ids)
+        .map(|id| async move {
+            let r = repo.snapshot(instance, &id).await;
+            (id, r)
+        })
+        .buffer_unordered(PARALLEL)
+        .collect()
+        .await;
+    let mut ok = Manifests::new();
+    let mut bad = Vec::new();
+    for (id, r) in results {
+        match r {
+            Ok(m) if m.id == id && m.instance == instance => {
+                ok.insert(id, m);
+            }
+            Ok(m) => bad.push((
+                id,
+                format!("it says it is snapshot {} of instance {}", m.id, m.instance),
+            )),
+            Err(RepoError::NotFound { .. }) => {}
+            Err(RepoError::Corrupt { reason, .. }) => bad.push((id, reason)),
+            Err(RepoError::Format { source, .. }) => bad.push((id, source.to_string())),
+            Err(source) => {
+                return Err(PruneError::Manifest {
+                    key: keys::snapshot(instance, &id),
+                    source,
+                })
+            }
+        }
+    }
+    bad.sort();
+    Ok((ok, bad))
+}
+
+/// The (shard, chain) pairs a manifest names.
+fn chains_of(m: &SnapshotManifest) -> impl Iterator<Item = (u32, String)> + '_ {
+    m.shards.iter().map(|c| (c.shard, c.chain.clone()))
+}
+
+/// Whether every object the manifest names is in the listing.
+fn restorable(m: &SnapshotManifest, inv: &Inventory) -> bool {
+    m.shards.iter().all(|cut| {
+        inv.get(&(cut.shard, cut.chain.clone()))
+            .is_some_and(|folder| {
+                folder.head().is_some()
+                    && cut.base.iter().all(|b| folder.has(&b.object))
+                    && cut.segments.iter().all(|s| folder.has(&s.object))
+            })
+    })
+}
+
+/// Deletes `objects` (nothing with `dry_run`), a few at a time, and reports each.
+async fn delete_all(repo: &Repo, objects: Vec<(Listed, String)>, dry_run: bool) -> Vec<Deletion> {
+    futures::stream::iter(objects)
+        .map(|(obj, reason)| async move {
+            let result = if dry_run {
+                Ok(())
+            } else {
+                repo.delete(&obj.key).await
+            };
+            Deletion {
+                deleted: !dry_run && result.is_ok(),
+                error: result.err().map(|e| e.to_string()),
+                key: obj.key,
+                size: obj.size,
+                reason,
+            }
+        })
+        .buffered(PARALLEL)
+        .collect()
+        .await
+}
+
+fn summarize(report: &mut Report) {
+    let s = &mut report.summary;
+    for line in &report.snapshots {
+        match line.fate {
+            SnapshotFate::Keep | SnapshotFate::Unreadable => s.snapshots_kept += 1,
+            SnapshotFate::Spare => s.snapshots_spared += 1,
+            SnapshotFate::Delete => s.snapshots_deleted += 1,
+        }
+    }
+    for c in &report.chains {
+        match c.fate {
+            Fate::Keep => s.chains_kept += 1,
+            Fate::Delete => s.chains_deleted += 1,
+        }
+    }
+    for d in &report.deletions {
+        if d.error.is_some() {
+            s.failures += 1;
+        } else {
+            s.objects_deleted += 1;
+            s.bytes_freed += d.size;
+        }
+    }
+}
