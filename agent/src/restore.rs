@@ -1,4 +1,0 @@
-//! PLACEHOLDER (the owner replaces this whole file): entry points with their final signatures.
-#![allow(unused_variables, dead_code)]
-
-pub async fn run(cfg: &aofvault_config::Config, args: &crate::cli::RestoreArgs) -> anyhow::Result<u8> { anyhow::bail!("not implemented yet") }
