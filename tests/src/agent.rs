@@ -2,14 +2,15 @@
 //!
 //! Tests exercise the binary users run, not the library, so exit codes, flags and logs are
 //! covered too. [`bin`] finds it (`$AOFVAULT_BIN`, else the newest build under the target dir)
-//! and builds it once per test binary if there is none. Both ways of running write the output
+//! and builds it once per test binary if there is none or if a source file is newer than it
+//! (a stale binary would test old code). Both ways of running write the output
 //! to files (no pipe can fill up and block the agent) and run in a temp working directory so
 //! nothing lands in the source tree.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{bail, Context, Result};
 use tempfile::TempDir;
@@ -48,9 +49,47 @@ fn newest_build() -> Option<PathBuf> {
         .map(|(_, p)| p)
 }
 
+/// The newest modification time of the sources the binary is built from.
+fn newest_source() -> Option<SystemTime> {
+    fn walk(path: &Path, newest: &mut Option<SystemTime>) {
+        let Ok(meta) = std::fs::metadata(path) else {
+            return;
+        };
+        if meta.is_dir() {
+            if let Ok(entries) = std::fs::read_dir(path) {
+                for entry in entries.flatten() {
+                    walk(&entry.path(), newest);
+                }
+            }
+        } else if let Ok(modified) = meta.modified() {
+            *newest = (*newest).max(Some(modified));
+        }
+    }
+    let root = crate::workspace_root();
+    let mut newest = None;
+    for part in [
+        "agent/src",
+        "agent/Cargo.toml",
+        "formats/src",
+        "formats/Cargo.toml",
+    ] {
+        walk(&root.join(part), &mut newest);
+    }
+    for part in [
+        "config/src",
+        "config/Cargo.toml",
+        "Cargo.toml",
+        "Cargo.lock",
+    ] {
+        walk(&root.join(part), &mut newest);
+    }
+    newest
+}
+
 /// Path of the `aofvault` binary: `$AOFVAULT_BIN`, else the newest of
-/// `<target>/{debug,release}/aofvault`; if there is none, runs `cargo build -p aofvault` once.
-/// Panics if it cannot be found or built (every agent test needs it).
+/// `<target>/{debug,release}/aofvault`; if there is none, or a source file is newer, runs
+/// `cargo build -p aofvault` once. Panics if it cannot be found or built (every agent test
+/// needs it).
 pub fn bin() -> PathBuf {
     static BIN: OnceLock<std::result::Result<PathBuf, String>> = OnceLock::new();
     let found = BIN.get_or_init(|| {
@@ -58,7 +97,10 @@ pub fn bin() -> PathBuf {
             return Ok(PathBuf::from(bin));
         }
         if let Some(bin) = newest_build() {
-            return Ok(bin);
+            let built = std::fs::metadata(&bin).and_then(|m| m.modified()).ok();
+            if built.is_some() && newest_source() <= built {
+                return Ok(bin);
+            }
         }
         build().map_err(|e| format!("{e:#}"))
     });

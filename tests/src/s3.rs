@@ -35,12 +35,14 @@ const PROBE_BODY: &[u8] = b"aofvault harness probe";
 const READY_TIMEOUT: Duration = Duration::from_secs(120);
 const PORT_ATTEMPTS: usize = 3;
 
-/// The `weed` binary: `$WEED_BIN`, else `/opt/aofvault-venv/bin/weed` if present, else `weed`.
+/// The `weed` binary: `$WEED_BIN`, else `$AOFVAULT_VENV/bin/weed` (default venv
+/// `/opt/aofvault-venv`, where scripts/install-deps.sh puts it) if present, else `weed`.
 pub fn weed_bin() -> PathBuf {
     if let Ok(bin) = std::env::var("WEED_BIN") {
         return PathBuf::from(bin);
     }
-    let venv = PathBuf::from("/opt/aofvault-venv/bin/weed");
+    let venv_dir = std::env::var("AOFVAULT_VENV").unwrap_or_else(|_| "/opt/aofvault-venv".into());
+    let venv = PathBuf::from(venv_dir).join("bin").join("weed");
     if venv.is_file() {
         venv
     } else {
