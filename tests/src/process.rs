@@ -200,7 +200,7 @@ fn signal(pid: u32, name: &str) {
 
 /// See the module docs. Failing to start a watchdog is not fatal: the guard still works.
 fn spawn_watchdog(pid: u32, cleanup: &[PathBuf]) -> Option<Child> {
-    let script = "trap '' INT HUP; read _line; kill -9 \"$1\" 2>/dev/null; shift; \
+    let script = "trap '' INT HUP TERM; read _line; kill -9 \"$1\" 2>/dev/null; shift; \
                   [ \"$#\" -gt 0 ] && rm -rf -- \"$@\"; exit 0";
     let mut cmd = Command::new("sh");
     cmd.args(["-c", script, "aofvault-test-watchdog", &pid.to_string()])
