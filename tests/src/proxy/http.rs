@@ -3,8 +3,8 @@
 //! The proxy relays bytes untouched; [`RequestTracker`] watches them go by so that, in
 //! `Http503Burst` mode, it knows when the *next* request begins on a connection (a fresh one or
 //! a kept-alive one) and can answer it with a canned `503 Slow Down` instead of relaying it.
-//! It reads request heads and `Content-Length`; a chunked body makes it give up on that
-//! connection (it then only intercepts nothing more there), which S3 clients rarely send.
+//! It reads request heads and `Content-Length`; after a chunked body (which S3 clients rarely
+//! send) it loses track and relays the rest of that connection untouched.
 
 /// Where a client's stream stands.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -37,7 +37,8 @@ pub enum Mode {
     Stall,
     /// Relay at most this many bytes per second, per direction and connection.
     Slow(u64),
-    /// Answer the next `n` HTTP requests with `503 Slow Down` + `Connection: close`, then Pass.
+    /// Answer the next `n` HTTP requests with `503 Slow Down` + `Connection: close`, then Pass
+    /// (for HTTP targets: the S3 gateway).
     Http503Burst(u32),
     /// Refuse: the listening socket is closed (connection refused) and open connections closed.
     Down,
