@@ -27,18 +27,34 @@ const SEEDS: &[&str] = &[
 ];
 
 fn seed(index: usize) -> Vec<u8> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/rdb").join(SEEDS[index % SEEDS.len()]);
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/rdb")
+        .join(SEEDS[index % SEEDS.len()]);
     std::fs::read(path).unwrap()
 }
 
 #[derive(Debug, Clone)]
 enum Mutation {
-    Flip { at: usize, xor: u8 },
-    Truncate { at: usize },
-    Delete { at: usize, len: usize },
+    Flip {
+        at: usize,
+        xor: u8,
+    },
+    Truncate {
+        at: usize,
+    },
+    Delete {
+        at: usize,
+        len: usize,
+    },
     /// A 32- or 64-bit length field of all ones.
-    HugeLength { at: usize, wide: bool },
-    Insert { at: usize, bytes: Vec<u8> },
+    HugeLength {
+        at: usize,
+        wide: bool,
+    },
+    Insert {
+        at: usize,
+        bytes: Vec<u8>,
+    },
 }
 
 fn mutation() -> impl Strategy<Value = Mutation> {
@@ -66,7 +82,11 @@ fn apply(bytes: &mut Vec<u8>, m: &Mutation) {
             bytes.drain(at.min(end)..end);
         }
         Mutation::HugeLength { at, wide } => {
-            let field: &[u8] = if *wide { &[0x81, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF] } else { &[0x80, 0xFF, 0xFF, 0xFF, 0xFF] };
+            let field: &[u8] = if *wide {
+                &[0x81, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF]
+            } else {
+                &[0x80, 0xFF, 0xFF, 0xFF, 0xFF]
+            };
             let at = (at % n).min(bytes.len());
             bytes.splice(at..at, field.iter().copied());
         }
@@ -151,7 +171,10 @@ fn huge_claimed_lengths_in_tiny_inputs_are_errors() {
         let mut rest = vec![0xC3, 3];
         rest.extend_from_slice(len);
         rest.extend_from_slice(&[0, b'a', b'b']);
-        assert!(matches!(decode_all(&key_of_type(0, &rest)), Err(RdbError::Invalid { .. })));
+        assert!(matches!(
+            decode_all(&key_of_type(0, &rest)),
+            Err(RdbError::Invalid { .. })
+        ));
     }
     // A listpack whose header claims 4 GB inside a 7-byte string.
     let lp = key_of_type(16, &[7, 0xFF, 0xFF, 0xFF, 0xFF, 1, 0, 0xFF]);

@@ -58,7 +58,10 @@ impl Reply {
     }
     /// A flat `[name, value, name, value…]` reply as a map.
     fn map(&self) -> BTreeMap<String, Reply> {
-        self.array().chunks(2).map(|kv| (kv[0].text(), kv[1].clone())).collect()
+        self.array()
+            .chunks(2)
+            .map(|kv| (kv[0].text(), kv[1].clone()))
+            .collect()
     }
 }
 
@@ -70,7 +73,10 @@ struct Conn {
 impl Conn {
     fn connect(port: u16) -> std::io::Result<Conn> {
         let stream = TcpStream::connect(("127.0.0.1", port))?;
-        Ok(Conn { reader: BufReader::new(stream.try_clone()?), writer: stream })
+        Ok(Conn {
+            reader: BufReader::new(stream.try_clone()?),
+            writer: stream,
+        })
     }
 
     fn encode(out: &mut Vec<u8>, args: &[Vec<u8>]) {
@@ -98,7 +104,11 @@ impl Conn {
                 Reply::Bulk(body)
             }
             b'*' if text == "-1" => Reply::Nil,
-            b'*' => Reply::Array((0..text.parse::<usize>().unwrap()).map(|_| self.read()).collect()),
+            b'*' => Reply::Array(
+                (0..text.parse::<usize>().unwrap())
+                    .map(|_| self.read())
+                    .collect(),
+            ),
             other => panic!("unexpected reply byte {other:#x}"),
         }
     }
@@ -118,13 +128,20 @@ impl Conn {
     }
 
     fn call(&mut self, args: &[&[u8]]) -> Reply {
-        self.pipeline(&[args.iter().map(|a| a.to_vec()).collect()]).remove(0)
+        self.pipeline(&[args.iter().map(|a| a.to_vec()).collect()])
+            .remove(0)
     }
 
     /// A command that must succeed.
     fn ok(&mut self, args: &[&[u8]]) -> Reply {
         let reply = self.call(args);
-        assert!(!matches!(reply, Reply::Error(_)), "{:?}: {reply:?}", args.iter().map(|a| String::from_utf8_lossy(a)).collect::<Vec<_>>());
+        assert!(
+            !matches!(reply, Reply::Error(_)),
+            "{:?}: {reply:?}",
+            args.iter()
+                .map(|a| String::from_utf8_lossy(a))
+                .collect::<Vec<_>>()
+        );
         reply
     }
 }
@@ -139,14 +156,28 @@ struct Redis {
 
 impl Redis {
     fn start(name: &str) -> Redis {
-        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let dir = std::env::temp_dir().join(format!("aofvault-rdb-{name}-{}-{port}", std::process::id()));
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let dir =
+            std::env::temp_dir().join(format!("aofvault-rdb-{name}-{}-{port}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         let child = Command::new("redis-server")
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--dir"])
             .arg(&dir)
-            .args(["--save", "", "--appendonly", "no", "--enable-debug-command", "yes", "--logfile", "redis.log"])
+            .args([
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--enable-debug-command",
+                "yes",
+                "--logfile",
+                "redis.log",
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -160,7 +191,10 @@ impl Redis {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        panic!("redis-server on port {port} did not start; log:\n{}", server.log());
+        panic!(
+            "redis-server on port {port} did not start; log:\n{}",
+            server.log()
+        );
     }
 
     fn conn(&self) -> Conn {
@@ -182,7 +216,11 @@ impl Drop for Redis {
         let _ = self.child.kill();
         let _ = self.child.wait();
         if std::thread::panicking() {
-            eprintln!("---- redis-server log ({}) ----\n{}", self.dir.display(), self.log());
+            eprintln!(
+                "---- redis-server log ({}) ----\n{}",
+                self.dir.display(),
+                self.log()
+            );
         }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
@@ -199,7 +237,9 @@ fn noise(n: usize, seed: u64) -> Vec<u8> {
     let mut x = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
     (0..n)
         .map(|_| {
-            x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+            x = x
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
             (x >> 33) as u8
         })
         .collect()
@@ -223,13 +263,44 @@ fn populate(server: &Redis) {
         cmd(&[b"SET", b"str:noise", &noise(3000, 1)]),
         cmd(&[b"SET", b"exp:s", b"v", b"EX", b"100000"]),
         cmd(&[b"SET", b"exp:ms", b"v", b"PX", b"500000123"]),
-        cmd(&[b"RPUSH", b"list:small", b"a", b"b", b"1", b"-300", b"70000", b"5000000000"]),
+        cmd(&[
+            b"RPUSH",
+            b"list:small",
+            b"a",
+            b"b",
+            b"1",
+            b"-300",
+            b"70000",
+            b"5000000000",
+        ]),
         cmd(&[b"RPUSH", b"list:plain", b"x", &vec![b'p'; 2000], b"y"]),
         cmd(&[b"SADD", b"set:int", b"1", b"2", b"3", b"-5", b"100000"]),
         cmd(&[b"SADD", b"set:small", b"a", b"b", b"c"]),
-        cmd(&[b"ZADD", b"zset:small", b"1.5", b"a", b"-2", b"b", b"inf", b"c", b"-inf", b"d", b"3", b"e"]),
-        cmd(&[b"HSET", b"hash:small", b"f1", b"v1", b"f2", b"12345", b"f3", b""]),
-        cmd(&[b"HSET", b"hash:bigval", b"f", &vec![b'h'; 200]]),
+        cmd(&[
+            b"ZADD",
+            b"zset:small",
+            b"1.5",
+            b"a",
+            b"-2",
+            b"b",
+            b"inf",
+            b"c",
+            b"-inf",
+            b"d",
+            b"3",
+            b"e",
+        ]),
+        cmd(&[
+            b"HSET",
+            b"hash:small",
+            b"f1",
+            b"v1",
+            b"f2",
+            b"12345",
+            b"f3",
+            b"",
+        ]),
+        cmd(&[b"HSET", b"hash:bigval", b"f", &[b'h'; 200]]),
         cmd(&[b"PEXPIREAT", b"list:small", b"4102444800123"]),
         cmd(&[b"PEXPIREAT", b"hash:small", b"4102444800456"]),
     ];
@@ -244,16 +315,33 @@ fn populate(server: &Redis) {
         big_zset.push(format!("{}", (i as f64) * 0.37 - 100.0).into_bytes());
         big_zset.push(format!("z{i}").into_bytes());
         big_hash.push(format!("field-{i}").into_bytes());
-        big_hash.push(if i % 3 == 0 { i.to_string().into_bytes() } else { format!("value-{i}").into_bytes() });
+        big_hash.push(if i % 3 == 0 {
+            i.to_string().into_bytes()
+        } else {
+            format!("value-{i}").into_bytes()
+        });
         if i < 400 {
-            int64_set.push((i * 23_058_430_092_136_939 - 4_611_686_018_427_387_903).to_string().into_bytes());
+            int64_set.push(
+                (i * 23_058_430_092_136_939 - 4_611_686_018_427_387_903)
+                    .to_string()
+                    .into_bytes(),
+            );
         }
     }
-    big_zset.extend([b"inf".to_vec(), b"top".to_vec(), b"-inf".to_vec(), b"bottom".to_vec()]);
+    big_zset.extend([
+        b"inf".to_vec(),
+        b"top".to_vec(),
+        b"-inf".to_vec(),
+        b"bottom".to_vec(),
+    ]);
     cmds.extend([big_list, big_set, int64_set, big_zset, big_hash]);
     // A stream with two groups, pending entries owned by two consumers, a deleted entry.
     for i in 1..=10 {
-        let fields: Vec<&[u8]> = if i % 3 == 0 { vec![b"other", b"shape"] } else { vec![b"f", b"v", b"n"] };
+        let fields: Vec<&[u8]> = if i % 3 == 0 {
+            vec![b"other", b"shape"]
+        } else {
+            vec![b"f", b"v", b"n"]
+        };
         let mut xadd = cmd(&[b"XADD", b"stream:s", format!("{i}-{}", i % 2).as_bytes()]);
         for (j, f) in fields.iter().enumerate() {
             xadd.push(f.to_vec());
@@ -263,8 +351,28 @@ fn populate(server: &Redis) {
     }
     cmds.extend([
         cmd(&[b"XGROUP", b"CREATE", b"stream:s", b"g1", b"0"]),
-        cmd(&[b"XREADGROUP", b"GROUP", b"g1", b"alice", b"COUNT", b"3", b"STREAMS", b"stream:s", b">"]),
-        cmd(&[b"XREADGROUP", b"GROUP", b"g1", b"bob", b"COUNT", b"2", b"STREAMS", b"stream:s", b">"]),
+        cmd(&[
+            b"XREADGROUP",
+            b"GROUP",
+            b"g1",
+            b"alice",
+            b"COUNT",
+            b"3",
+            b"STREAMS",
+            b"stream:s",
+            b">",
+        ]),
+        cmd(&[
+            b"XREADGROUP",
+            b"GROUP",
+            b"g1",
+            b"bob",
+            b"COUNT",
+            b"2",
+            b"STREAMS",
+            b"stream:s",
+            b">",
+        ]),
         cmd(&[b"XACK", b"stream:s", b"g1", b"2-0"]),
         cmd(&[b"XDEL", b"stream:s", b"7-1"]),
         cmd(&[b"XGROUP", b"CREATE", b"stream:s", b"g2", b"$"]),
@@ -274,7 +382,15 @@ fn populate(server: &Redis) {
         cmd(&[b"XGROUP", b"CREATE", b"stream:empty", b"g", b"0"]),
     ]);
     for i in 0..1000 {
-        cmds.push(cmd(&[b"XADD", b"stream:large", b"*", b"n", i.to_string().as_bytes(), b"payload", &noise(20, i)]));
+        cmds.push(cmd(&[
+            b"XADD",
+            b"stream:large",
+            b"*",
+            b"n",
+            i.to_string().as_bytes(),
+            b"payload",
+            &noise(20, i),
+        ]));
     }
     cmds.push(cmd(&[
         b"FUNCTION",
@@ -290,7 +406,11 @@ fn populate(server: &Redis) {
         cmd(&[b"SET", b"db5:exp", b"v", b"EX", b"86400"]),
     ]);
     for (command, reply) in cmds.iter().zip(c.pipeline(&cmds)) {
-        assert!(!matches!(reply, Reply::Error(_)), "{:?}: {reply:?}", String::from_utf8_lossy(&command[0]));
+        assert!(
+            !matches!(reply, Reply::Error(_)),
+            "{:?}: {reply:?}",
+            String::from_utf8_lossy(&command[0])
+        );
     }
 }
 
@@ -317,56 +437,112 @@ fn check_entry(c: &mut Conn, e: &Entry) {
     let key = e.key.as_slice();
     let ctx = format!("db {} key {:?}", e.db, String::from_utf8_lossy(key));
     assert_eq!(c.ok(&[b"TYPE", key]).text(), e.value.type_name(), "{ctx}");
-    assert_eq!(c.ok(&[b"PEXPIRETIME", key]).int(), e.expire_at_ms.unwrap_or(-1), "{ctx}: expiry");
+    assert_eq!(
+        c.ok(&[b"PEXPIRETIME", key]).int(),
+        e.expire_at_ms.unwrap_or(-1),
+        "{ctx}: expiry"
+    );
     match &e.value {
         Value::String(v) => assert_eq!(&c.ok(&[b"GET", key]).bytes(), v, "{ctx}"),
         Value::List(v) => {
-            let got: Vec<Vec<u8>> = c.ok(&[b"LRANGE", key, b"0", b"-1"]).array().iter().map(Reply::bytes).collect();
+            let got: Vec<Vec<u8>> = c
+                .ok(&[b"LRANGE", key, b"0", b"-1"])
+                .array()
+                .iter()
+                .map(Reply::bytes)
+                .collect();
             assert_eq!(&got, v, "{ctx}");
         }
         Value::Set(v) => {
-            let got: BTreeSet<Vec<u8>> = c.ok(&[b"SMEMBERS", key]).array().iter().map(Reply::bytes).collect();
+            let got: BTreeSet<Vec<u8>> = c
+                .ok(&[b"SMEMBERS", key])
+                .array()
+                .iter()
+                .map(Reply::bytes)
+                .collect();
             assert_eq!(got.len(), v.len(), "{ctx}");
             assert_eq!(got, v.iter().cloned().collect(), "{ctx}");
         }
         Value::ZSet(v) => {
             let reply = c.ok(&[b"ZRANGE", key, b"0", b"-1", b"WITHSCORES"]);
-            let got: Vec<(Vec<u8>, f64)> =
-                reply.array().chunks(2).map(|p| (p[0].bytes(), p[1].text().parse().unwrap())).collect();
+            let got: Vec<(Vec<u8>, f64)> = reply
+                .array()
+                .chunks(2)
+                .map(|p| (p[0].bytes(), p[1].text().parse().unwrap()))
+                .collect();
             let mut want = v.clone();
             want.sort_by(|a, b| a.1.total_cmp(&b.1).then_with(|| a.0.cmp(&b.0)));
             assert_eq!(got, want, "{ctx}");
         }
         Value::Hash(v) => {
-            let got: BTreeMap<Vec<u8>, Vec<u8>> =
-                c.ok(&[b"HGETALL", key]).array().chunks(2).map(|p| (p[0].bytes(), p[1].bytes())).collect();
+            let got: BTreeMap<Vec<u8>, Vec<u8>> = c
+                .ok(&[b"HGETALL", key])
+                .array()
+                .chunks(2)
+                .map(|p| (p[0].bytes(), p[1].bytes()))
+                .collect();
             assert_eq!(got.len(), v.len(), "{ctx}");
-            assert_eq!(got, v.iter().map(|f| (f.field.clone(), f.value.clone())).collect(), "{ctx}");
+            assert_eq!(
+                got,
+                v.iter()
+                    .map(|f| (f.field.clone(), f.value.clone()))
+                    .collect(),
+                "{ctx}"
+            );
         }
         Value::Stream(s) => {
             let got: Vec<(String, Vec<Vec<u8>>)> = c
                 .ok(&[b"XRANGE", key, b"-", b"+"])
                 .array()
                 .iter()
-                .map(|e| (id(&e.array()[0]), e.array()[1].array().iter().map(Reply::bytes).collect()))
+                .map(|e| {
+                    (
+                        id(&e.array()[0]),
+                        e.array()[1].array().iter().map(Reply::bytes).collect(),
+                    )
+                })
                 .collect();
             let want: Vec<(String, Vec<Vec<u8>>)> = s
                 .entries
                 .iter()
-                .map(|e| (e.id.to_string(), e.fields.iter().flat_map(|(f, v)| [f.clone(), v.clone()]).collect()))
+                .map(|e| {
+                    (
+                        e.id.to_string(),
+                        e.fields
+                            .iter()
+                            .flat_map(|(f, v)| [f.clone(), v.clone()])
+                            .collect(),
+                    )
+                })
                 .collect();
             assert_eq!(got, want, "{ctx}: entries");
             let info = c.ok(&[b"XINFO", b"STREAM", key]).map();
-            assert_eq!(id(&info["last-generated-id"]), s.last_id.to_string(), "{ctx}");
-            assert_eq!(id(&info["max-deleted-entry-id"]), s.max_deleted_id.to_string(), "{ctx}");
+            assert_eq!(
+                id(&info["last-generated-id"]),
+                s.last_id.to_string(),
+                "{ctx}"
+            );
+            assert_eq!(
+                id(&info["max-deleted-entry-id"]),
+                s.max_deleted_id.to_string(),
+                "{ctx}"
+            );
             assert_eq!(info["entries-added"].int() as u64, s.entries_added, "{ctx}");
-            assert_eq!(id(&info["recorded-first-entry-id"]), s.first_id.to_string(), "{ctx}");
+            assert_eq!(
+                id(&info["recorded-first-entry-id"]),
+                s.first_id.to_string(),
+                "{ctx}"
+            );
             let groups = c.ok(&[b"XINFO", b"GROUPS", key]);
             assert_eq!(groups.array().len(), s.groups.len(), "{ctx}: groups");
             for (g, info) in s.groups.iter().zip(groups.array()) {
                 let info = info.map();
                 assert_eq!(info["name"].bytes(), g.name, "{ctx}");
-                assert_eq!(id(&info["last-delivered-id"]), g.last_delivered.to_string(), "{ctx}");
+                assert_eq!(
+                    id(&info["last-delivered-id"]),
+                    g.last_delivered.to_string(),
+                    "{ctx}"
+                );
                 let entries_read = match &info["entries-read"] {
                     Reply::Nil => None,
                     r => Some(r.int() as u64),
@@ -375,14 +551,39 @@ fn check_entry(c: &mut Conn, e: &Entry) {
                 assert_eq!(info["pending"].int() as usize, g.pending.len(), "{ctx}");
                 assert_eq!(info["consumers"].int() as usize, g.consumers.len(), "{ctx}");
                 let pending = c.ok(&[b"XPENDING", key, &g.name, b"-", b"+", b"100000"]);
-                let got: Vec<(String, Vec<u8>, u64)> =
-                    pending.array().iter().map(|p| (id(&p.array()[0]), p.array()[1].bytes(), p.array()[3].int() as u64)).collect();
-                let want: Vec<(String, Vec<u8>, u64)> =
-                    g.pending.iter().map(|p| (p.id.to_string(), p.consumer.clone(), p.delivery_count)).collect();
-                assert_eq!(got, want, "{ctx}: pending of group {:?}", String::from_utf8_lossy(&g.name));
+                let got: Vec<(String, Vec<u8>, u64)> = pending
+                    .array()
+                    .iter()
+                    .map(|p| {
+                        (
+                            id(&p.array()[0]),
+                            p.array()[1].bytes(),
+                            p.array()[3].int() as u64,
+                        )
+                    })
+                    .collect();
+                let want: Vec<(String, Vec<u8>, u64)> = g
+                    .pending
+                    .iter()
+                    .map(|p| (p.id.to_string(), p.consumer.clone(), p.delivery_count))
+                    .collect();
+                assert_eq!(
+                    got,
+                    want,
+                    "{ctx}: pending of group {:?}",
+                    String::from_utf8_lossy(&g.name)
+                );
                 let consumers = c.ok(&[b"XINFO", b"CONSUMERS", key, &g.name]);
-                let got: BTreeSet<Vec<u8>> = consumers.array().iter().map(|c| c.map()["name"].bytes()).collect();
-                assert_eq!(got, g.consumers.iter().map(|c| c.name.clone()).collect(), "{ctx}");
+                let got: BTreeSet<Vec<u8>> = consumers
+                    .array()
+                    .iter()
+                    .map(|c| c.map()["name"].bytes())
+                    .collect();
+                assert_eq!(
+                    got,
+                    g.consumers.iter().map(|c| c.name.clone()).collect(),
+                    "{ctx}"
+                );
             }
         }
     }
@@ -397,12 +598,29 @@ fn redis_7_dump_decodes_to_what_the_server_holds() {
     assert_eq!(decode_all(&bytes).unwrap(), records);
 
     let mut c = server.conn();
-    let functions: Vec<&[u8]> =
-        records.iter().filter_map(|r| if let Record::Function { code } = r { Some(code.as_slice()) } else { None }).collect();
+    let functions: Vec<&[u8]> = records
+        .iter()
+        .filter_map(|r| {
+            if let Record::Function { code } = r {
+                Some(code.as_slice())
+            } else {
+                None
+            }
+        })
+        .collect();
     let listed = c.ok(&[b"FUNCTION", b"LIST", b"WITHCODE"]);
-    let codes: Vec<Vec<u8>> = listed.array().iter().map(|lib| lib.map()["library_code"].bytes()).collect();
-    assert_eq!(functions, codes.iter().map(Vec::as_slice).collect::<Vec<_>>());
-    assert!(records.iter().any(|r| matches!(r, Record::Aux { key, .. } if key == b"redis-ver")));
+    let codes: Vec<Vec<u8>> = listed
+        .array()
+        .iter()
+        .map(|lib| lib.map()["library_code"].bytes())
+        .collect();
+    assert_eq!(
+        functions,
+        codes.iter().map(Vec::as_slice).collect::<Vec<_>>()
+    );
+    assert!(records
+        .iter()
+        .any(|r| matches!(r, Record::Aux { key, .. } if key == b"redis-ver")));
 
     let mut per_db: BTreeMap<u32, Vec<&Entry>> = BTreeMap::new();
     for r in &records {
@@ -427,10 +645,14 @@ fn redis_7_dump_decodes_to_what_the_server_holds() {
     assert!(matches!(&find("zset:large").value, Value::ZSet(v) if v.len() == 1002));
     assert!(matches!(&find("hash:large").value, Value::Hash(v) if v.len() == 1000));
     assert!(matches!(&find("stream:large").value, Value::Stream(s) if s.entries.len() == 1000));
-    assert!(matches!(&find("stream:empty").value, Value::Stream(s) if s.entries.is_empty() && s.groups.len() == 1));
+    assert!(
+        matches!(&find("stream:empty").value, Value::Stream(s) if s.entries.is_empty() && s.groups.len() == 1)
+    );
     assert_eq!(find("list:small").expire_at_ms, Some(4_102_444_800_123));
     assert!(find("exp:s").expire_at_ms.is_some() && find("exp:ms").expire_at_ms.is_some());
-    let Value::Stream(s) = &find("stream:s").value else { panic!() };
+    let Value::Stream(s) = &find("stream:s").value else {
+        panic!()
+    };
     assert_eq!(s.entries.len(), 9);
     assert_eq!(s.groups[0].pending.len(), 4);
 }
@@ -446,7 +668,9 @@ fn truncated_and_corrupted_copies_fail_cleanly() {
     let mut truncations = 0;
     for cut in cuts {
         match decode_all(&bytes[..cut]) {
-            Err(RdbError::Truncated { offset, .. }) => assert_eq!(offset, cut as u64, "cut at {cut}"),
+            Err(RdbError::Truncated { offset, .. }) => {
+                assert_eq!(offset, cut as u64, "cut at {cut}")
+            }
             other => panic!("cut at {cut} of {len}: {other:?}"),
         }
         truncations += 1;
@@ -486,7 +710,14 @@ fn rendered_commands_replay_to_the_same_digest() {
     }
     let mut c = replica.conn();
     for (command, reply) in commands.iter().zip(c.pipeline(&commands)) {
-        assert!(!matches!(reply, Reply::Error(_)), "{:?}: {reply:?}", command.iter().map(|a| String::from_utf8_lossy(a)).collect::<Vec<_>>());
+        assert!(
+            !matches!(reply, Reply::Error(_)),
+            "{:?}: {reply:?}",
+            command
+                .iter()
+                .map(|a| String::from_utf8_lossy(a))
+                .collect::<Vec<_>>()
+        );
     }
     let want = original.conn().ok(&[b"DEBUG", b"DIGEST"]);
     let got = c.ok(&[b"DEBUG", b"DIGEST"]);
@@ -500,7 +731,11 @@ fn rendered_commands_replay_to_the_same_digest() {
                 let a = o.ok(&[b"DEBUG", b"DIGEST-VALUE", &e.key]);
                 let b = c.ok(&[b"DEBUG", b"DIGEST-VALUE", &e.key]);
                 if a != b {
-                    eprintln!("differs: db {} key {:?}", e.db, String::from_utf8_lossy(&e.key));
+                    eprintln!(
+                        "differs: db {} key {:?}",
+                        e.db,
+                        String::from_utf8_lossy(&e.key)
+                    );
                 }
             }
         }

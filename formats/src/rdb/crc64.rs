@@ -19,7 +19,11 @@ const fn build_tables() -> [[u64; 256]; 8] {
         let mut crc = byte as u64;
         let mut bit = 0;
         while bit < 8 {
-            crc = if crc & 1 == 1 { (crc >> 1) ^ POLY_REFLECTED } else { crc >> 1 };
+            crc = if crc & 1 == 1 {
+                (crc >> 1) ^ POLY_REFLECTED
+            } else {
+                crc >> 1
+            };
             bit += 1;
         }
         tables[0][byte] = crc;
@@ -87,7 +91,11 @@ mod tests {
         for &b in bytes {
             crc ^= u64::from(b);
             for _ in 0..8 {
-                crc = if crc & 1 == 1 { (crc >> 1) ^ super::POLY_REFLECTED } else { crc >> 1 };
+                crc = if crc & 1 == 1 {
+                    (crc >> 1) ^ super::POLY_REFLECTED
+                } else {
+                    crc >> 1
+                };
             }
         }
         crc
@@ -105,12 +113,17 @@ mod tests {
         // DUMP of the string "v1" on redis-server 7.0.15: type, value, version, then the CRC.
         let mut crc = Crc64::new();
         crc.update(&[0x00, 0x02, 0x76, 0x31, 0x0a, 0x00]);
-        assert_eq!(crc.value().to_le_bytes(), [0x5f, 0xe5, 0xb0, 0x5e, 0xcb, 0x50, 0x79, 0x5b]);
+        assert_eq!(
+            crc.value().to_le_bytes(),
+            [0x5f, 0xe5, 0xb0, 0x5e, 0xcb, 0x50, 0x79, 0x5b]
+        );
     }
 
     #[test]
     fn sliced_equals_bitwise_for_every_split() {
-        let data: Vec<u8> = (0..300u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+        let data: Vec<u8> = (0..300u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect();
         let want = bitwise(&data);
         for split in 0..data.len() {
             let mut crc = Crc64::new();

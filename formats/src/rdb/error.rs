@@ -28,13 +28,21 @@ pub enum RdbError {
         "module data at byte {offset}: key `{key}` holds a value of module type `{module}`, which \
          cannot be decoded without that module (an empty key means module aux data)"
     )]
-    Module { offset: u64, key: String, module: String },
+    Module {
+        offset: u64,
+        key: String,
+        module: String,
+    },
     /// The CRC-64 trailer does not match the bytes: `expected` is the value stored in the file,
     /// `actual` the one computed over the bytes read; `offset` is where the trailer starts.
     #[error(
         "checksum mismatch at byte {offset}: the file says {expected:#018x}, its bytes give {actual:#018x}"
     )]
-    ChecksumMismatch { offset: u64, expected: u64, actual: u64 },
+    ChecksumMismatch {
+        offset: u64,
+        expected: u64,
+        actual: u64,
+    },
 }
 
 impl RdbError {
@@ -86,6 +94,10 @@ pub(crate) fn display_key(key: &[u8]) -> String {
     if key.len() <= MAX {
         String::from_utf8_lossy(key).into_owned()
     } else {
-        format!("{}… ({} bytes)", String::from_utf8_lossy(&key[..MAX]), key.len())
+        format!(
+            "{}… ({} bytes)",
+            String::from_utf8_lossy(&key[..MAX]),
+            key.len()
+        )
     }
 }

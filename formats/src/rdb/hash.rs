@@ -43,18 +43,30 @@ pub(crate) fn read_hash<R: BufRead>(
             for _ in 0..count {
                 let field = src.read_string("hash field")?;
                 let value = src.read_string("hash value")?;
-                out.push(HashField { field, value, expire_at_ms: None });
+                out.push(HashField {
+                    field,
+                    value,
+                    expire_at_ms: None,
+                });
             }
             Ok(out)
         }
         (9, _) => packed(src, key, "zipmap of hash", |data| {
             Ok(zipmap::pairs(data)?
                 .into_iter()
-                .map(|(field, value)| HashField { field, value, expire_at_ms: None })
+                .map(|(field, value)| HashField {
+                    field,
+                    value,
+                    expire_at_ms: None,
+                })
                 .collect())
         }),
-        (13, _) => packed(src, key, "ziplist of hash", |data| pairs(Ziplist::new(data)?)),
-        (16, _) => packed(src, key, "listpack of hash", |data| pairs(Listpack::new(data)?)),
+        (13, _) => packed(src, key, "ziplist of hash", |data| {
+            pairs(Ziplist::new(data)?)
+        }),
+        (16, _) => packed(src, key, "listpack of hash", |data| {
+            pairs(Listpack::new(data)?)
+        }),
         (22, Flavor::Valkey) => {
             let count = src.read_len("hash length")?;
             let mut out = Vec::with_capacity(capacity(count));
@@ -68,7 +80,11 @@ pub(crate) fn read_hash<R: BufRead>(
                     ms if ms >= 0 => Some(ms),
                     _ => return Err(bad_expiry(at, key)),
                 };
-                out.push(HashField { field, value, expire_at_ms });
+                out.push(HashField {
+                    field,
+                    value,
+                    expire_at_ms,
+                });
             }
             Ok(out)
         }
@@ -98,7 +114,11 @@ pub(crate) fn read_hash<R: BufRead>(
                 };
                 let field = src.read_string("hash field")?;
                 let value = src.read_string("hash value")?;
-                out.push(HashField { field, value, expire_at_ms });
+                out.push(HashField {
+                    field,
+                    value,
+                    expire_at_ms,
+                });
             }
             Ok(out)
         }
@@ -107,17 +127,25 @@ pub(crate) fn read_hash<R: BufRead>(
                 // The smallest field expiry: informational, the triplets carry absolute times.
                 src.read_i64_le("hash minimum expiry")?;
             }
-            packed(src, key, "listpack of hash with field expiries", |data| triplets(Listpack::new(data)?))
+            packed(src, key, "listpack of hash with field expiries", |data| {
+                triplets(Listpack::new(data)?)
+            })
         }
         _ => Err(RdbError::Invalid {
             offset: src.offset().saturating_sub(1),
-            reason: format!("key `{}`: value type {type_id} is not defined in {flavor:?} files", display_key(key)),
+            reason: format!(
+                "key `{}`: value type {type_id} is not defined in {flavor:?} files",
+                display_key(key)
+            ),
         }),
     }
 }
 
 fn bad_expiry(at: u64, key: &[u8]) -> RdbError {
-    RdbError::Invalid { offset: at, reason: format!("key `{}`: invalid hash field expiry", display_key(key)) }
+    RdbError::Invalid {
+        offset: at,
+        reason: format!("key `{}`: invalid hash field expiry", display_key(key)),
+    }
 }
 
 /// field, value pairs.
@@ -125,7 +153,11 @@ fn pairs<'a>(mut items: impl Packed<'a>) -> Result<Vec<HashField>, PackError> {
     let mut out = Vec::with_capacity(items.capacity_hint() / 2);
     while let Some(field) = items.next_item()? {
         let value = items.expect_item("hash field without a value")?;
-        out.push(HashField { field: field.to_bytes(), value: value.to_bytes(), expire_at_ms: None });
+        out.push(HashField {
+            field: field.to_bytes(),
+            value: value.to_bytes(),
+            expire_at_ms: None,
+        });
     }
     Ok(out)
 }
@@ -142,7 +174,11 @@ fn triplets<'a>(mut items: impl Packed<'a>) -> Result<Vec<HashField>, PackError>
             Some(ms) if ms > 0 && ms as u64 <= MAX_FIELD_EXPIRE => Some(ms),
             _ => return Err(PackError::new(at, "invalid hash field expiry")),
         };
-        out.push(HashField { field: field.to_bytes(), value: value.to_bytes(), expire_at_ms });
+        out.push(HashField {
+            field: field.to_bytes(),
+            value: value.to_bytes(),
+            expire_at_ms,
+        });
     }
     Ok(out)
 }

@@ -5,7 +5,9 @@ use super::error::PackError;
 use super::text;
 
 pub(crate) fn members(data: &[u8]) -> Result<Vec<Vec<u8>>, PackError> {
-    let header = data.get(..8).ok_or(PackError::new(0, "intset shorter than its header"))?;
+    let header = data
+        .get(..8)
+        .ok_or(PackError::new(0, "intset shorter than its header"))?;
     let width = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
     let count = u32::from_le_bytes([header[4], header[5], header[6], header[7]]) as usize;
     if !matches!(width, 2 | 4 | 8) {
@@ -13,7 +15,10 @@ pub(crate) fn members(data: &[u8]) -> Result<Vec<Vec<u8>>, PackError> {
     }
     let body = &data[8..];
     if count.checked_mul(width) != Some(body.len()) {
-        return Err(PackError::new(4, "intset length disagrees with the string length"));
+        return Err(PackError::new(
+            4,
+            "intset length disagrees with the string length",
+        ));
     }
     Ok(body
         .chunks_exact(width)
@@ -37,7 +42,10 @@ mod tests {
     #[test]
     fn observed_redis_7_intset() {
         let data = [2, 0, 0, 0, 3, 0, 0, 0, 1, 0, 2, 0, 3, 0];
-        assert_eq!(members(&data).unwrap(), vec![b"1".to_vec(), b"2".to_vec(), b"3".to_vec()]);
+        assert_eq!(
+            members(&data).unwrap(),
+            vec![b"1".to_vec(), b"2".to_vec(), b"3".to_vec()]
+        );
     }
 
     #[test]
@@ -45,7 +53,10 @@ mod tests {
         let mut data = vec![8, 0, 0, 0, 2, 0, 0, 0];
         data.extend_from_slice(&i64::MIN.to_le_bytes());
         data.extend_from_slice(&(-5i64).to_le_bytes());
-        assert_eq!(members(&data).unwrap(), vec![i64::MIN.to_string().into_bytes(), b"-5".to_vec()]);
+        assert_eq!(
+            members(&data).unwrap(),
+            vec![i64::MIN.to_string().into_bytes(), b"-5".to_vec()]
+        );
     }
 
     #[test]

@@ -24,17 +24,30 @@ pub(crate) struct Listpack<'a> {
 
 impl<'a> Listpack<'a> {
     pub(crate) fn new(data: &'a [u8]) -> Result<Self, PackError> {
-        let header = data.get(..HEADER).ok_or(PackError::new(0, "listpack shorter than its header"))?;
+        let header = data
+            .get(..HEADER)
+            .ok_or(PackError::new(0, "listpack shorter than its header"))?;
         let total = u32::from_le_bytes([header[0], header[1], header[2], header[3]]);
         if total as usize != data.len() {
-            return Err(PackError::new(0, "listpack total_bytes disagrees with the string length"));
+            return Err(PackError::new(
+                0,
+                "listpack total_bytes disagrees with the string length",
+            ));
         }
         if data.last() != Some(&END) {
-            return Err(PackError::new(data.len().saturating_sub(1), "listpack does not end with 0xFF"));
+            return Err(PackError::new(
+                data.len().saturating_sub(1),
+                "listpack does not end with 0xFF",
+            ));
         }
         let count = u16::from_le_bytes([header[4], header[5]]);
         let declared = (count != UNKNOWN_COUNT).then_some(usize::from(count));
-        Ok(Listpack { data, pos: HEADER, declared, seen: 0 })
+        Ok(Listpack {
+            data,
+            pos: HEADER,
+            declared,
+            seen: 0,
+        })
     }
 }
 
@@ -46,18 +59,27 @@ impl<'a> Packed<'a> for Listpack<'a> {
     fn next_item(&mut self) -> Result<Option<Item<'a>>, PackError> {
         let data = self.data;
         let at = self.pos;
-        let b = *data.get(at).ok_or(PackError::new(at, "listpack entry runs past the end"))?;
+        let b = *data
+            .get(at)
+            .ok_or(PackError::new(at, "listpack entry runs past the end"))?;
         if b == END {
             if at + 1 != data.len() {
-                return Err(PackError::new(at, "listpack end marker before the end of the string"));
+                return Err(PackError::new(
+                    at,
+                    "listpack end marker before the end of the string",
+                ));
             }
             if self.declared.is_some_and(|n| n != self.seen) {
-                return Err(PackError::new(at, "listpack element count disagrees with its header"));
+                return Err(PackError::new(
+                    at,
+                    "listpack element count disagrees with its header",
+                ));
             }
             return Ok(None);
         }
         let bytes = |from: usize, n: usize| -> Result<&'a [u8], PackError> {
-            data.get(from..from + n).ok_or(PackError::new(from, "listpack entry runs past the end"))
+            data.get(from..from + n)
+                .ok_or(PackError::new(from, "listpack entry runs past the end"))
         };
         // (item, size of encoding + data)
         let (item, size) = if b & 0x80 == 0 {
@@ -92,7 +114,10 @@ impl<'a> Packed<'a> for Listpack<'a> {
                 }
                 0xF3 => {
                     let n = bytes(at + 1, 4)?;
-                    (Item::Int(i64::from(i32::from_le_bytes([n[0], n[1], n[2], n[3]]))), 5)
+                    (
+                        Item::Int(i64::from(i32::from_le_bytes([n[0], n[1], n[2], n[3]]))),
+                        5,
+                    )
                 }
                 0xF4 => {
                     let n = bytes(at + 1, 8)?;
@@ -226,8 +251,13 @@ pub(crate) mod tests {
     #[test]
     fn observed_redis_7_set_listpack() {
         // The 16-byte listpack of a Redis 7.0 list a, b, c (FORMATS.md §2.8).
-        let lp = [0x10, 0, 0, 0, 3, 0, 0x81, b'a', 2, 0x81, b'b', 2, 0x81, b'c', 2, 0xFF];
-        assert_eq!(elements(&lp).unwrap(), vec![b"a".to_vec(), b"b".to_vec(), b"c".to_vec()]);
+        let lp = [
+            0x10, 0, 0, 0, 3, 0, 0x81, b'a', 2, 0x81, b'b', 2, 0x81, b'c', 2, 0xFF,
+        ];
+        assert_eq!(
+            elements(&lp).unwrap(),
+            vec![b"a".to_vec(), b"b".to_vec(), b"c".to_vec()]
+        );
     }
 
     #[test]

@@ -14,54 +14,84 @@ use super::error::PackError;
 pub(crate) const MAX_EXPANSION: usize = 88;
 
 /// Decompresses `input`, which must expand to exactly `out_len` bytes.
+#[cfg(test)]
 pub(crate) fn decompress(input: &[u8], out_len: usize) -> Result<Vec<u8>, PackError> {
+    let mut out = Vec::new();
+    decompress_into(input, out_len, &mut out)?;
+    Ok(out)
+}
+
+/// Decompresses `input` into `out` (replacing its contents), reusing its allocation.
+pub(crate) fn decompress_into(
+    input: &[u8],
+    out_len: usize,
+    out: &mut Vec<u8>,
+) -> Result<(), PackError> {
     if out_len > input.len().saturating_mul(MAX_EXPANSION) {
-        return Err(PackError::new(0, "LZF uncompressed length exceeds what the compressed bytes can produce"));
+        return Err(PackError::new(
+            0,
+            "LZF uncompressed length exceeds what the compressed bytes can produce",
+        ));
     }
-    let mut out: Vec<u8> = Vec::with_capacity(out_len);
-    let mut i = 0;
+    out.clear();
+    out.resize(out_len, 0);
+    let out = out.as_mut_slice();
+    let mut i = 0; // next input byte
+    let mut o = 0; // next output byte
     while let Some(&ctrl) = input.get(i) {
         i += 1;
         if ctrl < 32 {
             let run = usize::from(ctrl) + 1;
-            let literal = input.get(i..i + run).ok_or(PackError::new(i, "LZF literal runs past the end"))?;
-            if out.len() + run > out_len {
-                return Err(PackError::new(i, "LZF output longer than announced"));
-            }
-            out.extend_from_slice(literal);
+            let literal = input
+                .get(i..i + run)
+                .ok_or(PackError::new(i, "LZF literal runs past the end"))?;
+            let dest = out
+                .get_mut(o..o + run)
+                .ok_or(PackError::new(i, "LZF output longer than announced"))?;
+            dest.copy_from_slice(literal);
             i += run;
+            o += run;
         } else {
             let mut len = usize::from(ctrl >> 5);
             if len == 7 {
-                len += usize::from(*input.get(i).ok_or(PackError::new(i, "LZF length byte missing"))?);
+                len += usize::from(
+                    *input
+                        .get(i)
+                        .ok_or(PackError::new(i, "LZF length byte missing"))?,
+                );
                 i += 1;
             }
             len += 2;
-            let low = *input.get(i).ok_or(PackError::new(i, "LZF distance byte missing"))?;
+            let low = *input
+                .get(i)
+                .ok_or(PackError::new(i, "LZF distance byte missing"))?;
             i += 1;
             let distance = ((usize::from(ctrl & 0x1f) << 8) | usize::from(low)) + 1;
-            if distance > out.len() {
-                return Err(PackError::new(i, "LZF back-reference before the start of the output"));
-            }
-            if out.len() + len > out_len {
+            let from = o.checked_sub(distance).ok_or(PackError::new(
+                i,
+                "LZF back-reference before the start of the output",
+            ))?;
+            if o + len > out_len {
                 return Err(PackError::new(i, "LZF output longer than announced"));
             }
-            // Copy in chunks of at most `distance` bytes: each chunk only reads bytes that
-            // already exist, and the pattern repeats exactly as a byte-by-byte copy would.
-            let mut from = out.len() - distance;
-            let mut left = len;
-            while left > 0 {
-                let chunk = left.min(distance);
-                out.extend_from_within(from..from + chunk);
-                from += chunk;
-                left -= chunk;
+            if distance >= len {
+                out.copy_within(from..from + len, o);
+            } else {
+                // Overlapping: each byte copies one produced `distance` bytes earlier.
+                for k in o..o + len {
+                    out[k] = out[k - distance];
+                }
             }
+            o += len;
         }
     }
-    if out.len() != out_len {
-        return Err(PackError::new(input.len(), "LZF output shorter than announced"));
+    if o != out_len {
+        return Err(PackError::new(
+            input.len(),
+            "LZF output shorter than announced",
+        ));
     }
-    Ok(out)
+    Ok(())
 }
 
 #[cfg(test)]

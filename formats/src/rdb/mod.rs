@@ -111,7 +111,10 @@ impl<R: BufRead> RdbReader<R> {
         } else {
             return Err(RdbError::Invalid {
                 offset: 0,
-                reason: format!("not an RDB file: magic {:?}", String::from_utf8_lossy(&magic)),
+                reason: format!(
+                    "not an RDB file: magic {:?}",
+                    String::from_utf8_lossy(&magic)
+                ),
             });
         };
         let version = std::str::from_utf8(digits)
@@ -120,7 +123,10 @@ impl<R: BufRead> RdbReader<R> {
             .and_then(|d| d.parse::<u32>().ok())
             .ok_or_else(|| RdbError::Invalid {
                 offset: 0,
-                reason: format!("RDB version {:?} is not a number", String::from_utf8_lossy(digits)),
+                reason: format!(
+                    "RDB version {:?} is not a number",
+                    String::from_utf8_lossy(digits)
+                ),
             })?;
         let supported = match flavor {
             Flavor::Redis => (1..=MAX_REDIS_VERSION).contains(&version),
@@ -272,7 +278,11 @@ impl<R: BufRead> RdbReader<R> {
         } else if expected == actual {
             self.checksum = ChecksumStatus::Verified;
         } else {
-            return Err(RdbError::ChecksumMismatch { offset: at, expected, actual });
+            return Err(RdbError::ChecksumMismatch {
+                offset: at,
+                expected,
+                actual,
+            });
         }
         Ok(())
     }

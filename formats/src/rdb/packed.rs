@@ -47,6 +47,7 @@ pub(crate) trait Packed<'a> {
     /// The next element, which must exist (the second or third of a pair or triplet).
     fn expect_item(&mut self, what: &'static str) -> Result<Item<'a>, super::error::PackError> {
         let at = self.position();
-        self.next_item()?.ok_or(super::error::PackError::new(at, what))
+        self.next_item()?
+            .ok_or(super::error::PackError::new(at, what))
     }
 }

@@ -32,11 +32,20 @@ pub(crate) struct Source<R> {
     crc: Crc64,
     /// Reused for values that straddle buffer refills.
     scratch: Vec<u8>,
+    /// Reused for decompressed packed values.
+    lzf: Vec<u8>,
 }
 
 impl<R: BufRead> Source<R> {
     pub(crate) fn new(inner: R) -> Self {
-        Source { inner, pos: 0, consumed: 0, crc: Crc64::new(), scratch: Vec::new() }
+        Source {
+            inner,
+            pos: 0,
+            consumed: 0,
+            crc: Crc64::new(),
+            scratch: Vec::new(),
+            lzf: Vec::new(),
+        }
     }
 
     /// Bytes read from the start of the input.
@@ -71,6 +80,17 @@ impl<R: BufRead> Source<R> {
         Ok(())
     }
 
+    pub(crate) fn take_lzf_buffer(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.lzf)
+    }
+
+    /// Keeps a moderate buffer for the next compressed value, not a huge one.
+    pub(crate) fn put_lzf_buffer(&mut self, buf: Vec<u8>) {
+        if buf.capacity() <= 4 * FIRST_CHUNK {
+            self.lzf = buf;
+        }
+    }
+
     /// Releases the bytes read so far once enough have accumulated; call between records.
     pub(crate) fn checkpoint(&mut self) -> Result<(), RdbError> {
         if self.pos >= FLUSH_AT {
@@ -92,7 +112,10 @@ impl<R: BufRead> Source<R> {
     }
 
     fn truncated(&self, what: &str) -> RdbError {
-        RdbError::Truncated { offset: self.offset(), context: what.to_owned() }
+        RdbError::Truncated {
+            offset: self.offset(),
+            context: what.to_owned(),
+        }
     }
 
     #[inline]
@@ -113,7 +136,10 @@ impl<R: BufRead> Source<R> {
     }
 
     #[inline]
-    pub(crate) fn read_array<const N: usize>(&mut self, what: &'static str) -> Result<[u8; N], RdbError> {
+    pub(crate) fn read_array<const N: usize>(
+        &mut self,
+        what: &'static str,
+    ) -> Result<[u8; N], RdbError> {
         let mut out = [0u8; N];
         if let Ok(buf) = self.inner.fill_buf() {
             if let Some(bytes) = buf.get(self.pos..self.pos + N) {
@@ -143,7 +169,12 @@ impl<R: BufRead> Source<R> {
     }
 
     /// Appends exactly `n` bytes to `out`, growing it only as bytes arrive.
-    fn append_bytes(&mut self, n: usize, what: &'static str, out: &mut Vec<u8>) -> Result<(), RdbError> {
+    fn append_bytes(
+        &mut self,
+        n: usize,
+        what: &'static str,
+        out: &mut Vec<u8>,
+    ) -> Result<(), RdbError> {
         let mut left = n;
         out.reserve(n.min(FIRST_CHUNK));
         while left > 0 {
@@ -195,14 +226,19 @@ fn fill<R: BufRead>(inner: &mut R, offset: u64) -> Result<&[u8], RdbError> {
             Err(source) => return Err(RdbError::Io { offset, source }),
         }
     }
-    inner.fill_buf().map_err(|source| RdbError::Io { offset, source })
+    inner
+        .fill_buf()
+        .map_err(|source| RdbError::Io { offset, source })
 }
 
 /// A reader whose buffer got shorter without a `consume` breaks the `BufRead` contract.
 fn shrunk(offset: u64) -> RdbError {
     RdbError::Io {
         offset,
-        source: std::io::Error::new(ErrorKind::InvalidData, "the reader's buffer shrank between fill_buf calls"),
+        source: std::io::Error::new(
+            ErrorKind::InvalidData,
+            "the reader's buffer shrank between fill_buf calls",
+        ),
     }
 }
 
@@ -233,12 +269,20 @@ mod tests {
         let mut src = Source::new(BufReader::with_capacity(3, Trickle(&data)));
         assert_eq!(src.read_u8("a").unwrap(), 0);
         assert_eq!(src.read_array::<4>("b").unwrap(), [1, 2, 3, 4]);
-        assert_eq!(src.read_bytes(10, "c").unwrap(), (5..15).collect::<Vec<u8>>());
-        let sum = src.with_bytes(5, "d", |b| b.iter().map(|&x| u32::from(x)).sum::<u32>()).unwrap();
+        assert_eq!(
+            src.read_bytes(10, "c").unwrap(),
+            (5..15).collect::<Vec<u8>>()
+        );
+        let sum = src
+            .with_bytes(5, "d", |b| b.iter().map(|&x| u32::from(x)).sum::<u32>())
+            .unwrap();
         assert_eq!(sum, 15 + 16 + 17 + 18 + 19);
         assert_eq!(src.read_bytes(980, "e").unwrap().len(), 980);
         assert_eq!(src.offset(), 1000);
-        assert!(matches!(src.read_u8("f"), Err(RdbError::Truncated { offset: 1000, .. })));
+        assert!(matches!(
+            src.read_u8("f"),
+            Err(RdbError::Truncated { offset: 1000, .. })
+        ));
         let mut want = Crc64::new();
         want.update(&data);
         assert_eq!(src.crc().unwrap(), want.value());
@@ -249,7 +293,10 @@ mod tests {
         let data = [7u8; 100];
         let mut src = Source::new(&data[..]);
         let err = src.read_bytes(usize::MAX / 2, "huge").unwrap_err();
-        assert!(matches!(err, RdbError::Truncated { offset: 100, .. }), "{err:?}");
+        assert!(
+            matches!(err, RdbError::Truncated { offset: 100, .. }),
+            "{err:?}"
+        );
     }
 
     #[test]

@@ -28,7 +28,11 @@ const FLAG_SAMEFIELDS: i64 = 2;
 /// A consumer group's `entries_read` when unknown (Redis writes -1 as an unsigned length).
 const ENTRIES_READ_UNKNOWN: u64 = u64::MAX;
 
-pub(crate) fn read_stream<R: BufRead>(src: &mut Source<R>, type_id: u8, key: &[u8]) -> Result<Stream, RdbError> {
+pub(crate) fn read_stream<R: BufRead>(
+    src: &mut Source<R>,
+    type_id: u8,
+    key: &[u8],
+) -> Result<Stream, RdbError> {
     let version = match type_id {
         15 => 1,
         19 => 2,
@@ -43,7 +47,9 @@ pub(crate) fn read_stream<R: BufRead>(src: &mut Source<R>, type_id: u8, key: &[u
             offset: at,
             reason: format!("key `{}`: stream node id is not 16 bytes", display_key(key)),
         })?;
-        packed(src, key, "listpack of stream node", |data| read_node(data, master, &mut stream.entries))?;
+        packed(src, key, "listpack of stream node", |data| {
+            read_node(data, master, &mut stream.entries)
+        })?;
     }
     let length = src.read_len("stream length")?;
     stream.last_id = read_id(src)?;
@@ -65,7 +71,10 @@ pub(crate) fn read_stream<R: BufRead>(src: &mut Source<R>, type_id: u8, key: &[u
 }
 
 fn read_id<R: BufRead>(src: &mut Source<R>) -> Result<StreamId, RdbError> {
-    Ok(StreamId { ms: src.read_len("stream id")?, seq: src.read_len("stream id")? })
+    Ok(StreamId {
+        ms: src.read_len("stream id")?,
+        seq: src.read_len("stream id")?,
+    })
 }
 
 fn id_from_bytes(bytes: &[u8]) -> Option<StreamId> {
@@ -74,7 +83,10 @@ fn id_from_bytes(bytes: &[u8]) -> Option<StreamId> {
     let mut seq = [0u8; 8];
     ms.copy_from_slice(&raw[..8]);
     seq.copy_from_slice(&raw[8..]);
-    Some(StreamId { ms: u64::from_be_bytes(ms), seq: u64::from_be_bytes(seq) })
+    Some(StreamId {
+        ms: u64::from_be_bytes(ms),
+        seq: u64::from_be_bytes(seq),
+    })
 }
 
 fn int(item: Item<'_>, at: usize, what: &'static str) -> Result<i64, PackError> {
@@ -94,7 +106,11 @@ fn read_node(data: &[u8], master: StreamId, out: &mut Vec<StreamEntry>) -> Resul
     let mut lp = Listpack::new(data)?;
     let at = lp.position();
     let live = count(next(&mut lp)?, at, "stream node entry count is not a count")?;
-    let deleted = count(next(&mut lp)?, at, "stream node deleted count is not a count")?;
+    let deleted = count(
+        next(&mut lp)?,
+        at,
+        "stream node deleted count is not a count",
+    )?;
     let n_fields = count(next(&mut lp)?, at, "stream node field count is not a count")?;
     let mut master_fields = Vec::with_capacity(n_fields.min(256));
     for _ in 0..n_fields {
@@ -102,7 +118,10 @@ fn read_node(data: &[u8], master: StreamId, out: &mut Vec<StreamEntry>) -> Resul
     }
     let at = lp.position();
     if next(&mut lp)?.as_i64() != Some(0) {
-        return Err(PackError::new(at, "stream node master entry does not end with 0"));
+        return Err(PackError::new(
+            at,
+            "stream node master entry does not end with 0",
+        ));
     }
     out.reserve(live.min(4096));
     let (mut live_seen, mut deleted_seen) = (0usize, 0usize);
@@ -122,7 +141,11 @@ fn read_node(data: &[u8], master: StreamId, out: &mut Vec<StreamEntry>) -> Resul
             }
             fields
         } else {
-            let n = count(next(&mut lp)?, at, "stream entry field count is not a count")?;
+            let n = count(
+                next(&mut lp)?,
+                at,
+                "stream entry field count is not a count",
+            )?;
             let mut fields = Vec::with_capacity(n.min(256));
             for _ in 0..n {
                 let field = next(&mut lp)?.to_bytes();
@@ -139,12 +162,19 @@ fn read_node(data: &[u8], master: StreamId, out: &mut Vec<StreamEntry>) -> Resul
         }
     }
     if live_seen != live || deleted_seen != deleted {
-        return Err(PackError::new(lp.position(), "stream node entry counts disagree with its master entry"));
+        return Err(PackError::new(
+            lp.position(),
+            "stream node entry counts disagree with its master entry",
+        ));
     }
     Ok(())
 }
 
-fn read_group<R: BufRead>(src: &mut Source<R>, version: u8, key: &[u8]) -> Result<StreamGroup, RdbError> {
+fn read_group<R: BufRead>(
+    src: &mut Source<R>,
+    version: u8,
+    key: &[u8],
+) -> Result<StreamGroup, RdbError> {
     let name = src.read_string("stream group name")?;
     let last_delivered = read_id(src)?;
     let entries_read = if version >= 2 {
@@ -171,8 +201,11 @@ fn read_group<R: BufRead>(src: &mut Source<R>, version: u8, key: &[u8]) -> Resul
     for _ in 0..n_consumers {
         let name = src.read_string("stream consumer name")?;
         let seen_time_ms = src.read_i64_le("stream consumer seen time")? as u64;
-        let active_time_ms =
-            if version >= 3 { Some(src.read_i64_le("stream consumer active time")? as u64) } else { None };
+        let active_time_ms = if version >= 3 {
+            Some(src.read_i64_le("stream consumer active time")? as u64)
+        } else {
+            None
+        };
         let owned = src.read_len("stream consumer PEL length")?;
         for _ in 0..owned {
             let at = src.offset();
@@ -185,7 +218,11 @@ fn read_group<R: BufRead>(src: &mut Source<R>, version: u8, key: &[u8]) -> Resul
                 return Err(invalid(at, key, "stream PEL entry owned by two consumers"));
             }
         }
-        consumers.push(Consumer { name, seen_time_ms, active_time_ms });
+        consumers.push(Consumer {
+            name,
+            seen_time_ms,
+            active_time_ms,
+        });
     }
     let at = src.offset();
     let mut pending = Vec::with_capacity(pel.len());
@@ -193,9 +230,20 @@ fn read_group<R: BufRead>(src: &mut Source<R>, version: u8, key: &[u8]) -> Resul
         let consumer = owner
             .and_then(|i| consumers.get(i))
             .ok_or_else(|| invalid(at, key, "stream group PEL entry without a consumer"))?;
-        pending.push(PendingEntry { id, consumer: consumer.name.clone(), delivery_time_ms, delivery_count });
+        pending.push(PendingEntry {
+            id,
+            consumer: consumer.name.clone(),
+            delivery_time_ms,
+            delivery_count,
+        });
     }
-    Ok(StreamGroup { name, last_delivered, entries_read, pending, consumers })
+    Ok(StreamGroup {
+        name,
+        last_delivered,
+        entries_read,
+        pending,
+        consumers,
+    })
 }
 
 /// A PEL id: 16 raw bytes, ms and seq big-endian.
@@ -205,5 +253,8 @@ fn read_raw_id<R: BufRead>(src: &mut Source<R>) -> Result<StreamId, RdbError> {
 }
 
 fn invalid(at: u64, key: &[u8], reason: &str) -> RdbError {
-    RdbError::Invalid { offset: at, reason: format!("key `{}`: {reason}", display_key(key)) }
+    RdbError::Invalid {
+        offset: at,
+        reason: format!("key `{}`: {reason}", display_key(key)),
+    }
 }

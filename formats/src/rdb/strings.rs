@@ -59,7 +59,10 @@ impl<R: BufRead> Source<R> {
     pub(crate) fn read_size(&mut self, what: &'static str) -> Result<usize, RdbError> {
         let at = self.offset();
         let n = self.read_len(what)?;
-        usize::try_from(n).map_err(|_| RdbError::Invalid { offset: at, reason: format!("{what}: length {n} too large") })
+        usize::try_from(n).map_err(|_| RdbError::Invalid {
+            offset: at,
+            reason: format!("{what}: length {n} too large"),
+        })
     }
 
     /// A string in any encoding, as its bytes.
@@ -77,21 +80,36 @@ impl<R: BufRead> Source<R> {
 
     /// Calls `f` on the bytes of the next string, without copying them when they are raw and
     /// wholly in the reader's buffer (the common case for listpacks and other packed values).
-    pub(crate) fn with_string<T>(&mut self, what: &'static str, f: impl FnOnce(&[u8]) -> T) -> Result<T, RdbError> {
+    pub(crate) fn with_string<T>(
+        &mut self,
+        what: &'static str,
+        f: impl FnOnce(&[u8]) -> T,
+    ) -> Result<T, RdbError> {
         let at = self.offset();
         let owned = match self.read_len_or_special(what)? {
             Len::Plain(n) => {
                 let n = usize::try_from(n).map_err(|_| too_long(at, what, n))?;
                 return self.with_bytes(n, what, f);
             }
-            Len::Special(ENC_LZF) => self.read_lzf(at, what)?,
+            Len::Special(ENC_LZF) => {
+                // Decompress into a reused buffer: the caller only parses the bytes.
+                let mut buf = self.take_lzf_buffer();
+                let result = self.read_lzf_into(at, what, &mut buf).map(|()| f(&buf));
+                self.put_lzf_buffer(buf);
+                return result;
+            }
             Len::Special(enc) => self.read_int_string(at, enc, what)?,
         };
         Ok(f(&owned))
     }
 
     /// The decimal text of an integer-encoded string.
-    fn read_int_string(&mut self, at: u64, enc: u8, what: &'static str) -> Result<Vec<u8>, RdbError> {
+    fn read_int_string(
+        &mut self,
+        at: u64,
+        enc: u8,
+        what: &'static str,
+    ) -> Result<Vec<u8>, RdbError> {
         let value = match enc {
             ENC_INT8 => i64::from(i8::from_le_bytes(self.read_array(what)?)),
             ENC_INT16 => i64::from(i16::from_le_bytes(self.read_array(what)?)),
@@ -102,17 +120,36 @@ impl<R: BufRead> Source<R> {
     }
 
     fn read_lzf(&mut self, at: u64, what: &'static str) -> Result<Vec<u8>, RdbError> {
+        let mut out = Vec::new();
+        self.read_lzf_into(at, what, &mut out)?;
+        Ok(out)
+    }
+
+    fn read_lzf_into(
+        &mut self,
+        at: u64,
+        what: &'static str,
+        out: &mut Vec<u8>,
+    ) -> Result<(), RdbError> {
         let compressed = self.read_size(what)?;
         let plain = self.read_size(what)?;
         if plain > compressed.saturating_mul(lzf::MAX_EXPANSION) {
             return Err(RdbError::Invalid {
                 offset: at,
-                reason: format!("{what}: LZF string claims {plain} bytes from {compressed} compressed bytes"),
+                reason: format!(
+                    "{what}: LZF string claims {plain} bytes from {compressed} compressed bytes"
+                ),
             });
         }
-        self.with_bytes(compressed, what, |input| lzf::decompress(input, plain))?.map_err(|e| RdbError::Invalid {
+        self.with_bytes(compressed, what, |input| {
+            lzf::decompress_into(input, plain, out)
+        })?
+        .map_err(|e| RdbError::Invalid {
             offset: at,
-            reason: format!("{what}: {} (at byte {} of the compressed data)", e.reason, e.at),
+            reason: format!(
+                "{what}: {} (at byte {} of the compressed data)",
+                e.reason, e.at
+            ),
         })
     }
 
@@ -123,9 +160,15 @@ impl<R: BufRead> Source<R> {
 }
 
 fn too_long(at: u64, what: &str, n: u64) -> RdbError {
-    RdbError::Invalid { offset: at, reason: format!("{what}: length {n} too large") }
+    RdbError::Invalid {
+        offset: at,
+        reason: format!("{what}: length {n} too large"),
+    }
 }
 
 fn bad_encoding(at: u64, what: &str, enc: u8) -> RdbError {
-    RdbError::Invalid { offset: at, reason: format!("{what}: unknown string encoding {enc}") }
+    RdbError::Invalid {
+        offset: at,
+        reason: format!("{what}: unknown string encoding {enc}"),
+    }
 }

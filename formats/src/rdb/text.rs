@@ -39,7 +39,18 @@ mod tests {
 
     #[test]
     fn int_matches_std_formatting_at_the_edges() {
-        for v in [0, 1, -1, 9, 10, -10, 12345, i64::from(i32::MIN), i64::MAX, i64::MIN] {
+        for v in [
+            0,
+            1,
+            -1,
+            9,
+            10,
+            -10,
+            12345,
+            i64::from(i32::MIN),
+            i64::MAX,
+            i64::MIN,
+        ] {
             assert_eq!(int(v), v.to_string().into_bytes());
         }
     }

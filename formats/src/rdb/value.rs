@@ -49,14 +49,19 @@ pub(crate) fn read_value<R: BufRead>(
         11 => Value::Set(packed(src, key, "intset", intset::members)?),
         12 => Value::ZSet(packed(src, key, "ziplist of zset", zset_from_ziplist)?),
         14 => Value::List(read_quicklist(src, key)?),
-        15 | 19 | 21 => return stream::read_stream(src, type_id, key).map(|s| Some(Value::Stream(Box::new(s)))),
+        15 | 19 | 21 => {
+            return stream::read_stream(src, type_id, key).map(|s| Some(Value::Stream(Box::new(s))))
+        }
         17 => Value::ZSet(packed(src, key, "listpack of zset", zset_from_listpack)?),
         18 => Value::List(read_quicklist2(src, key)?),
         20 => Value::Set(packed(src, key, "listpack of set", listpack::elements)?),
         _ => {
             return Err(RdbError::Invalid {
                 offset: record_at,
-                reason: format!("key `{}`: unknown value type {type_id}", super::error::display_key(key)),
+                reason: format!(
+                    "key `{}`: unknown value type {type_id}",
+                    super::error::display_key(key)
+                ),
             })
         }
     };
@@ -77,11 +82,15 @@ pub(crate) fn packed<R: BufRead, T>(
     parse: impl FnOnce(&[u8]) -> Result<T, PackError>,
 ) -> Result<T, RdbError> {
     let at = src.offset();
-    src.with_string(what, parse)?.map_err(|e| e.into_rdb(at, what, key))
+    src.with_string(what, parse)?
+        .map_err(|e| e.into_rdb(at, what, key))
 }
 
 /// `count` then `count` strings (linked lists, hashtable sets).
-fn read_strings<R: BufRead>(src: &mut Source<R>, what: &'static str) -> Result<Vec<Bytes>, RdbError> {
+fn read_strings<R: BufRead>(
+    src: &mut Source<R>,
+    what: &'static str,
+) -> Result<Vec<Bytes>, RdbError> {
     let count = src.read_len(what)?;
     let mut out = Vec::with_capacity(capacity(count));
     for _ in 0..count {
@@ -91,7 +100,10 @@ fn read_strings<R: BufRead>(src: &mut Source<R>, what: &'static str) -> Result<V
 }
 
 /// Type 3: members with scores as length-prefixed text (253 = NaN, 254 = +inf, 255 = -inf).
-fn read_zset_text_scores<R: BufRead>(src: &mut Source<R>, key: &[u8]) -> Result<Vec<(Bytes, f64)>, RdbError> {
+fn read_zset_text_scores<R: BufRead>(
+    src: &mut Source<R>,
+    key: &[u8],
+) -> Result<Vec<(Bytes, f64)>, RdbError> {
     let count = src.read_len("zset length")?;
     let mut out = Vec::with_capacity(capacity(count));
     for _ in 0..count {
@@ -105,7 +117,10 @@ fn read_zset_text_scores<R: BufRead>(src: &mut Source<R>, key: &[u8]) -> Result<
                 let bytes = src.read_bytes(usize::from(len), "zset score")?;
                 text::parse_f64(&bytes).ok_or_else(|| RdbError::Invalid {
                     offset: at,
-                    reason: format!("key `{}`: zset score is not a number", super::error::display_key(key)),
+                    reason: format!(
+                        "key `{}`: zset score is not a number",
+                        super::error::display_key(key)
+                    ),
                 })?
             }
         };
@@ -132,7 +147,9 @@ pub(crate) fn zset_pairs<'a>(mut items: impl Packed<'a>) -> Result<Vec<(Bytes, f
     while let Some(member) = items.next_item()? {
         let at = items.position();
         let score = items.expect_item("zset member without a score")?;
-        let score = score.as_f64().ok_or(PackError::new(at, "zset score is not a number"))?;
+        let score = score
+            .as_f64()
+            .ok_or(PackError::new(at, "zset score is not a number"))?;
         out.push((member.to_bytes(), score));
     }
     Ok(out)

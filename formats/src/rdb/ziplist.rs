@@ -22,17 +22,30 @@ pub(crate) struct Ziplist<'a> {
 
 impl<'a> Ziplist<'a> {
     pub(crate) fn new(data: &'a [u8]) -> Result<Self, PackError> {
-        let header = data.get(..HEADER).ok_or(PackError::new(0, "ziplist shorter than its header"))?;
+        let header = data
+            .get(..HEADER)
+            .ok_or(PackError::new(0, "ziplist shorter than its header"))?;
         let total = u32::from_le_bytes([header[0], header[1], header[2], header[3]]);
         if total as usize != data.len() {
-            return Err(PackError::new(0, "ziplist zlbytes disagrees with the string length"));
+            return Err(PackError::new(
+                0,
+                "ziplist zlbytes disagrees with the string length",
+            ));
         }
         if data.last() != Some(&END) {
-            return Err(PackError::new(data.len().saturating_sub(1), "ziplist does not end with 0xFF"));
+            return Err(PackError::new(
+                data.len().saturating_sub(1),
+                "ziplist does not end with 0xFF",
+            ));
         }
         let count = u16::from_le_bytes([header[8], header[9]]);
         let declared = (count != UNKNOWN_COUNT).then_some(usize::from(count));
-        Ok(Ziplist { data, pos: HEADER, declared, seen: 0 })
+        Ok(Ziplist {
+            data,
+            pos: HEADER,
+            declared,
+            seen: 0,
+        })
     }
 }
 
@@ -48,18 +61,27 @@ impl<'a> Packed<'a> for Ziplist<'a> {
     fn next_item(&mut self) -> Result<Option<Item<'a>>, PackError> {
         let data = self.data;
         let mut at = self.pos;
-        let first = *data.get(at).ok_or(PackError::new(at, "ziplist entry runs past the end"))?;
+        let first = *data
+            .get(at)
+            .ok_or(PackError::new(at, "ziplist entry runs past the end"))?;
         if first == END {
             if at + 1 != data.len() {
-                return Err(PackError::new(at, "ziplist end marker before the end of the string"));
+                return Err(PackError::new(
+                    at,
+                    "ziplist end marker before the end of the string",
+                ));
             }
             if self.declared.is_some_and(|n| n != self.seen) {
-                return Err(PackError::new(at, "ziplist element count disagrees with its header"));
+                return Err(PackError::new(
+                    at,
+                    "ziplist element count disagrees with its header",
+                ));
             }
             return Ok(None);
         }
         let bytes = |from: usize, n: usize| -> Result<&'a [u8], PackError> {
-            data.get(from..from + n).ok_or(PackError::new(from, "ziplist entry runs past the end"))
+            data.get(from..from + n)
+                .ok_or(PackError::new(from, "ziplist entry runs past the end"))
         };
         // prevlen: one byte below 254, else 0xFE and four bytes.
         at += if first == 0xFE { 5 } else { 1 };
@@ -85,7 +107,10 @@ impl<'a> Packed<'a> for Ziplist<'a> {
                 }
                 0xD0 => {
                     let n = bytes(at + 1, 4)?;
-                    (Item::Int(i64::from(i32::from_le_bytes([n[0], n[1], n[2], n[3]]))), 5)
+                    (
+                        Item::Int(i64::from(i32::from_le_bytes([n[0], n[1], n[2], n[3]]))),
+                        5,
+                    )
                 }
                 0xE0 => {
                     let n = bytes(at + 1, 8)?;
@@ -95,7 +120,10 @@ impl<'a> Packed<'a> for Ziplist<'a> {
                 }
                 0xF0 => {
                     let n = bytes(at + 1, 3)?;
-                    (Item::Int(i64::from(i32::from_le_bytes([0, n[0], n[1], n[2]]) >> 8)), 4)
+                    (
+                        Item::Int(i64::from(i32::from_le_bytes([0, n[0], n[1], n[2]]) >> 8)),
+                        4,
+                    )
                 }
                 0xFE => (Item::Int(i64::from(bytes(at + 1, 1)?[0] as i8)), 2),
                 0xF1..=0xFD => (Item::Int(i64::from(enc & 0x0f) - 1), 1),
@@ -156,9 +184,26 @@ mod tests {
             &[0xF1],
             &[0xFD],
         ]);
-        let got: Vec<String> =
-            elements(&zl).unwrap().into_iter().map(|b| String::from_utf8(b).unwrap()).collect();
-        assert_eq!(got, ["abc", "xy", "z", "32767", "-2147483648", "1", "-1", "-128", "0", "12"]);
+        let got: Vec<String> = elements(&zl)
+            .unwrap()
+            .into_iter()
+            .map(|b| String::from_utf8(b).unwrap())
+            .collect();
+        assert_eq!(
+            got,
+            [
+                "abc",
+                "xy",
+                "z",
+                "32767",
+                "-2147483648",
+                "1",
+                "-1",
+                "-128",
+                "0",
+                "12"
+            ]
+        );
     }
 
     #[test]

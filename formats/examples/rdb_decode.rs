@@ -1,0 +1,49 @@
+//! Decodes an RDB file and reports how long it took: the decoder's side of
+//! `scripts/bench-rdb.sh`, which compares it with redis-server's own load time.
+//!
+//! Usage: `cargo run --release -p aofvault-formats --example rdb_decode -- FILE [RUNS]`.
+//! Prints one line per run: `decoded <records> records (<keys> keys) from <bytes> bytes in <s> seconds`.
+
+use std::fs::File;
+use std::io::BufReader;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use aofvault_formats::model::Record;
+use aofvault_formats::rdb::{ChecksumStatus, RdbError, RdbReader};
+
+fn decode(path: &str) -> Result<(u64, u64, u64, ChecksumStatus), RdbError> {
+    let file = File::open(path).map_err(|source| RdbError::Io { offset: 0, source })?;
+    let mut reader = RdbReader::new(BufReader::with_capacity(1 << 20, file))?;
+    let (mut records, mut keys) = (0u64, 0u64);
+    while let Some(record) = reader.next_record()? {
+        records += 1;
+        if matches!(record, Record::Entry(_)) {
+            keys += 1;
+        }
+    }
+    Ok((records, keys, reader.offset(), reader.checksum()))
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().collect();
+    let Some(path) = args.get(1) else {
+        eprintln!("usage: rdb_decode FILE [RUNS]");
+        return ExitCode::from(2);
+    };
+    let runs: u32 = args.get(2).and_then(|r| r.parse().ok()).unwrap_or(1);
+    for _ in 0..runs {
+        let start = Instant::now();
+        match decode(path) {
+            Ok((records, keys, bytes, checksum)) => println!(
+                "decoded {records} records ({keys} keys) from {bytes} bytes in {:.3} seconds (checksum {checksum:?})",
+                start.elapsed().as_secs_f64()
+            ),
+            Err(e) => {
+                eprintln!("{path}: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    ExitCode::SUCCESS
+}
