@@ -1,0 +1,283 @@
+//! From staged files to the commands a target server needs, one shard at a time: the base
+//! decoded (KEVYSNAP, RDB, RESP) and rendered as commands, then the stream's commands,
+//! translated for the target kind ([`super::translate`]). Everything streams through fixed
+//! buffers: memory does not grow with the size of the backup.
+//!
+//! One rule is specific to replaying several kevy shards into one keyspace (a live target, a
+//! Redis target, or a different shard count): in a kevy AOF a `FLUSHALL`/`FLUSHDB` empties
+//! *that shard* only, while in one keyspace it would also delete what the other shards already
+//! replayed. Such a shard is therefore replayed from just after its last flush, without its
+//! base — which is exactly the state that flush left — and the flush itself is not sent.
+
+use std::fs::File;
+use std::io::{BufReader, Read, Seek, SeekFrom};
+
+use anyhow::{bail, Context};
+use aofvault_formats::kevy::KevySnapReader;
+use aofvault_formats::model::Record;
+use aofvault_formats::rdb::RdbReader;
+use aofvault_formats::render::{self, Dialect};
+use aofvault_formats::vault::BaseFormat;
+
+use super::fetch::{StagedBase, StagedShard};
+use super::stream::{for_each_item, Item};
+use super::translate::{self, Kind};
+
+/// Read buffer for bases.
+const BASE_BUFFER: usize = 1 << 20;
+
+/// Where commands go: a batch for a live server, or a file.
+pub trait Sink {
+    /// One command, ready for the target.
+    fn command(&mut self, args: &[&[u8]]) -> anyhow::Result<()>;
+    /// `n` more source bytes were consumed (progress).
+    fn consumed(&mut self, _n: u64) {}
+}
+
+/// How to feed a shard.
+#[derive(Debug, Clone, Copy)]
+pub struct FeedOptions {
+    pub from: Kind,
+    pub to: Kind,
+    /// Several source shards end up in one keyspace (see the module doc).
+    pub merge: bool,
+    /// Anchors the relative TTLs of KEVYSNAP v2 files.
+    pub now_ms: i64,
+}
+
+/// What feeding one shard did.
+#[derive(Debug, Default, Clone)]
+pub struct FeedStats {
+    pub base_keys: u64,
+    pub commands: u64,
+    /// Commands the target could not fully express, and why (the first reason seen).
+    pub lossy: u64,
+    pub lossy_reason: Option<&'static str>,
+    /// The logical offset the stream was replayed from, when a flush made the base irrelevant.
+    pub replayed_from_flush: Option<u64>,
+}
+
+struct Counting<'a> {
+    sink: &'a mut dyn Sink,
+    stats: FeedStats,
+}
+
+impl Counting<'_> {
+    fn send(&mut self, args: &[&[u8]]) -> anyhow::Result<()> {
+        self.stats.commands += 1;
+        self.sink.command(args)
+    }
+
+    fn send_owned(&mut self, cmd: &[Vec<u8>]) -> anyhow::Result<()> {
+        let refs: Vec<&[u8]> = cmd.iter().map(Vec::as_slice).collect();
+        self.send(&refs)
+    }
+
+    /// Translates a source command and sends the result.
+    fn source_command(&mut self, args: &[&[u8]], opts: &FeedOptions) -> anyhow::Result<()> {
+        let Some(name) = args.first() else { return Ok(()) };
+        if translate::passes_unchanged(name, opts.from, opts.to) {
+            return self.send(args);
+        }
+        let tr = translate::translate(args, opts.from, opts.to).with_context(|| format!("cannot replay `{}`", translate::label(args)))?;
+        if let Some(reason) = tr.lossy {
+            self.stats.lossy += 1;
+            self.stats.lossy_reason.get_or_insert(reason);
+        }
+        for cmd in &tr.commands {
+            self.send_owned(cmd)?;
+        }
+        Ok(())
+    }
+}
+
+/// Feeds one shard's base and stream into `sink`.
+pub fn feed_shard(s: &StagedShard, opts: &FeedOptions, sink: &mut dyn Sink) -> anyhow::Result<FeedStats> {
+    let mut out = Counting { sink, stats: FeedStats::default() };
+    let reset = if opts.merge && opts.from == Kind::Kevy { last_flush_end(s)? } else { None };
+    let mut from = s.stream_start;
+    let mut db = 0u32;
+    match reset {
+        Some(at) => {
+            tracing::info!(shard = s.shard, offset = at, "the shard's AOF flushes it: replaying from after its last FLUSHALL/FLUSHDB, without its base");
+            out.stats.replayed_from_flush = Some(at);
+            from = at;
+        }
+        None => {
+            for part in &s.base {
+                db = feed_base(part, opts, db, &mut out).with_context(|| format!("shard {}: base {}", s.shard, part.part.file_name))?;
+            }
+        }
+    }
+    if db != 0 && opts.to == Kind::Redis {
+        // Redis reads the incr files with a fresh client, in database 0.
+        out.send(&[b"SELECT", b"0"])?;
+    }
+    let mut file = File::open(&s.stream).with_context(|| format!("opening {}", s.stream.display()))?;
+    file.seek(SeekFrom::Start(s.prefix + (from - s.stream_start)))?;
+    let reader = file.take(s.stream_end - from);
+    let what = format!("shard {}: AOF stream", s.shard);
+    let mut last = from;
+    for_each_item(BufReader::with_capacity(BASE_BUFFER, reader), from, |item, end| {
+        out.sink.consumed(end - last);
+        last = end;
+        match item {
+            Item::Command(args) => out.source_command(args, opts),
+            Item::Timestamp(_) => Ok(()),
+        }
+    })
+    .with_context(|| what.clone())?;
+    Ok(out.stats)
+}
+
+/// Feeds one base part; returns the database selected at its end.
+fn feed_base(part: &StagedBase, opts: &FeedOptions, mut db: u32, out: &mut Counting<'_>) -> anyhow::Result<u32> {
+    let file = File::open(&part.path).with_context(|| format!("opening {}", part.path.display()))?;
+    let reader = BufReader::with_capacity(BASE_BUFFER, file);
+    let dialect = match opts.to {
+        Kind::Redis => Dialect::Redis,
+        Kind::Kevy => Dialect::Kevy,
+    };
+    match part.part.format {
+        BaseFormat::KevySnap => {
+            let mut r = KevySnapReader::new(reader, opts.now_ms)?;
+            let mut last = 0;
+            while let Some(entry) = r.next_entry()? {
+                out.stats.base_keys += 1;
+                for cmd in render::entry_commands(&entry, dialect) {
+                    out.send_owned(&cmd)?;
+                }
+                out.sink.consumed(r.offset() - last);
+                last = r.offset();
+            }
+        }
+        BaseFormat::Rdb => {
+            let mut r = RdbReader::new(reader)?;
+            let mut last = 0;
+            while let Some(record) = r.next_record()? {
+                out.sink.consumed(r.offset() - last);
+                last = r.offset();
+                match &record {
+                    Record::Entry(e) => {
+                        out.stats.base_keys += 1;
+                        if e.db != db {
+                            if opts.to == Kind::Kevy {
+                                bail!(
+                                    "key {} is in database {}: kevy serves database 0 only",
+                                    translate::label(&[e.key.as_slice()]),
+                                    e.db
+                                );
+                            }
+                            out.send(&[b"SELECT", e.db.to_string().as_bytes()])?;
+                            db = e.db;
+                        }
+                    }
+                    Record::Function { .. } if opts.to == Kind::Kevy => {
+                        out.stats.lossy += 1;
+                        out.stats.lossy_reason.get_or_insert("kevy has no functions: FUNCTION libraries were left out");
+                    }
+                    _ => {}
+                }
+                for cmd in render::record_commands(&record, dialect) {
+                    out.send_owned(&cmd)?;
+                }
+            }
+            // An RDB preamble may be followed by commands (a legacy single-file AOF).
+            let offset = r.offset();
+            let rest = r.into_inner();
+            for_each_item(rest, offset, |item, _| match item {
+                Item::Command(args) => {
+                    db = selected_db(args).unwrap_or(db);
+                    out.source_command(args, opts)
+                }
+                Item::Timestamp(_) => Ok(()),
+            })?;
+        }
+        BaseFormat::Resp => {
+            let mut last = 0;
+            for_each_item(reader, 0, |item, end| {
+                out.sink.consumed(end - last);
+                last = end;
+                match item {
+                    Item::Command(args) => {
+                        db = selected_db(args).unwrap_or(db);
+                        out.source_command(args, opts)
+                    }
+                    Item::Timestamp(_) => Ok(()),
+                }
+            })?;
+        }
+    }
+    Ok(db)
+}
+
+fn selected_db(args: &[&[u8]]) -> Option<u32> {
+    if args.len() == 2 && args[0].eq_ignore_ascii_case(b"SELECT") {
+        std::str::from_utf8(args[1]).ok()?.trim().parse().ok()
+    } else {
+        None
+    }
+}
+
+fn is_flush(args: &[&[u8]]) -> bool {
+    args.first().is_some_and(|n| n.eq_ignore_ascii_case(b"FLUSHALL") || n.eq_ignore_ascii_case(b"FLUSHDB"))
+}
+
+/// The logical offset right after the last `FLUSHALL`/`FLUSHDB` of a shard's stream, if any.
+/// A byte search first: most streams have no flush and need no second parse.
+pub fn last_flush_end(s: &StagedShard) -> anyhow::Result<Option<u64>> {
+    let open = || -> anyhow::Result<_> {
+        let mut f = File::open(&s.stream).with_context(|| format!("opening {}", s.stream.display()))?;
+        f.seek(SeekFrom::Start(s.prefix))?;
+        Ok(BufReader::with_capacity(BASE_BUFFER, f.take(s.stream_end - s.stream_start)))
+    };
+    if !contains_ignore_case(open()?, b"flush")? {
+        return Ok(None);
+    }
+    let mut found = None;
+    for_each_item(open()?, s.stream_start, |item, end| {
+        if let Item::Command(args) = item {
+            if is_flush(args) {
+                found = Some(end);
+            }
+        }
+        Ok(())
+    })
+    .with_context(|| format!("shard {}: AOF stream", s.shard))?;
+    Ok(found)
+}
+
+/// Whether `needle` (lowercase ASCII) occurs in the bytes of `r`, ignoring ASCII case.
+fn contains_ignore_case(mut r: impl Read, needle: &[u8]) -> anyhow::Result<bool> {
+    let mut buf = vec![0u8; BASE_BUFFER];
+    let keep = needle.len() - 1;
+    let mut have = 0;
+    loop {
+        let n = r.read(&mut buf[have..])?;
+        if n == 0 {
+            return Ok(false);
+        }
+        have += n;
+        if buf[..have].windows(needle.len()).any(|w| w.eq_ignore_ascii_case(needle)) {
+            return Ok(true);
+        }
+        if have > keep {
+            buf.copy_within(have - keep..have, 0);
+            have = keep;
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn byte_search_crosses_buffer_boundaries() {
+        let mut data = vec![b'x'; BASE_BUFFER - 2];
+        data.extend_from_slice(b"FlUsHALL");
+        assert!(contains_ignore_case(&data[..], b"flush").unwrap());
+        assert!(!contains_ignore_case(&b"flus hall"[..], b"flush").unwrap());
+    }
+}

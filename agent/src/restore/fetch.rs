@@ -1,0 +1,196 @@
+//! Fetch first, verify everything, then write: every object of a plan is downloaded into a
+//! staging directory — streamed and decoded chunk by chunk, its CRC-32C and size checked by
+//! [`Repo::download`] — before anything reaches the target.
+//!
+//! Per shard the staging holds the base parts as they were on the server, and one *stream*
+//! file: an optional prefix (the kevy `KEVYAOF1\n` header when the file becomes `aof-{i}.aof`
+//! as is) followed by the AOF bytes from `stream_start` to the plan's end. Segments know their
+//! offsets, so they download in parallel, each written at its own place in the stream file.
+//! A missing or corrupt object fails the whole fetch with an error naming it.
+
+use std::fs::{File, OpenOptions};
+use std::io::{BufWriter, Write};
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Context;
+use aofvault_formats::vault::BasePart;
+use futures::StreamExt;
+
+use super::plan::Plan;
+use super::progress::Progress;
+use crate::repo::Repo;
+
+/// Objects downloaded at the same time.
+const CONCURRENCY: usize = 8;
+/// Write buffer per download.
+const WRITE_BUFFER: usize = 1 << 20;
+
+/// A base part on local disk.
+#[derive(Debug, Clone)]
+pub struct StagedBase {
+    pub part: BasePart,
+    pub path: PathBuf,
+}
+
+/// One shard's fetched objects.
+#[derive(Debug, Clone)]
+pub struct StagedShard {
+    pub shard: u32,
+    pub base: Vec<StagedBase>,
+    /// `prefix` bytes, then the stream from logical offset `stream_start` to `stream_end`.
+    pub stream: PathBuf,
+    pub prefix: u64,
+    pub stream_start: u64,
+    pub stream_end: u64,
+}
+
+/// A directory for staged files, removed when dropped unless [`StagingDir::keep`] was called.
+#[derive(Debug)]
+pub struct StagingDir {
+    path: PathBuf,
+    remove: bool,
+}
+
+impl StagingDir {
+    /// Creates `parent/<name>` (mode 0700); it must not exist.
+    pub fn create(parent: &Path, name: &str) -> anyhow::Result<StagingDir> {
+        let path = parent.join(name);
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&path)
+            .with_context(|| format!("cannot create the staging directory {}", path.display()))?;
+        Ok(StagingDir { path, remove: true })
+    }
+
+    /// A fresh staging directory under the system temp dir.
+    pub fn temp() -> anyhow::Result<StagingDir> {
+        let name = format!("aofvault-restore-{}-{:08x}", std::process::id(), rand::random::<u32>());
+        Self::create(&std::env::temp_dir(), &name)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Leave the directory in place on drop (its contents were moved out).
+    pub fn keep(&mut self) {
+        self.remove = false;
+    }
+}
+
+impl Drop for StagingDir {
+    fn drop(&mut self) {
+        if self.remove {
+            if let Err(e) = std::fs::remove_dir_all(&self.path) {
+                tracing::warn!(dir = %self.path.display(), error = %e, "cannot remove the staging directory");
+            }
+        }
+    }
+}
+
+use std::os::unix::fs::DirBuilderExt;
+
+/// Creates (or truncates) a private file.
+pub fn create_private(path: &Path) -> anyhow::Result<File> {
+    OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot create {}", path.display()))
+}
+
+/// Writes at a fixed position of a shared file, moving forward.
+struct AtWriter {
+    file: Arc<File>,
+    pos: u64,
+}
+
+impl Write for AtWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.file.write_at(buf, self.pos)?;
+        self.pos += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// One download: object key, checksum, plain size, where it goes.
+struct Job {
+    key: String,
+    crc: u32,
+    size: u64,
+    file: Arc<File>,
+    at: u64,
+}
+
+/// Downloads every object of `plan` into `dir`; `stream_prefix` is written at the start of
+/// every stream file. Returns the staged shards once every object has arrived and checked out.
+pub async fn fetch(repo: &Repo, plan: &Plan, dir: &Path, stream_prefix: &[u8], progress: &Progress) -> anyhow::Result<Vec<StagedShard>> {
+    let mut staged = Vec::new();
+    let mut jobs = Vec::new();
+    for s in &plan.shards {
+        let mut base = Vec::new();
+        for (n, part) in s.base.iter().enumerate() {
+            let path = dir.join(format!("shard-{}-base-{n}", s.shard));
+            let file = Arc::new(create_private(&path)?);
+            jobs.push(Job { key: s.key(&plan.instance, &part.object), crc: part.crc32c, size: part.size, file, at: 0 });
+            base.push(StagedBase { part: part.clone(), path });
+        }
+        let stream = dir.join(format!("shard-{}-stream", s.shard));
+        let file = create_private(&stream)?;
+        file.write_all_at(stream_prefix, 0).with_context(|| format!("writing {}", stream.display()))?;
+        let prefix = stream_prefix.len() as u64;
+        let file = Arc::new(file);
+        for p in &s.segments {
+            jobs.push(Job {
+                key: s.key(&plan.instance, &p.seg.object),
+                crc: p.seg.crc32c,
+                size: p.seg.end - p.seg.start,
+                file: file.clone(),
+                at: prefix + (p.seg.start - s.stream_start),
+            });
+        }
+        staged.push((
+            StagedShard { shard: s.shard, base, stream, prefix, stream_start: s.stream_start, stream_end: s.end },
+            file,
+        ));
+    }
+    let results = futures::stream::iter(jobs)
+        .map(|job| async move {
+            let size = job.size;
+            let writer = BufWriter::with_capacity(WRITE_BUFFER, AtWriter { file: job.file, pos: job.at });
+            let writer = repo.download(&job.key, job.crc, Some(job.size), writer).await?;
+            writer.into_inner().map_err(|e| e.into_error()).with_context(|| format!("writing {} to the staging area", job.key))?;
+            anyhow::Ok(size)
+        })
+        .buffer_unordered(CONCURRENCY);
+    futures::pin_mut!(results);
+    while let Some(r) = results.next().await {
+        let bytes = r.context("fetching the backup (nothing was written to the target)")?;
+        progress.add_bytes(bytes);
+    }
+    let mut out = Vec::new();
+    for (shard, file) in staged {
+        // A segment cut at a #TS: annotation was downloaded whole; drop what follows the cut.
+        let len = shard.prefix + (shard.stream_end - shard.stream_start);
+        file.set_len(len).with_context(|| format!("truncating {}", shard.stream.display()))?;
+        out.push(shard);
+    }
+    Ok(out)
+}
+
+/// fsyncs every staged file (for restores to files; a live replay does not need it).
+pub fn sync_all(shards: &[StagedShard]) -> anyhow::Result<()> {
+    for s in shards {
+        for p in s.base.iter().map(|b| &b.path).chain(std::iter::once(&s.stream)) {
+            File::open(p).and_then(|f| f.sync_all()).with_context(|| format!("fsync {}", p.display()))?;
+        }
+    }
+    Ok(())
+}

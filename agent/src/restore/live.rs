@@ -1,0 +1,277 @@
+//! `restore --to URL`: replay a plan into a running server.
+//!
+//! The target is inspected first: its kind (`INFO server` of kevy carries `kevy_version`; it
+//! also answers `redis_version`) decides the translation, and a target holding keys is refused
+//! unless `--force`. The plan is then fetched and checked completely ([`super::fetch`]) before
+//! the first command is sent.
+//!
+//! Each source shard is replayed on its own connection, in parallel (kevy shards hold disjoint
+//! keys; see [`super::feed`] for the one exception, flushes). Per shard a blocking thread
+//! decodes and translates into batches of [`BATCH`] commands; the async side keeps
+//! [`IN_FLIGHT`] batches on the wire. Error replies do not stop the replay: they are counted and
+//! the first few are reported with the command that got them. At the end the target's key
+//! counts per database are read back.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use futures::stream::FuturesOrdered;
+use futures::StreamExt;
+use redis::aio::MultiplexedConnection;
+use redis::{AsyncConnectionConfig, Value};
+use serde::Serialize;
+use tokio::sync::mpsc;
+
+use super::feed::{feed_shard, FeedOptions, FeedStats, Sink};
+use super::fetch::{fetch, StagingDir};
+use super::plan::Plan;
+use super::progress::Progress;
+use super::translate::{label, Kind};
+use crate::repo::Repo;
+
+/// Commands per pipelined batch.
+const BATCH: usize = 1000;
+/// A batch is also sent once it holds this many bytes of arguments.
+const BATCH_BYTES: usize = 4 << 20;
+/// Batches on the wire per connection.
+const IN_FLIGHT: usize = 4;
+/// Error replies kept for the report.
+const KEEP_ERRORS: usize = 10;
+
+/// An open target.
+pub struct Target {
+    client: redis::Client,
+    conn: MultiplexedConnection,
+    pub kind: Kind,
+    /// `db` → keys, from `INFO keyspace`.
+    pub keyspace: Vec<(String, u64)>,
+}
+
+/// What a replay did.
+#[derive(Debug, Default, Serialize)]
+pub struct Report {
+    pub target_kind: Option<Kind>,
+    pub commands: u64,
+    pub base_keys: u64,
+    pub errors: u64,
+    pub first_errors: Vec<String>,
+    pub lossy: u64,
+    pub lossy_reason: Option<&'static str>,
+    pub keyspace: Vec<(String, u64)>,
+    pub seconds: f64,
+}
+
+fn config() -> AsyncConnectionConfig {
+    AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(Duration::from_secs(10)))
+        .set_response_timeout(Some(Duration::from_secs(300)))
+}
+
+/// The URL without credentials, for messages.
+pub fn shown(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(u) => crate::server::display_url(&u),
+        Err(_) => "<invalid URL>".into(),
+    }
+}
+
+/// Connects to `url` and reads its kind and key counts.
+pub async fn open(url: &str) -> anyhow::Result<Target> {
+    let client = redis::Client::open(url).with_context(|| format!("invalid target URL {}", shown(url)))?;
+    let mut conn = client
+        .get_multiplexed_async_connection_with_config(&config())
+        .await
+        .with_context(|| format!("cannot connect to {}", shown(url)))?;
+    let info: String = redis::cmd("INFO").arg("server").query_async(&mut conn).await.context("INFO server")?;
+    let kind = if crate::server::parse_info(&info).contains_key("kevy_version") { Kind::Kevy } else { Kind::Redis };
+    let keyspace = keyspace(&mut conn).await?;
+    Ok(Target { client, conn, kind, keyspace })
+}
+
+/// `INFO keyspace` as (db, keys), databases with keys only.
+async fn keyspace(conn: &mut MultiplexedConnection) -> anyhow::Result<Vec<(String, u64)>> {
+    let text: String = redis::cmd("INFO").arg("keyspace").query_async(conn).await.context("INFO keyspace")?;
+    let mut out: Vec<(String, u64)> = crate::server::parse_info(&text)
+        .into_iter()
+        .filter(|(k, _)| k.starts_with("db"))
+        .filter_map(|(db, v)| {
+            let keys = v.split(',').find_map(|p| p.strip_prefix("keys="))?.parse().ok()?;
+            Some((db, keys))
+        })
+        .filter(|(_, keys)| *keys > 0)
+        .collect();
+    out.sort_by_key(|(db, _)| db.trim_start_matches("db").parse::<u32>().unwrap_or(u32::MAX));
+    Ok(out)
+}
+
+/// A batch on its way to the server.
+struct Batch {
+    pipe: redis::Pipeline,
+    bytes: usize,
+}
+
+/// Builds batches on the blocking side.
+struct BatchSink {
+    tx: mpsc::Sender<Batch>,
+    batch: Batch,
+    progress: Progress,
+}
+
+impl BatchSink {
+    fn flush(&mut self) -> anyhow::Result<()> {
+        if self.batch.pipe.is_empty() {
+            return Ok(());
+        }
+        let full = std::mem::replace(&mut self.batch, Batch { pipe: redis::Pipeline::with_capacity(BATCH), bytes: 0 });
+        self.tx.blocking_send(full).map_err(|_| anyhow::anyhow!("the replay stopped"))
+    }
+}
+
+impl Sink for BatchSink {
+    fn command(&mut self, args: &[&[u8]]) -> anyhow::Result<()> {
+        let size: usize = args.iter().map(|a| a.len()).sum();
+        let mut cmd = redis::Cmd::with_capacity(args.len(), size);
+        for a in args {
+            cmd.arg(*a);
+        }
+        self.batch.pipe.add_command(cmd);
+        self.batch.bytes += size;
+        if self.batch.pipe.len() >= BATCH || self.batch.bytes >= BATCH_BYTES {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    fn consumed(&mut self, n: u64) {
+        self.progress.add_bytes(n);
+    }
+}
+
+/// Per-shard result of the async side.
+#[derive(Default)]
+struct Sent {
+    commands: u64,
+    errors: u64,
+    first_errors: Vec<String>,
+}
+
+async fn send_all(conn: MultiplexedConnection, mut rx: mpsc::Receiver<Batch>, shard: u32, progress: Progress) -> anyhow::Result<Sent> {
+    let mut sent = Sent::default();
+    let mut inflight = FuturesOrdered::new();
+    let mut open = true;
+    loop {
+        // Polling `inflight` is what puts a pushed batch on the wire: keep polling it while
+        // waiting for the decoder.
+        let (batch, result) = tokio::select! {
+            biased;
+            Some(done) = inflight.next(), if !inflight.is_empty() => done,
+            next = rx.recv(), if open && inflight.len() < IN_FLIGHT => {
+                match next {
+                    Some(batch) => {
+                        let mut c = conn.clone();
+                        inflight.push_back(async move {
+                            let n = batch.pipe.len();
+                            let r = c.send_packed_commands(&batch.pipe, 0, n).await;
+                            (batch, r)
+                        });
+                    }
+                    None => open = false,
+                }
+                continue;
+            }
+            else => break,
+        };
+        let replies = result.with_context(|| format!("shard {shard}: the target stopped answering"))?;
+        sent.commands += batch.pipe.len() as u64;
+        progress.add_commands(batch.pipe.len() as u64);
+        for (i, reply) in replies.iter().enumerate() {
+            if let Value::ServerError(e) = reply {
+                sent.errors += 1;
+                if sent.first_errors.len() < KEEP_ERRORS {
+                    let args: Vec<&[u8]> = batch
+                        .pipe
+                        .cmd_iter()
+                        .nth(i)
+                        .map(|c| c.args_iter().filter_map(|a| match a { redis::Arg::Simple(b) => Some(b), _ => None }).collect())
+                        .unwrap_or_default();
+                    sent.first_errors.push(format!("shard {shard}: `{}`: {e}", label(&args)));
+                }
+            }
+        }
+    }
+    drop(conn);
+    Ok(sent)
+}
+
+/// Outcome of [`replay`].
+pub enum Outcome {
+    /// The target holds keys and `--force` was not given.
+    NotEmpty(Vec<(String, u64)>),
+    Done(Report),
+}
+
+/// Fetches `plan`, then replays it into `url`.
+pub async fn replay(repo: &Repo, plan: &Plan, url: &str, force: bool) -> anyhow::Result<Outcome> {
+    let mut target = open(url).await?;
+    if !target.keyspace.is_empty() && !force {
+        return Ok(Outcome::NotEmpty(target.keyspace));
+    }
+    let source = if plan.layout.is_kevy() { Kind::Kevy } else { Kind::Redis };
+    let staging = StagingDir::temp()?;
+    let fetch_progress = Progress::new("fetch", plan.total_bytes());
+    let staged = fetch(repo, plan, staging.path(), b"", &fetch_progress).await?;
+    fetch_progress.finish();
+    let started = std::time::Instant::now();
+    let progress = Progress::new("replay", plan.total_bytes());
+    let opts = FeedOptions { from: source, to: target.kind, merge: staged.len() > 1, now_ms: crate::context::now_ms() };
+    let mut tasks = Vec::new();
+    for s in staged {
+        let conn = target
+            .client
+            .get_multiplexed_async_connection_with_config(&config())
+            .await
+            .with_context(|| format!("cannot connect to {}", shown(url)))?;
+        let (tx, rx) = mpsc::channel::<Batch>(IN_FLIGHT);
+        let shard = s.shard;
+        let p = progress.clone();
+        let producer = tokio::task::spawn_blocking(move || -> anyhow::Result<FeedStats> {
+            let mut sink = BatchSink { tx, batch: Batch { pipe: redis::Pipeline::with_capacity(BATCH), bytes: 0 }, progress: p };
+            let stats = feed_shard(&s, &opts, &mut sink)?;
+            sink.flush()?;
+            Ok(stats)
+        });
+        let consumer = tokio::spawn(send_all(conn, rx, shard, progress.clone()));
+        tasks.push((shard, producer, consumer));
+    }
+    let mut report = Report { target_kind: Some(target.kind), ..Report::default() };
+    let mut failure = None;
+    for (shard, producer, consumer) in tasks {
+        let sent = consumer.await.context("replay task")?;
+        let fed = producer.await.context("decode task")?;
+        match (sent, fed) {
+            (Ok(sent), Ok(stats)) => {
+                report.commands += sent.commands;
+                report.errors += sent.errors;
+                report.first_errors.extend(sent.first_errors);
+                report.base_keys += stats.base_keys;
+                report.lossy += stats.lossy;
+                report.lossy_reason = report.lossy_reason.or(stats.lossy_reason);
+            }
+            // The sender's error is the cause when both failed (the decoder then only saw
+            // the channel close).
+            (Err(e), _) | (Ok(_), Err(e)) => {
+                failure.get_or_insert(e.context(format!("shard {shard}")));
+            }
+        }
+    }
+    progress.add_keys(report.base_keys);
+    progress.finish();
+    drop(staging);
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    report.first_errors.truncate(KEEP_ERRORS);
+    report.keyspace = keyspace(&mut target.conn).await?;
+    report.seconds = started.elapsed().as_secs_f64();
+    Ok(Outcome::Done(report))
+}

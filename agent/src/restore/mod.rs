@@ -1,0 +1,194 @@
+//! `aofvault restore`: from a repository back to a server — as files it loads at start
+//! (`--to-dir`) or replayed into a running one (`--to`), to the latest second, a snapshot, or a
+//! point in time.
+//!
+//! The parts, in the order a restore runs through them:
+//!
+//! - [`plan`] picks one snapshot's chains and how far along each to go (never mixing chains),
+//!   and prints that plan for `--dry-run`;
+//! - [`fetch`] downloads every object into a staging directory, each checked (CRC-32C, size)
+//!   before anything reaches the target;
+//! - [`to_dir`] renames the staged files into the server's layout (or converts them), the
+//!   "looks complete" marker last; or [`live`] replays them, pipelined, shards in parallel;
+//! - [`feed`] turns staged bases and streams into commands for the target, reading through
+//!   [`stream`]; [`translate`] is the table of what changes between kevy and Redis;
+//! - [`progress`] shows it all.
+
+pub mod feed;
+pub mod fetch;
+pub mod live;
+pub mod plan;
+pub mod progress;
+pub mod stream;
+pub mod to_dir;
+pub mod translate;
+
+use anyhow::Context;
+use aofvault_config::Config;
+use aofvault_formats::json::rfc3339_ms;
+
+use crate::cli::{RestoreArgs, TargetFormat};
+use crate::exit::{self, Failure};
+use crate::repo::RepoError;
+use plan::Selection;
+use translate::Kind;
+
+/// Adds the exit-code tag a repository error deserves (unreachable → 4, empty → 5).
+pub fn tagged<T>(r: anyhow::Result<T>) -> anyhow::Result<T> {
+    r.map_err(|e| {
+        if e.chain().any(|c| c.is::<Failure>()) {
+            return e;
+        }
+        let tag = e.chain().find_map(|c| match c.downcast_ref::<RepoError>() {
+            Some(RepoError::Unreachable { .. }) => Some(Failure::RepoUnreachable),
+            Some(RepoError::Empty { .. }) => Some(Failure::RepoEmpty),
+            _ => None,
+        });
+        match tag {
+            Some(t) => e.context(t),
+            None => e,
+        }
+    })
+}
+
+/// The selection the arguments ask for.
+pub fn selection(snapshot: Option<&str>, at: Option<&str>) -> anyhow::Result<Selection> {
+    Ok(match (snapshot, at) {
+        (Some(id), _) => Selection::Snapshot { id: id.to_string() },
+        (None, Some(t)) => plan::parse_time(t).context(Failure::Usage)?,
+        (None, None) => Selection::Latest,
+    })
+}
+
+pub async fn run(cfg: &Config, args: &RestoreArgs) -> anyhow::Result<u8> {
+    tagged(restore(cfg, args).await)
+}
+
+async fn restore(cfg: &Config, args: &RestoreArgs) -> anyhow::Result<u8> {
+    let repo = crate::commands::open_for_reading(cfg).await?;
+    let instance = crate::list::pick_instance(cfg, &repo).await?;
+    let sel = selection(args.snapshot.as_deref(), args.at.as_deref())?;
+    let plan = plan::plan(&repo, &instance, sel).await.map_err(|e| {
+        // "No snapshot yet" means there is nothing to restore.
+        if e.to_string().contains("has no snapshot in") {
+            e.context(Failure::RepoEmpty)
+        } else {
+            e
+        }
+    })?;
+    let source = if plan.layout.is_kevy() { Kind::Kevy } else { Kind::Redis };
+    let mut stdout = std::io::stdout().lock();
+    if args.dry_run {
+        if args.json {
+            let doc = serde_json::json!({
+                "plan": plan, "objects": plan.objects(), "total_bytes": plan.total_bytes(),
+                "covers_until_ms": plan.covers_until_ms(), "covers_until": rfc3339_ms(plan.covers_until_ms()),
+            });
+            serde_json::to_writer_pretty(&mut stdout, &doc)?;
+            use std::io::Write;
+            writeln!(stdout)?;
+        } else {
+            plan::describe(&plan, &mut stdout)?;
+        }
+        return Ok(exit::OK);
+    }
+    if let Some(dir) = &args.to_dir {
+        let target = match args.format {
+            Some(TargetFormat::Kevy) => Kind::Kevy,
+            Some(TargetFormat::Redis) => Kind::Redis,
+            None => source,
+        };
+        let shards = args.shards.unwrap_or(if source == Kind::Kevy { plan.layout.shards() } else { 1 });
+        if let to_dir::Prepared::NotEmpty(names) = to_dir::prepare(dir)? {
+            if !args.force {
+                let shown: Vec<&str> = names.iter().take(5).map(String::as_str).collect();
+                eprintln!(
+                    "aofvault: {} is not empty ({}{}): restore refused; --force moves its contents aside",
+                    dir.display(),
+                    shown.join(", "),
+                    if names.len() > 5 { ", …" } else { "" }
+                );
+                return Ok(exit::TARGET_NOT_EMPTY);
+            }
+        }
+        let opts = to_dir::DirOptions { target, shards, force: args.force };
+        let written = to_dir::restore(&repo, &plan, dir, opts).await?;
+        let summary = serde_json::json!({
+            "instance": plan.instance, "snapshot": plan.snapshot, "dir": dir, "format": target,
+            "files": written, "bytes": plan.total_bytes(), "covers_until": rfc3339_ms(plan.covers_until_ms()),
+        });
+        print_result(&mut stdout, args.json, &summary, || {
+            format!(
+                "restored instance {} (snapshot {}, up to {}) into {}: {} file(s) in {} layout",
+                plan.instance,
+                plan.snapshot,
+                rfc3339_ms(plan.covers_until_ms()),
+                dir.display(),
+                written.len(),
+                target
+            )
+        })?;
+        return Ok(exit::OK);
+    }
+    let Some(url) = &args.to else {
+        return Err(anyhow::anyhow!("give --to-dir DIR or --to URL").context(Failure::Usage));
+    };
+    match live::replay(&repo, &plan, url, args.force).await? {
+        live::Outcome::NotEmpty(keyspace) => {
+            let shown: Vec<String> = keyspace.iter().map(|(db, n)| format!("{db}: {n} keys")).collect();
+            eprintln!(
+                "aofvault: {} is not empty ({}): restore refused; --force writes into it anyway",
+                live::shown(url),
+                shown.join(", ")
+            );
+            Ok(exit::TARGET_NOT_EMPTY)
+        }
+        live::Outcome::Done(report) => {
+            if let Some(reason) = report.lossy_reason {
+                eprintln!("aofvault: warning: {} command(s) could not be fully translated: {reason}", report.lossy);
+            }
+            let summary = serde_json::json!({
+                "instance": plan.instance, "snapshot": plan.snapshot, "target": live::shown(url),
+                "covers_until": rfc3339_ms(plan.covers_until_ms()), "report": report,
+            });
+            print_result(&mut stdout, args.json, &summary, || {
+                let keys: Vec<String> = report.keyspace.iter().map(|(db, n)| format!("{db}={n}")).collect();
+                format!(
+                    "replayed instance {} (snapshot {}, up to {}) into {} ({}): {} commands in {:.1}s, {} error replies; keys now: {}",
+                    plan.instance,
+                    plan.snapshot,
+                    rfc3339_ms(plan.covers_until_ms()),
+                    live::shown(url),
+                    report.target_kind.map_or("?".into(), |k| k.to_string()),
+                    report.commands,
+                    report.seconds,
+                    report.errors,
+                    if keys.is_empty() { "none".into() } else { keys.join(" ") }
+                )
+            })?;
+            if report.errors > 0 {
+                eprintln!("aofvault: the target answered {} command(s) with an error; the first ones:", report.errors);
+                for e in &report.first_errors {
+                    eprintln!("  {e}");
+                }
+                return Ok(exit::ERROR);
+            }
+            Ok(exit::OK)
+        }
+    }
+}
+
+fn print_result(
+    out: &mut dyn std::io::Write,
+    json: bool,
+    doc: &serde_json::Value,
+    text: impl FnOnce() -> String,
+) -> anyhow::Result<()> {
+    if json {
+        serde_json::to_writer_pretty(&mut *out, doc)?;
+        writeln!(out)?;
+    } else {
+        writeln!(out, "{}", text())?;
+    }
+    Ok(())
+}
