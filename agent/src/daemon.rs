@@ -125,7 +125,7 @@ pub async fn run(cfg: Config, shutdown: CancellationToken, mut hup: mpsc::Receiv
             Some(ev) = events.recv() => match ev {
                 Event::ChainStarted { shard, head, reason } => {
                     heads[shard as usize] = Some(*head);
-                    if published_start {
+                    if published_start && reason != "resumed" {
                         snapshot_due.get_or_insert((Instant::now() + Duration::from_secs(2), reason));
                     }
                 }

@@ -5,7 +5,10 @@
 
 use std::time::{Duration, Instant};
 
+mod common;
+
 use aofvault::repo::{Repo, RepoSpec, ShardId};
+use common::wait_synced;
 use aofvault_tests::{workload, KevyServer};
 use tokio_util::sync::CancellationToken;
 
@@ -18,22 +21,6 @@ fn config(source: &std::path::Path, repo: &std::path::Path, state: &std::path::P
         state.display().to_string()
     );
     aofvault_config::parse(&toml, "test").unwrap().validate(&aofvault_config::Env::empty()).unwrap()
-}
-
-async fn stored_stream(repo: &Repo, shard: u32) -> (u64, Vec<u8>) {
-    let ids = repo.chain_ids("smoke", ShardId(shard)).await.unwrap();
-    let id = ids.last().unwrap();
-    let head = repo.chain_head("smoke", ShardId(shard), id).await.unwrap().unwrap();
-    let segs = repo.segments("smoke", ShardId(shard), id).await.unwrap();
-    let mut at = head.stream_start;
-    let mut out = Vec::new();
-    let dir = aofvault::repo::keys::chain_dir("smoke", ShardId(shard), id);
-    for (s, _) in segs {
-        assert_eq!(s.start, at, "segments of shard {shard} are contiguous");
-        at = s.end;
-        out = repo.download(&format!("{dir}{}", s.object), s.crc32c, Some(s.end - s.start), out).await.unwrap();
-    }
-    (head.stream_start, out)
 }
 
 #[test]
@@ -56,7 +43,7 @@ fn kevy_aof_is_shipped_byte_for_byte() {
     for shard in 0..4u32 {
         let file = std::fs::read(kevy.dir().join(format!("aof-{shard}.aof"))).unwrap();
         loop {
-            let (start, stored) = rt.block_on(stored_stream(&repo, shard));
+            let (_, start, stored) = rt.block_on(common::stored_stream(&repo, "smoke", shard)).unwrap();
             if stored == file[start as usize..] {
                 break;
             }
@@ -71,23 +58,6 @@ fn kevy_aof_is_shipped_byte_for_byte() {
     assert!(!ids.is_empty(), "a snapshot was published");
     let m = rt.block_on(repo.snapshot("smoke", ids.last().unwrap())).unwrap();
     assert_eq!(m.shards.len(), 4);
-}
-
-/// Waits until the newest chain of every shard holds exactly the file's bytes after its start.
-fn wait_synced(rt: &tokio::runtime::Runtime, repo: &Repo, dir: &std::path::Path, shards: u32, file_of: impl Fn(u32) -> std::path::PathBuf) {
-    let _ = dir;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    for shard in 0..shards {
-        loop {
-            let file = std::fs::read(file_of(shard)).unwrap();
-            let (start, stored) = rt.block_on(stored_stream(repo, shard));
-            if file.len() >= start as usize && stored == file[start as usize..] {
-                break;
-            }
-            assert!(Instant::now() < deadline, "shard {shard}: stored {} of {} bytes", stored.len(), file.len());
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    }
 }
 
 #[test]
@@ -105,14 +75,14 @@ fn kevy_rewrite_and_save_start_new_chains() {
     let mut conn = kevy.conn().unwrap();
     workload::mixed(&mut conn, 1, 1000, 200).unwrap();
     kevy.wait_aof_flushed().unwrap();
-    wait_synced(&rt, &repo, kevy.dir(), 2, aof);
+    wait_synced(&rt, &repo, "smoke", 2, aof);
     let chains_before = rt.block_on(repo.chain_ids("smoke", ShardId(0))).unwrap().len();
 
     let _: () = redis::cmd("BGREWRITEAOF").query(&mut conn).unwrap();
     std::thread::sleep(Duration::from_secs(1));
     workload::mixed(&mut conn, 2, 500, 200).unwrap();
     kevy.wait_aof_flushed().unwrap();
-    wait_synced(&rt, &repo, kevy.dir(), 2, aof);
+    wait_synced(&rt, &repo, "smoke", 2, aof);
     let ids = rt.block_on(repo.chain_ids("smoke", ShardId(0))).unwrap();
     assert_eq!(ids.len(), chains_before + 1, "a rewrite starts one new chain");
     let head = rt.block_on(repo.chain_head("smoke", ShardId(0), ids.last().unwrap())).unwrap().unwrap();
@@ -123,7 +93,7 @@ fn kevy_rewrite_and_save_start_new_chains() {
     std::thread::sleep(Duration::from_secs(2));
     workload::mixed(&mut conn, 3, 500, 200).unwrap();
     kevy.wait_aof_flushed().unwrap();
-    wait_synced(&rt, &repo, kevy.dir(), 2, aof);
+    wait_synced(&rt, &repo, "smoke", 2, aof);
     for shard in 0..2 {
         let ids = rt.block_on(repo.chain_ids("smoke", ShardId(shard))).unwrap();
         let head = rt.block_on(repo.chain_head("smoke", ShardId(shard), ids.last().unwrap())).unwrap().unwrap();
@@ -156,7 +126,7 @@ fn redis_incr_is_shipped_and_a_rewrite_starts_a_chain_on_the_new_base() {
     let mut conn = redis.conn().unwrap();
     workload::mixed(&mut conn, 5, 2000, 300).unwrap();
     let incr = |dir: &std::path::Path| dir.join("appendonlydir").join(redis_files(dir).1.last().unwrap());
-    wait_synced(&rt, &repo, redis.dir(), 1, |_| incr(redis.dir()));
+    wait_synced(&rt, &repo, "smoke", 1, |_| incr(redis.dir()));
 
     let _: String = redis::cmd("BGREWRITEAOF").query(&mut conn).unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -169,7 +139,7 @@ fn redis_incr_is_shipped_and_a_rewrite_starts_a_chain_on_the_new_base() {
         std::thread::sleep(Duration::from_millis(100));
     }
     workload::mixed(&mut conn, 6, 500, 300).unwrap();
-    wait_synced(&rt, &repo, redis.dir(), 1, |_| incr(redis.dir()));
+    wait_synced(&rt, &repo, "smoke", 1, |_| incr(redis.dir()));
     let ids = rt.block_on(repo.chain_ids("smoke", ShardId(0))).unwrap();
     assert_eq!(ids.len(), 2, "the rewrite started a second chain");
     let head = rt.block_on(repo.chain_head("smoke", ShardId(0), ids.last().unwrap())).unwrap().unwrap();

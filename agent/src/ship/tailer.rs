@@ -263,6 +263,8 @@ impl Tailer {
             let ok = self.follower.resume(&head, end, last.as_ref()).map_err(|e| self.io(e))?;
             if ok {
                 tracing::info!(shard = self.shard, chain = %head.chain, offset = end, "continuing the chain in the repository");
+                let event = Event::ChainStarted { shard: self.shard, head: Box::new(head.clone()), reason: "resumed".into() };
+                let _ = self.events.send(event).await;
                 self.install(head, end);
                 return Ok(true);
             }
