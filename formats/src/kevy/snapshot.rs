@@ -311,3 +311,109 @@ fn prealloc(n: u32) -> usize {
 fn prealloc_bytes(len: u64) -> usize {
     usize::try_from(len).unwrap_or(usize::MAX).min(64 * 1024)
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::kevy::write_snapshot;
+
+    /// The bytes kevy-persist 1.19 wrote in the probe of FORMATS.md §5.2, with `version` patched.
+    fn probe(version: u8) -> Vec<u8> {
+        let mut b = b"KEVYSNAP".to_vec();
+        b.push(version);
+        b.extend([1, 0, 1, 0, 0, 0, b'k', 1, 0, 0, 0, b'v']);
+        b.extend([
+            1, 1, 0x49, 0xcd, 0x50, 0x19, 0xa2, 0x01, 0, 0, 1, 0, 0, 0, b't', 1, 0, 0, 0, b'x',
+        ]);
+        b.extend([
+            3, 0, 1, 0, 0, 0, b'L', 2, 0, 0, 0, 1, 0, 0, 0, b'a', 1, 0, 0, 0, b'b', 0,
+        ]);
+        b
+    }
+
+    fn read_all(bytes: &[u8], now_ms: i64) -> Result<Vec<Entry>, KevyError> {
+        let mut r = KevySnapReader::new(bytes, now_ms)?;
+        let mut out = Vec::new();
+        while let Some(e) = r.next_entry()? {
+            out.push(e);
+        }
+        assert_eq!(r.offset(), bytes.len() as u64);
+        Ok(out)
+    }
+
+    #[test]
+    fn observed_v4_bytes_decode_and_v3_reads_the_same() {
+        for version in [3, 4] {
+            let entries = read_all(&probe(version), 0).unwrap();
+            assert_eq!(entries.len(), 3);
+            assert_eq!(entries[0].value, Value::String(b"v".to_vec()));
+            assert_eq!(entries[1].expire_at_ms, Some(1_795_721_055_561));
+            assert_eq!(
+                entries[2].value,
+                Value::List(vec![b"a".to_vec(), b"b".to_vec()])
+            );
+        }
+    }
+
+    #[test]
+    fn v2_ttls_are_relative_to_now() {
+        let entries = read_all(&probe(2), 1_000).unwrap();
+        assert_eq!(entries[1].expire_at_ms, Some(1_795_721_056_561));
+    }
+
+    #[test]
+    fn v3_streams_have_no_group_section() {
+        let stream = Entry {
+            db: 0,
+            key: b"s".to_vec(),
+            value: Value::Stream(Box::new(Stream {
+                entries: vec![StreamEntry {
+                    id: StreamId { ms: 5, seq: 1 },
+                    fields: vec![(b"f".to_vec(), b"v".to_vec())],
+                }],
+                last_id: StreamId { ms: 5, seq: 1 },
+                entries_added: 1,
+                first_id: StreamId { ms: 5, seq: 1 },
+                ..Stream::default()
+            })),
+            expire_at_ms: None,
+        };
+        let mut v4 = Vec::new();
+        write_snapshot(&mut v4, [&stream]).unwrap();
+        // Drop the (empty) group section — a u32 zero before the EOF byte — and say version 3.
+        let mut v3 = v4[..v4.len() - 5].to_vec();
+        v3.push(0);
+        v3[8] = 3;
+        assert_eq!(read_all(&v3, 0).unwrap(), vec![stream.clone()]);
+        assert_eq!(read_all(&v4, 0).unwrap(), vec![stream]);
+    }
+
+    #[test]
+    fn bad_headers_opcodes_and_truncation_are_typed_errors() {
+        assert!(matches!(
+            read_all(b"KEVYSNAQ\x04\x00", 0),
+            Err(KevyError::Invalid { offset: 0, .. })
+        ));
+        assert!(matches!(
+            read_all(b"KEVYSNAP\x05\x00", 0),
+            Err(KevyError::UnsupportedVersion { version: 5 })
+        ));
+        assert!(matches!(
+            read_all(b"KEVYSNAP\x04\x09", 0),
+            Err(KevyError::Invalid { offset: 9, .. })
+        ));
+        assert!(matches!(
+            read_all(b"KEVYSNAP\x04\x01\x02", 0),
+            Err(KevyError::Invalid { offset: 10, .. })
+        ));
+        let full = probe(4);
+        for cut in 9..full.len() {
+            let err = read_all(&full[..cut], 0).unwrap_err();
+            assert!(
+                matches!(err, KevyError::Truncated { offset, .. } if offset == cut as u64),
+                "cut at {cut}: {err:?}"
+            );
+        }
+    }
+}
