@@ -353,6 +353,10 @@ mod tests {
                 entries[2].value,
                 Value::List(vec![b"a".to_vec(), b"b".to_vec()])
             );
+            // The writer reproduces kevy's v4 bytes exactly.
+            let mut again = Vec::new();
+            write_snapshot(&mut again, &entries).unwrap();
+            assert_eq!(again, probe(4));
         }
     }
 
