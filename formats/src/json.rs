@@ -248,6 +248,66 @@ mod tests {
         assert_eq!(rfc3339_ms(-1), "1969-12-31T23:59:59.999Z");
     }
 
+    /// The shape matches the fixture JSON files for every field they share with ours (streams
+    /// excepted: the fixtures show listpack internals there).
+    #[test]
+    fn decoded_fixtures_match_the_fixture_json() {
+        let dir =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/rdb/hdt3213");
+        let Ok(listing) = std::fs::read_dir(&dir) else {
+            return; // fixtures not copied in this checkout
+        };
+        let mut compared = 0;
+        for path in listing.map(|e| e.unwrap().path()) {
+            if path.extension().is_none_or(|e| e != "json") || !path.with_extension("rdb").exists()
+            {
+                continue;
+            }
+            let want: Json = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+            let records =
+                crate::rdb::decode_all(&std::fs::read(path.with_extension("rdb")).unwrap())
+                    .unwrap();
+            let got: Vec<Json> = records
+                .iter()
+                .filter(|r| matches!(r, Record::Entry(_)))
+                .map(record_json)
+                .collect();
+            let want = want.as_array().unwrap();
+            assert_eq!(got.len(), want.len(), "{}", path.display());
+            for (g, w) in got.iter().zip(want) {
+                if w["type"] == "stream" {
+                    continue;
+                }
+                for field in [
+                    "db", "key", "type", "value", "values", "members", "hash", "entries",
+                ] {
+                    assert_eq!(lossy(&g[field]), w[field], "{} {field}", path.display());
+                }
+                if let Some(expire) = w.get("expire") {
+                    assert_eq!(&g["expire"], expire, "{}", path.display());
+                }
+                assert_eq!(g.get("expiration").is_some(), w.get("expiration").is_some());
+                compared += 1;
+            }
+        }
+        assert!(compared > 20, "only {compared} fixture keys compared");
+    }
+
+    /// The fixtures write non-UTF-8 bytes lossily; turn our base64 objects into that.
+    fn lossy(v: &Json) -> Json {
+        match v {
+            Json::Object(m) if m.len() == 1 && m.contains_key("base64") => {
+                let raw = base64::engine::general_purpose::STANDARD
+                    .decode(m["base64"].as_str().unwrap())
+                    .unwrap();
+                Json::String(String::from_utf8_lossy(&raw).into_owned())
+            }
+            Json::Object(m) => Json::Object(m.iter().map(|(k, v)| (k.clone(), lossy(v))).collect()),
+            Json::Array(a) => Json::Array(a.iter().map(lossy).collect()),
+            other => other.clone(),
+        }
+    }
+
     #[test]
     fn non_utf8_becomes_base64_and_hash_keys_fall_back_to_pairs() {
         assert_eq!(bytes_json(b"\xff\x00"), json!({"base64": "/wA="}));
