@@ -9,7 +9,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum, ValueHint};
 
-/// aofvault — continuous AOF backup for kevy, Redis and Valkey.
+/// Continuous AOF backup for kevy, Redis and Valkey.
 ///
 /// Follows a server's append-only files as they grow, ships them to object storage (S3 or a
 /// local directory), asks the server to compact its AOF when it has grown, and restores a

@@ -232,6 +232,7 @@ fn render_command(name: &str, cmd: &clap::Command, out: &mut dyn Write) -> std::
     {
         let value = arg
             .get_value_names()
+            .filter(|_| arg.get_action().takes_values())
             .map(|names| {
                 names
                     .iter()
