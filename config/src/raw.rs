@@ -43,8 +43,9 @@ impl RawConfig {
     }
 }
 
-/// `[source]`: the server whose AOF files are backed up.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+/// `[source]`: the server whose AOF files are backed up. `Debug` hides `url`, which may
+/// still carry a password at this stage.
+#[derive(Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RawSource {
     pub kind: Option<String>,
@@ -55,6 +56,22 @@ pub struct RawSource {
     pub connect_timeout: Option<String>,
     pub command_timeout: Option<String>,
     pub tls: RawTls,
+}
+
+impl fmt::Debug for RawSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let url = self.url.as_ref().map(|_| crate::secret::REDACTED);
+        f.debug_struct("RawSource")
+            .field("kind", &self.kind)
+            .field("dir", &self.dir)
+            .field("url", &url)
+            .field("username", &self.username)
+            .field("password_file", &self.password_file)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("command_timeout", &self.command_timeout)
+            .field("tls", &self.tls)
+            .finish()
+    }
 }
 
 /// `[source.tls]`: client TLS for `rediss://` URLs.
