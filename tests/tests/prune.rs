@@ -22,14 +22,15 @@ struct Setup {
 }
 
 impl Setup {
-    fn new(server_dir: &Path, url: &str, retention: &str) -> Setup {
+    /// `extra` is appended to the config file (sections of its own).
+    fn new(server_dir: &Path, url: &str, retention: &str, extra: &str) -> Setup {
         let tmp = tempfile::tempdir().unwrap();
         let repo = tmp.path().join("repo");
         let config = tmp.path().join("aofvault.toml");
         let instance = "prune-e2e";
         let text = format!(
             "[source]\ndir = {dir:?}\nurl = {url:?}\n\n[repository]\nurl = \"file://{repo}\"\ninstance = \"{instance}\"\n\n\
-             [state]\ndir = {state:?}\n\n[retention]\n{retention}\n",
+             [state]\ndir = {state:?}\n\n[retention]\n{retention}\n\n{extra}\n",
             dir = server_dir.display().to_string(),
             repo = repo.display(),
             state = tmp.path().join("state").display().to_string(),
@@ -146,32 +147,35 @@ fn chains_of(m: &Value) -> BTreeSet<(u64, String)> {
         .collect()
 }
 
-/// Asserts that every object the manifest names is in the repository.
-fn assert_objects_exist(setup: &Setup, m: &Value) {
+/// The objects a manifest names that are missing from the repository.
+fn missing_objects(setup: &Setup, m: &Value) -> Vec<PathBuf> {
+    let mut missing = Vec::new();
     for cut in m["shards"].as_array().unwrap() {
         let dir = setup.chain_dir(
             cut["shard"].as_u64().unwrap(),
             cut["chain"].as_str().unwrap(),
-        );
-        assert!(
-            dir.join("chain.json").is_file(),
-            "missing {}",
-            dir.join("chain.json").display()
         );
         let named = cut["base"]
             .as_array()
             .unwrap()
             .iter()
             .chain(cut["segments"].as_array().unwrap());
-        for obj in named {
-            let p = dir.join(obj["object"].as_str().unwrap());
-            assert!(
-                p.is_file(),
-                "the kept snapshot names {} but it is gone",
-                p.display()
-            );
-        }
+        let names = named
+            .map(|o| o["object"].as_str().unwrap())
+            .chain(["chain.json"]);
+        missing.extend(names.map(|n| dir.join(n)).filter(|p| !p.is_file()));
     }
+    missing
+}
+
+/// Asserts that every object the manifest names is in the repository.
+fn assert_objects_exist(setup: &Setup, m: &Value) {
+    let missing = missing_objects(setup, m);
+    assert!(
+        missing.is_empty(),
+        "snapshot {} names objects that are gone: {missing:?}",
+        m["id"]
+    );
 }
 
 fn info_field(conn: &mut redis::Connection, field: &str) -> Option<String> {
@@ -315,6 +319,7 @@ fn prune_on_redis_keeps_the_last_snapshot_and_it_restores() {
         server.dir(),
         &server.url(),
         "keep_last = 1\ngc_grace = \"0s\"",
+        "",
     );
     let mut ids = Vec::new();
     workload::mixed(&mut conn, 1, 400, 60).unwrap();
@@ -356,6 +361,7 @@ fn prune_on_kevy_collects_old_chains_of_every_shard() {
         server.dir(),
         &server.url(),
         "keep_last = 1\ngc_grace = \"0s\"",
+        "",
     );
     let mut ids = Vec::new();
     workload::mixed(&mut conn, 11, 600, 80).unwrap();
@@ -387,6 +393,114 @@ fn prune_on_kevy_collects_old_chains_of_every_shard() {
         .ok()
         .unwrap();
     let restored = KevyServer::start_on_dir(&dir, 4).unwrap();
+    let actual = keyspace::dump(&mut restored.conn().unwrap(), &[0]).unwrap();
+    keyspace::assert_same(&expected, &actual);
+}
+
+/// Every manifest in the repository names only objects that exist. A manifest pruned between
+/// reading it and looking at its objects is not a finding: prune deletes manifests before
+/// chains, so a missing object counts only if its manifest is still there afterwards.
+fn assert_every_manifest_whole(setup: &Setup) -> usize {
+    let mut checked = 0;
+    for id in setup.snapshot_ids() {
+        let path = setup
+            .instance_dir()
+            .join("snapshots")
+            .join(format!("{id}.json"));
+        let Ok(bytes) = std::fs::read(&path) else {
+            continue;
+        };
+        let m: Value = serde_json::from_slice(&bytes).unwrap();
+        let missing = missing_objects(setup, &m);
+        if !missing.is_empty() && path.exists() {
+            panic!("snapshot {id} is still there but names objects that are gone: {missing:?}");
+        }
+        checked += 1;
+    }
+    checked
+}
+
+#[test]
+fn prune_beside_a_running_agent_never_breaks_a_snapshot() {
+    let server = RedisServer::start().unwrap();
+    let mut conn = server.conn().unwrap();
+    workload::mixed(&mut conn, 21, 300, 50).unwrap();
+    // The daemon prunes on its own every second too, and publishes a snapshot every second.
+    let setup = Setup::new(
+        server.dir(),
+        &server.url(),
+        "keep_last = 1\ngc_grace = \"0s\"",
+        "[schedule]\nsnapshot = \"every 1s\"\nprune = \"every 1s\"\n\n[ship]\ninterval = \"100ms\"\n\n\
+         [compact]\nenabled = false\n",
+    );
+    let mut daemon =
+        agent::spawn(&["--config", setup.config.to_str().unwrap(), "run"], &[]).unwrap();
+    daemon
+        .wait_for_log("snapshot published", Duration::from_secs(60))
+        .unwrap();
+    let writer = workload::background(server.url(), 22, 80);
+
+    let started = std::time::Instant::now();
+    let (mut rounds, mut chains_deleted, mut snapshots_deleted) = (0, 0, 0);
+    while started.elapsed() < Duration::from_secs(15) || chains_deleted < 2 {
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "no chain was collected in 2 minutes"
+        );
+        if rounds % 4 == 1 {
+            // A new chain per rewrite; "already in progress" is fine.
+            let _: redis::RedisResult<redis::Value> = redis::cmd("BGREWRITEAOF").query(&mut conn);
+        }
+        let report = setup.prune(&[]);
+        assert_eq!(report["summary"]["failures"], 0, "{report:#}");
+        chains_deleted += report["summary"]["chains_deleted"].as_u64().unwrap();
+        snapshots_deleted += report["summary"]["snapshots_deleted"].as_u64().unwrap();
+        assert!(
+            assert_every_manifest_whole(&setup) >= 1,
+            "prune left no snapshot"
+        );
+        rounds += 1;
+        std::thread::sleep(Duration::from_millis(150));
+    }
+    eprintln!("{rounds} prune rounds beside the agent: {chains_deleted} chains and {snapshots_deleted} snapshots collected");
+    let written = writer.stop();
+    assert!(written > 100, "the writer wrote only {written} commands");
+    assert!(snapshots_deleted > 0);
+    std::thread::sleep(Duration::from_secs(3));
+    daemon.terminate().unwrap();
+    let logs = daemon.logs();
+    assert!(
+        logs.contains("prune: "),
+        "the scheduled prune never reported:\n{logs}"
+    );
+    for line in logs.lines().filter(|l| l.contains("scheduled job failed")) {
+        assert!(
+            !line.contains("prune"),
+            "the scheduled prune failed: {line}"
+        );
+    }
+
+    // The agent is stopped: one more snapshot of everything, prune, verify, restore.
+    let id = setup.backup();
+    let expected = keyspace::dump(&mut conn, &[0]).unwrap();
+    let report = setup.prune(&[]);
+    assert_eq!(report["summary"]["failures"], 0, "{report:#}");
+    assert_eq!(setup.snapshot_ids(), BTreeSet::from([id.clone()]));
+    assert_every_manifest_whole(&setup);
+    verify_clean(&setup);
+    let target = tempfile::tempdir().unwrap();
+    let dir = target.path().join("restored");
+    setup
+        .run(&[
+            "restore",
+            "--snapshot",
+            &id,
+            "--to-dir",
+            dir.to_str().unwrap(),
+        ])
+        .ok()
+        .unwrap();
+    let restored = RedisServer::start_on_dir(&dir, &[]).unwrap();
     let actual = keyspace::dump(&mut restored.conn().unwrap(), &[0]).unwrap();
     keyspace::assert_same(&expected, &actual);
 }
