@@ -32,8 +32,7 @@ pub fn check(
             "origin": loaded.origin.to_string(),
             "config": loaded.config,
         });
-        serde_json::to_writer_pretty(&mut *out, &doc)?;
-        writeln!(out)?;
+        print_json(&doc, out)?;
     } else {
         summarize(&loaded, out)?;
     }
@@ -44,32 +43,33 @@ fn report_failure(error: anyhow::Error, json: bool, out: &mut dyn Write) -> anyh
     let Some(failure) = error.downcast_ref::<SettingsError>() else {
         return Err(error);
     };
-    match (failure, json) {
-        (SettingsError::Invalid { origin, errors }, true) => {
-            let doc = serde_json::json!({
-                "ok": false,
-                "origin": origin.to_string(),
-                "errors": errors.0,
-            });
-            serde_json::to_writer_pretty(&mut *out, &doc)?;
-            writeln!(out)?;
-        }
-        (SettingsError::Invalid { origin, errors }, false) => {
-            let count = errors.0.len();
-            let noun = if count == 1 { "error" } else { "errors" };
-            writeln!(out, "config invalid: {origin} ({count} {noun})")?;
-            for error in &errors.0 {
-                writeln!(out, "  {error}")?;
+    if json {
+        let doc = match failure {
+            SettingsError::Invalid { origin, errors } => {
+                serde_json::json!({ "ok": false, "origin": origin.to_string(), "errors": errors.0 })
             }
+            SettingsError::Read { .. } => {
+                serde_json::json!({ "ok": false, "error": failure.to_string() })
+            }
+        };
+        print_json(&doc, out)?;
+    } else if let SettingsError::Invalid { origin, errors } = failure {
+        let count = errors.0.len();
+        let noun = if count == 1 { "error" } else { "errors" };
+        writeln!(out, "config invalid: {origin} ({count} {noun})")?;
+        for error in &errors.0 {
+            writeln!(out, "  {error}")?;
         }
-        (SettingsError::Read { .. }, true) => {
-            let doc = serde_json::json!({ "ok": false, "error": failure.to_string() });
-            serde_json::to_writer_pretty(&mut *out, &doc)?;
-            writeln!(out)?;
-        }
-        (SettingsError::Read { .. }, false) => writeln!(out, "config invalid: {failure}")?,
+    } else {
+        writeln!(out, "config invalid: {failure}")?;
     }
     Ok(exit::USAGE)
+}
+
+fn print_json(doc: &serde_json::Value, out: &mut dyn Write) -> anyhow::Result<()> {
+    serde_json::to_writer_pretty(&mut *out, doc)?;
+    writeln!(out)?;
+    Ok(())
 }
 
 fn summarize(loaded: &Loaded, out: &mut dyn Write) -> std::io::Result<()> {
