@@ -1,8 +1,10 @@
 //! sd_notify: telling systemd (`Type=notify`) that the agent is ready, what it is doing, that
 //! it is still making progress (the watchdog), and that it is reloading or stopping.
 //!
-//! [`Notifier`] reads `NOTIFY_SOCKET` and `WATCHDOG_USEC` once, when it is created, and sends
-//! each message as one datagram, formatted by the `sd-notify` crate's [`NotifyState`]. Without
+//! [`Notifier`] reads `NOTIFY_SOCKET` and `WATCHDOG_USEC`/`WATCHDOG_PID` once, when it is
+//! created, and sends each message as one datagram, formatted by the `sd-notify` crate's
+//! [`NotifyState`]. (It sends itself rather than through `sd_notify::notify`, which re-reads
+//! the environment on every call and cannot reach an abstract `@socket`.) Without
 //! `NOTIFY_SOCKET` (not under systemd) every call is a no-op. A failed send is logged once and
 //! otherwise ignored: notifications must never stop the agent. Tests point a notifier at their
 //! own socket with [`Notifier::to_socket`] instead of changing the process environment.
@@ -30,16 +32,17 @@ impl Default for Notifier {
 }
 
 impl Notifier {
-    /// From the environment systemd sets: `NOTIFY_SOCKET`, and `WATCHDOG_USEC` when
-    /// `WATCHDOG_PID` is this process.
+    /// From the environment systemd sets: `NOTIFY_SOCKET`, and `WATCHDOG_USEC` unless
+    /// `WATCHDOG_PID` names another process.
     pub fn new() -> Self {
-        let mut usec = 0;
-        let watchdog = sd_notify::watchdog_enabled(false, &mut usec)
-            .then(|| Duration::from_micros(usec))
-            .filter(|d| !d.is_zero());
+        let var = |name: &str| std::env::var(name).ok();
         Notifier {
             socket: std::env::var_os("NOTIFY_SOCKET").filter(|s| !s.is_empty()),
-            watchdog,
+            watchdog: watchdog_period(
+                var("WATCHDOG_USEC"),
+                var("WATCHDOG_PID"),
+                std::process::id(),
+            ),
             warned: AtomicBool::new(false),
         }
     }
@@ -122,6 +125,19 @@ impl Notifier {
     }
 }
 
+/// The watchdog period, as sd_watchdog_enabled(3) reads it: `WATCHDOG_USEC` applies unless
+/// `WATCHDOG_PID` is set to another process (a test harness may leave it unset, as it cannot
+/// know the child's pid in advance).
+fn watchdog_period(usec: Option<String>, pid: Option<String>, own_pid: u32) -> Option<Duration> {
+    if let Some(pid) = pid {
+        if pid.trim().parse::<u32>().ok() != Some(own_pid) {
+            return None;
+        }
+    }
+    let usec: u64 = usec?.trim().parse().ok()?;
+    Some(Duration::from_micros(usec)).filter(|period| !period.is_zero())
+}
+
 fn send_datagram(socket: &OsString, message: &[u8]) -> std::io::Result<()> {
     let sock = UnixDatagram::unbound()?;
     let bytes = socket.as_encoded_bytes();
@@ -184,6 +200,18 @@ mod tests {
         let listener = UnixDatagram::bind_addr(&addr).unwrap();
         Notifier::to_socket(format!("@{name}"), None).ready();
         assert_eq!(receive(&listener), "READY=1\n");
+    }
+
+    #[test]
+    fn watchdog_period_follows_sd_watchdog_enabled() {
+        let some = |s: &str| Some(s.to_string());
+        let thirty = Some(Duration::from_secs(30));
+        assert_eq!(watchdog_period(some("30000000"), some("42"), 42), thirty);
+        assert_eq!(watchdog_period(some("30000000"), None, 42), thirty);
+        assert_eq!(watchdog_period(some("30000000"), some("43"), 42), None);
+        assert_eq!(watchdog_period(some("0"), None, 42), None);
+        assert_eq!(watchdog_period(some("soon"), None, 42), None);
+        assert_eq!(watchdog_period(None, some("42"), 42), None);
     }
 
     #[test]
