@@ -19,6 +19,10 @@ use super::Event;
 use crate::repo::{keys, Repo, RepoError, ShardId};
 use crate::source::{Check, Follower};
 
+/// The longest wait between two attempts to store: a store that comes back is noticed within
+/// this long.
+const MAX_BACKOFF: Duration = Duration::from_secs(10);
+
 /// Shipping settings.
 #[derive(Debug, Clone)]
 pub struct ShipSettings {
@@ -124,7 +128,7 @@ impl Tailer {
     pub async fn run(mut self, cancel: CancellationToken, mut wake: watch::Receiver<u64>) -> Result<(), TailError> {
         let file = self.follower.describe();
         self.shared.update(self.shard, |s| s.file = file);
-        let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(30));
+        let mut backoff = Backoff::new(Duration::from_millis(200), MAX_BACKOFF);
         let mut delay = Duration::ZERO;
         loop {
             tokio::select! {
@@ -134,7 +138,7 @@ impl Tailer {
             }
             match self.step(false).await {
                 Ok(()) => {
-                    backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(30));
+                    backoff = Backoff::new(Duration::from_millis(200), MAX_BACKOFF);
                     self.shared.update(self.shard, |s| s.last_error = None);
                     delay = self.next_wake();
                 }

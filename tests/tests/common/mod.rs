@@ -32,7 +32,19 @@ pub async fn stored_stream(repo: &Repo, instance: &str, shard: u32) -> Option<(S
 /// Waits (≤ 30 s) until the newest chain of every shard holds exactly the file's bytes after
 /// its start; returns the chain ids.
 pub fn wait_synced(rt: &tokio::runtime::Runtime, repo: &Repo, instance: &str, shards: u32, file_of: impl Fn(u32) -> PathBuf) -> Vec<String> {
-    let deadline = Instant::now() + Duration::from_secs(30);
+    wait_synced_for(rt, repo, instance, shards, file_of, Duration::from_secs(30))
+}
+
+/// [`wait_synced`] with a deadline of your own.
+pub fn wait_synced_for(
+    rt: &tokio::runtime::Runtime,
+    repo: &Repo,
+    instance: &str,
+    shards: u32,
+    file_of: impl Fn(u32) -> PathBuf,
+    limit: Duration,
+) -> Vec<String> {
+    let deadline = Instant::now() + limit;
     let mut ids = Vec::new();
     for shard in 0..shards {
         loop {
