@@ -35,8 +35,10 @@ pub const SYSTEM_STATE_DIR: &str = "/var/lib/aofvault";
 
 impl RawConfig {
     /// Checks every value, fills every default, and returns the configuration or every
-    /// mistake found. Reads the files the configuration names (`password_file`, ...) and the
-    /// variables in `env`; nothing else.
+    /// mistake found. Reads the files the configuration names (`password_file`, ...), the
+    /// variables in `env`, the host name (for the default instance, unless `env` has
+    /// `HOSTNAME`) and, only when no state directory is given, whether /var/lib/aofvault is
+    /// writable. Writes nothing (the writability probe removes its file at once).
     pub fn validate(self, env: &Env) -> Result<Config, ConfigErrors> {
         let mut check = Check::new(env);
         for rejected in &self.rejected {
