@@ -147,14 +147,18 @@ fn stream_commands(out: &mut Vec<Command>, key: &[u8], s: &Stream, dialect: Dial
             word("y"),
         ]);
     }
+    // Servers refuse an XSETID below the last entry or a count below the length; a file that
+    // claims so (an old RDB without these fields) gets the smallest consistent values.
+    let top = s.entries.last().map_or(s.last_id, |e| e.id.max(s.last_id));
+    let added = s.entries_added.max(s.entries.len() as u64);
     out.push(vec![
         word("XSETID"),
         key.to_vec(),
-        id(s.last_id),
+        id(top),
         word("ENTRIESADDED"),
-        int(s.entries_added),
+        int(added),
         word("MAXDELETEDID"),
-        id(s.max_deleted_id),
+        id(s.max_deleted_id.min(top)),
     ]);
     for g in &s.groups {
         let mut create = vec![word("XGROUP"), word("CREATE"), key.to_vec(), g.name.clone()];
