@@ -209,3 +209,11 @@ fn items_report_a_truncated_tail_as_an_error() {
     assert_eq!(offset_of(got[1].clone().unwrap_err()), 10 + at);
     assert_eq!(got.len(), 2);
 }
+
+#[test]
+fn lengths_with_leading_zeros_are_accepted_like_redis_does() {
+    let (args, n) = decode_command(b"*02\r\n$003\r\nGET\r\n$1\r\nk\r\n", 0)
+        .unwrap()
+        .unwrap();
+    assert_eq!((args, n), (vec![&b"GET"[..], b"k"], 23));
+}
