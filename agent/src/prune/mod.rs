@@ -45,10 +45,10 @@ use std::io::Write;
 use aofvault_config::Config;
 use aofvault_formats::vault::SnapshotManifest;
 use futures::StreamExt;
-use serde::Serialize;
 
 pub use gc::{inventory, plan, ChainFolder, ChainPlan, Fate, Inventory};
 pub use policy::{select, Policy};
+pub use report::{Deletion, Report, SnapshotFate, SnapshotLine, Summary};
 
 use crate::cli::PruneArgs;
 use crate::repo::{keys, Listed, Repo, RepoError};
@@ -74,73 +74,6 @@ pub enum PruneError {
     List { prefix: String, source: RepoError },
     #[error("cannot read snapshot manifest {key}: {source}")]
     Manifest { key: String, source: RepoError },
-}
-
-/// What the policy decided for one snapshot.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum SnapshotFate {
-    Keep,
-    /// Dropped by the policy, but younger than the grace period.
-    Spare,
-    Delete,
-    /// The manifest cannot be parsed: left alone, and chains are not collected.
-    Unreadable,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct SnapshotLine {
-    pub id: String,
-    pub created_ms: Option<i64>,
-    pub fate: SnapshotFate,
-    pub reasons: Vec<&'static str>,
-}
-
-/// One object deleted (or, with `--dry-run`, that would be).
-#[derive(Debug, Clone, Serialize)]
-pub struct Deletion {
-    pub key: String,
-    pub size: u64,
-    pub reason: String,
-    /// Deleted now (false in a dry run, or when it failed).
-    pub deleted: bool,
-    pub error: Option<String>,
-}
-
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct Summary {
-    pub snapshots_kept: usize,
-    pub snapshots_spared: usize,
-    pub snapshots_deleted: usize,
-    pub chains_kept: usize,
-    pub chains_deleted: usize,
-    pub objects_deleted: usize,
-    pub bytes_freed: u64,
-    pub failures: usize,
-}
-
-/// Everything one prune decided and did.
-#[derive(Debug, Clone, Serialize)]
-pub struct Report {
-    pub instance: String,
-    pub policy: String,
-    pub gc_grace_ms: i64,
-    pub now_ms: i64,
-    pub dry_run: bool,
-    /// Set when prune decided not to look (no rules).
-    pub note: Option<String>,
-    pub snapshots: Vec<SnapshotLine>,
-    pub chains: Vec<ChainPlan>,
-    pub deletions: Vec<Deletion>,
-    pub warnings: Vec<String>,
-    pub summary: Summary,
-}
-
-impl Report {
-    /// Whether everything went as planned (no failed deletion, no unreadable manifest).
-    pub fn clean(&self) -> bool {
-        self.summary.failures == 0 && self.warnings.is_empty()
-    }
 }
 
 /// `aofvault prune [--dry-run] [--json]`.
@@ -235,60 +168,13 @@ pub async fn prune(
         .list(&prefix)
         .await
         .map_err(|source| PruneError::List { prefix, source })?;
-    let listed_snapshots = snapshot_objects(instance, &listing);
+    let listed = snapshot_objects(instance, &listing);
     let (manifests, unreadable) =
-        read_manifests(repo, instance, listed_snapshots.keys().cloned().collect()).await?;
+        read_manifests(repo, instance, listed.keys().cloned().collect()).await?;
     let inv = gc::inventory(instance, &listing);
-
-    // Which snapshots stay.
-    let times: Vec<(String, i64)> = manifests
-        .values()
-        .map(|m| (m.id.clone(), m.created_ms))
-        .collect();
-    let mut selection = policy::select(&times, policy, now_ms);
-    if let Some(i) = selection
-        .iter()
-        .position(|(id, _)| manifests.get(id).is_some_and(|m| restorable(m, &inv)))
-    {
-        if selection[i].1.is_empty() {
-            selection[i].1.push(NEWEST_RESTORABLE);
-        }
-    }
-    let young_after = now_ms.saturating_sub(grace_ms);
-    let mut needed = BTreeSet::new();
-    let mut to_delete = Vec::new();
-    for (id, reasons) in selection {
-        let Some(m) = manifests.get(&id) else {
-            continue;
-        };
-        let stored_ms = listed_snapshots
-            .get(&id)
-            .map_or(i64::MIN, |l| l.last_modified_ms);
-        let fate = if !reasons.is_empty() {
-            SnapshotFate::Keep
-        } else if m.created_ms > young_after || stored_ms > young_after {
-            SnapshotFate::Spare
-        } else {
-            SnapshotFate::Delete
-        };
-        if fate == SnapshotFate::Delete {
-            to_delete.push(id.clone());
-        } else {
-            needed.extend(chains_of(m));
-        }
-        let reasons = match fate {
-            SnapshotFate::Spare => vec![SPARED],
-            _ => reasons,
-        };
-        report.snapshots.push(SnapshotLine {
-            id,
-            created_ms: Some(m.created_ms),
-            fate,
-            reasons,
-        });
-    }
+    let mut decision = decide(&manifests, &listed, &inv, policy, now_ms, grace_ms);
     for (id, why) in &unreadable {
-        report.snapshots.push(SnapshotLine {
+        decision.lines.push(SnapshotLine {
             id: id.clone(),
             created_ms: None,
             fate: SnapshotFate::Unreadable,
@@ -299,38 +185,33 @@ pub async fn prune(
             keys::snapshot(instance, id)
         ));
     }
+    report.snapshots = decision.lines;
+    let mut needed = decision.needed;
 
     // Manifests first: afterwards no manifest names anything that is about to go.
-    let deletions: Vec<(Listed, String)> = to_delete
+    let doomed: Vec<(Listed, String)> = decision
+        .delete
         .iter()
-        .map(|id| {
-            let listed = listed_snapshots.get(id).cloned();
-            let listed = listed.unwrap_or_else(|| Listed {
-                key: keys::snapshot(instance, id),
-                size: 0,
-                last_modified_ms: 0,
-            });
-            (listed, DROPPED.to_string())
-        })
+        .filter_map(|id| listed.get(id))
+        .map(|l| (l.clone(), DROPPED.to_string()))
         .collect();
-    let done = delete_all(repo, deletions, dry_run).await;
-    for (d, id) in done.iter().zip(&to_delete) {
-        if d.error.is_none() {
-            continue;
-        }
+    let done = delete_all(repo, doomed, dry_run).await;
+    for d in done.iter().filter(|d| d.error.is_some()) {
         // Still there, so it stays, and so do its chains.
-        if let Some(m) = manifests.get(id) {
-            needed.extend(chains_of(m));
-        }
-        if let Some(line) = report.snapshots.iter_mut().find(|l| &l.id == id) {
-            line.fate = SnapshotFate::Keep;
-            line.reasons = vec![DELETE_FAILED];
-        }
+        let Some(line) = report
+            .snapshots
+            .iter_mut()
+            .find(|l| keys::snapshot(instance, &l.id) == d.key)
+        else {
+            continue;
+        };
+        line.fate = SnapshotFate::Keep;
+        line.reasons = vec![DELETE_FAILED];
+        needed.extend(manifests.get(&line.id).into_iter().flat_map(chains_of));
     }
     report.deletions.extend(done);
-
     if !unreadable.is_empty() {
-        summarize(&mut report);
+        report.summarize();
         return Ok(report);
     }
 
@@ -340,9 +221,9 @@ pub async fn prune(
         .list(&prefix)
         .await
         .map_err(|source| PruneError::List { prefix, source })?;
-    let new_ids: Vec<String> = snapshot_objects(instance, &again)
+    let new_ids = snapshot_objects(instance, &again)
         .into_keys()
-        .filter(|id| !listed_snapshots.contains_key(id))
+        .filter(|id| !listed.contains_key(id))
         .collect();
     let (late, late_unreadable) = read_manifests(repo, instance, new_ids).await?;
     for m in late.values() {
@@ -359,31 +240,98 @@ pub async fn prune(
             "{} appeared during prune and is unreadable ({why}); chains are not collected this time",
             keys::snapshot(instance, id)
         ));
-        summarize(&mut report);
+        report.summarize();
         return Ok(report);
     }
 
-    let plans = gc::plan(&inv, &needed, now_ms, grace_ms);
-    for p in plans.iter().filter(|p| p.fate == Fate::Delete) {
-        let reason = format!("{} (shard {}, chain {})", p.reason, p.shard, p.chain);
-        let mut objects = p.delete_order.iter();
-        // The head alone first: once it is gone the folder is an abandoned start to every reader.
-        if let Some(head) = objects.next() {
-            let first = delete_all(repo, vec![(head.clone(), reason.clone())], dry_run).await;
-            let failed = first.iter().any(|d| d.error.is_some());
-            report.deletions.extend(first);
-            if failed {
-                continue;
-            }
-        }
-        let rest: Vec<(Listed, String)> = objects.map(|o| (o.clone(), reason.clone())).collect();
+    report.chains = gc::plan(&inv, &needed, now_ms, grace_ms);
+    for p in report.chains.iter().filter(|p| p.fate == Fate::Delete) {
         report
             .deletions
-            .extend(delete_all(repo, rest, dry_run).await);
+            .extend(delete_chain(repo, p, dry_run).await);
     }
-    report.chains = plans;
-    summarize(&mut report);
+    report.summarize();
     Ok(report)
+}
+
+/// What happens to each readable snapshot, and what that leaves needed.
+#[derive(Debug, Default)]
+struct Decision {
+    /// Newest first.
+    lines: Vec<SnapshotLine>,
+    /// Ids whose manifests go.
+    delete: Vec<String>,
+    /// (shard, chain) named by the snapshots that stay.
+    needed: BTreeSet<(u32, String)>,
+}
+
+/// The policy, plus the two rules around it: the newest restorable snapshot stays, and a
+/// dropped manifest younger than the grace (by its own time or the store's) is spared.
+fn decide(
+    manifests: &Manifests,
+    listed: &BTreeMap<String, Listed>,
+    inv: &Inventory,
+    policy: &Policy,
+    now_ms: i64,
+    grace_ms: i64,
+) -> Decision {
+    let times: Vec<(String, i64)> = manifests
+        .values()
+        .map(|m| (m.id.clone(), m.created_ms))
+        .collect();
+    let mut selection = policy::select(&times, policy, now_ms);
+    if let Some((_, reasons)) = selection
+        .iter_mut()
+        .find(|(id, _)| manifests.get(id).is_some_and(|m| restorable(m, inv)))
+    {
+        if reasons.is_empty() {
+            reasons.push(NEWEST_RESTORABLE);
+        }
+    }
+    let young_after = now_ms.saturating_sub(grace_ms);
+    let mut d = Decision::default();
+    for (id, reasons) in selection {
+        let Some(m) = manifests.get(&id) else {
+            continue;
+        };
+        let stored_ms = listed.get(&id).map_or(i64::MIN, |l| l.last_modified_ms);
+        let (fate, reasons) = if !reasons.is_empty() {
+            (SnapshotFate::Keep, reasons)
+        } else if m.created_ms > young_after || stored_ms > young_after {
+            (SnapshotFate::Spare, vec![SPARED])
+        } else {
+            (SnapshotFate::Delete, Vec::new())
+        };
+        if fate == SnapshotFate::Delete {
+            d.delete.push(id.clone());
+        } else {
+            d.needed.extend(chains_of(m));
+        }
+        d.lines.push(SnapshotLine {
+            id,
+            created_ms: Some(m.created_ms),
+            fate,
+            reasons,
+        });
+    }
+    d
+}
+
+/// Deletes one chain folder: its `chain.json` alone first (from then on every reader sees an
+/// abandoned start), then the rest; if the head cannot be deleted, nothing else is tried.
+async fn delete_chain(repo: &Repo, p: &ChainPlan, dry_run: bool) -> Vec<Deletion> {
+    let reason = format!("{} (shard {}, chain {})", p.reason, p.shard, p.chain);
+    let mut objects = p.delete_order.iter();
+    let mut out = Vec::new();
+    if let Some(first) = objects.next() {
+        out = delete_all(repo, vec![(first.clone(), reason.clone())], dry_run).await;
+        if out.iter().any(|d| d.error.is_some()) {
+            return out;
+        }
+    }
+    let rest = objects.map(|o| (o.clone(), reason.clone())).collect();
+    out.extend(delete_all(repo, rest, dry_run).await);
+    out
 }
 
 /// Snapshot manifests in a listing, by id (only keys exactly as [`keys::snapshot`] builds them).
@@ -481,27 +429,5 @@ async fn delete_all(repo: &Repo, objects: Vec<(Listed, String)>, dry_run: bool) 
         .await
 }
 
-fn summarize(report: &mut Report) {
-    let s = &mut report.summary;
-    for line in &report.snapshots {
-        match line.fate {
-            SnapshotFate::Keep | SnapshotFate::Unreadable => s.snapshots_kept += 1,
-            SnapshotFate::Spare => s.snapshots_spared += 1,
-            SnapshotFate::Delete => s.snapshots_deleted += 1,
-        }
-    }
-    for c in &report.chains {
-        match c.fate {
-            Fate::Keep => s.chains_kept += 1,
-            Fate::Delete => s.chains_deleted += 1,
-        }
-    }
-    for d in &report.deletions {
-        if d.error.is_some() {
-            s.failures += 1;
-        } else {
-            s.objects_deleted += 1;
-            s.bytes_freed += d.size;
-        }
-    }
-}
+#[cfg(test)]
+mod tests;

@@ -1,9 +1,106 @@
-//! What prune tells the operator: one line per snapshot decision and per deletion (or would-be
-//! deletion), then a summary; the scheduled prune says the same in the log.
+//! What prune decided and did ([`Report`]), and how it tells the operator: one line per
+//! snapshot decision and per deletion (or would-be deletion), then a summary, as text or JSON;
+//! the scheduled prune says the same in the log.
 
 use std::io::Write;
 
-use super::{Report, SnapshotFate};
+use serde::Serialize;
+
+use super::gc::{ChainPlan, Fate};
+
+/// What the policy decided for one snapshot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SnapshotFate {
+    Keep,
+    /// Dropped by the policy, but younger than the grace period.
+    Spare,
+    Delete,
+    /// The manifest cannot be parsed: left alone, and chains are not collected.
+    Unreadable,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SnapshotLine {
+    pub id: String,
+    pub created_ms: Option<i64>,
+    pub fate: SnapshotFate,
+    pub reasons: Vec<&'static str>,
+}
+
+/// One object deleted (or, with `--dry-run`, that would be).
+#[derive(Debug, Clone, Serialize)]
+pub struct Deletion {
+    pub key: String,
+    pub size: u64,
+    pub reason: String,
+    /// Deleted now (false in a dry run, or when it failed).
+    pub deleted: bool,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Summary {
+    pub snapshots_kept: usize,
+    pub snapshots_spared: usize,
+    pub snapshots_deleted: usize,
+    pub chains_kept: usize,
+    pub chains_deleted: usize,
+    pub objects_deleted: usize,
+    pub bytes_freed: u64,
+    pub failures: usize,
+}
+
+/// Everything one prune decided and did.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub instance: String,
+    pub policy: String,
+    pub gc_grace_ms: i64,
+    pub now_ms: i64,
+    pub dry_run: bool,
+    /// Set when prune decided not to look (no rules).
+    pub note: Option<String>,
+    pub snapshots: Vec<SnapshotLine>,
+    pub chains: Vec<ChainPlan>,
+    pub deletions: Vec<Deletion>,
+    pub warnings: Vec<String>,
+    pub summary: Summary,
+}
+
+impl Report {
+    /// Whether everything went as planned (no failed deletion, no unreadable manifest).
+    pub fn clean(&self) -> bool {
+        self.summary.failures == 0 && self.warnings.is_empty()
+    }
+
+    /// Counts the decisions and deletions into [`Summary`].
+    pub fn summarize(&mut self) {
+        let mut s = Summary::default();
+        for line in &self.snapshots {
+            match line.fate {
+                SnapshotFate::Keep | SnapshotFate::Unreadable => s.snapshots_kept += 1,
+                SnapshotFate::Spare => s.snapshots_spared += 1,
+                SnapshotFate::Delete => s.snapshots_deleted += 1,
+            }
+        }
+        for c in &self.chains {
+            match c.fate {
+                Fate::Keep => s.chains_kept += 1,
+                Fate::Delete => s.chains_deleted += 1,
+            }
+        }
+        for d in &self.deletions {
+            if d.error.is_some() {
+                s.failures += 1;
+            } else {
+                s.objects_deleted += 1;
+                s.bytes_freed += d.size;
+            }
+        }
+        self.summary = s;
+    }
+}
 
 /// `1.5 MiB`-style sizes.
 pub fn bytes(n: u64) -> String {
@@ -78,7 +175,7 @@ pub fn text(r: &Report, out: &mut dyn Write) -> std::io::Result<()> {
             s.reasons.join(", ")
         )?;
     }
-    for c in r.chains.iter().filter(|c| c.fate == super::Fate::Keep) {
+    for c in r.chains.iter().filter(|c| c.fate == Fate::Keep) {
         writeln!(out, "chain {}/{} keep  {}", c.shard, c.chain, c.reason)?;
     }
     for d in &r.deletions {

@@ -1,0 +1,314 @@
+//! `prune` against an in-memory repository: the rules around the policy (grace for dropped
+//! manifests, the newest restorable snapshot, unreadable manifests, dry run, no rules) and the
+//! order of deletions, on real objects written through [`Repo`].
+
+#![allow(clippy::unwrap_used)]
+
+use aofvault_formats::vault::{
+    BaseFormat, BasePart, ChainHead, ServerLayout, ShardCut, SnapshotManifest, FORMAT_VERSION,
+};
+use bytes::Bytes;
+
+use super::*;
+use crate::repo::{RepoSpec, ShardId};
+
+const INSTANCE: &str = "db";
+const MINUTE: i64 = 60_000;
+
+fn repo(name: &str) -> Repo {
+    Repo::open(
+        &RepoSpec::Memory(format!("prune-{name}-{}", rand::random::<u64>())),
+        1,
+    )
+    .unwrap()
+}
+
+fn layout() -> ServerLayout {
+    ServerLayout::RedisMultiPart {
+        aof_name: "appendonly.aof".into(),
+        aof_dir: "appendonlydir".into(),
+    }
+}
+
+/// Stores a chain with a base and `segs` segments of 10 bytes; returns its head.
+async fn chain(
+    repo: &Repo,
+    id: &str,
+    segs: u64,
+) -> (ChainHead, Vec<aofvault_formats::vault::SegmentRef>) {
+    let dir = keys::chain_dir(INSTANCE, ShardId(0), id);
+    repo.put_new(&format!("{dir}base-0.raw"), Bytes::from_static(b"base"))
+        .await
+        .unwrap();
+    let head = ChainHead {
+        format_version: FORMAT_VERSION,
+        instance: INSTANCE.into(),
+        shard: 0,
+        chain: id.into(),
+        created_ms: 1,
+        layout: layout(),
+        server_version: None,
+        base: vec![BasePart {
+            format: BaseFormat::Rdb,
+            object: "base-0.raw".into(),
+            file_name: "b.rdb".into(),
+            size: 4,
+            crc32c: 0,
+        }],
+        stream_start: 0,
+        reason: "start".into(),
+        source_identity: String::new(),
+    };
+    repo.put_chain_head(&head).await.unwrap();
+    let mut out = Vec::new();
+    for i in 0..segs {
+        out.push(
+            repo.put_segment(INSTANCE, ShardId(0), id, i * 10, b"0123456789", (1, 2))
+                .await
+                .unwrap(),
+        );
+    }
+    (head, out)
+}
+
+/// Publishes a snapshot of the chain up to its `n` first segments, created at `created_ms`.
+async fn snapshot(
+    repo: &Repo,
+    id: &str,
+    created_ms: i64,
+    c: &(ChainHead, Vec<aofvault_formats::vault::SegmentRef>),
+    n: usize,
+) {
+    let segments = c.1[..n].to_vec();
+    let end = segments.last().map_or(0, |s| s.end);
+    let m = SnapshotManifest {
+        format_version: FORMAT_VERSION,
+        id: id.into(),
+        instance: INSTANCE.into(),
+        created_ms,
+        layout: layout(),
+        server_version: None,
+        reason: "test".into(),
+        shards: vec![ShardCut {
+            shard: 0,
+            chain: c.0.chain.clone(),
+            base: c.0.base.clone(),
+            stream_start: 0,
+            segments,
+            end,
+        }],
+    };
+    repo.put_snapshot(&m).await.unwrap();
+}
+
+async fn keys_in(repo: &Repo) -> Vec<String> {
+    repo.list(&keys::instance_prefix(INSTANCE))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|l| l.key)
+        .collect()
+}
+
+fn keep_last(n: u32) -> Policy {
+    Policy {
+        keep_last: Some(n),
+        ..Policy::default()
+    }
+}
+
+/// Three chains, one snapshot on each (s1 oldest); the objects were all stored "now".
+async fn three_generations(repo: &Repo, now: i64) {
+    for (i, c) in [
+        "1000000000001-aaaaaaaa",
+        "1000000000002-bbbbbbbb",
+        "1000000000003-cccccccc",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let c = chain(repo, c, 2).await;
+        snapshot(
+            repo,
+            &format!("s{}", i + 1),
+            now - (3 - i as i64) * 60 * MINUTE,
+            &c,
+            2,
+        )
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn old_generations_go_head_first_and_the_newest_stays() {
+    let repo = repo("gen");
+    let now = crate::context::now_ms();
+    three_generations(&repo, now).await;
+    let before = keys_in(&repo).await;
+    // Objects are a few ms old: with a 0 grace and "now" a minute ahead, they are all old.
+    let dry = prune(&repo, INSTANCE, &keep_last(1), 0, true, now + MINUTE)
+        .await
+        .unwrap();
+    assert_eq!(keys_in(&repo).await, before, "a dry run deleted something");
+    assert_eq!(dry.summary.snapshots_deleted, 2);
+    assert!(dry.deletions.iter().all(|d| !d.deleted));
+    let r = prune(&repo, INSTANCE, &keep_last(1), 0, false, now + MINUTE)
+        .await
+        .unwrap();
+    assert!(r.clean(), "{r:?}");
+    assert_eq!(dry.deletions.len(), r.deletions.len());
+    assert_eq!(
+        (r.summary.snapshots_kept, r.summary.snapshots_deleted),
+        (1, 2)
+    );
+    assert_eq!((r.summary.chains_kept, r.summary.chains_deleted), (1, 2));
+    // Manifests first, then per chain its head first.
+    assert!(
+        r.deletions[0].key.ends_with("snapshots/s1.json")
+            || r.deletions[0].key.ends_with("snapshots/s2.json")
+    );
+    assert!(
+        r.deletions[2].key.ends_with("aaaaaaaa/chain.json"),
+        "{:?}",
+        r.deletions
+    );
+    assert_eq!(r.deletions.len(), 2 + 2 * 4);
+    let left = keys_in(&repo).await;
+    assert!(
+        left.iter()
+            .all(|k| !k.contains("aaaaaaaa") && !k.contains("bbbbbbbb")),
+        "{left:?}"
+    );
+    assert_eq!(left.iter().filter(|k| k.contains("cccccccc")).count(), 4);
+    assert_eq!(
+        repo.snapshot_ids(INSTANCE).await.unwrap(),
+        vec!["s3".to_string()]
+    );
+    assert_eq!(
+        r.summary.bytes_freed,
+        r.deletions.iter().map(|d| d.size).sum::<u64>()
+    );
+}
+
+#[tokio::test]
+async fn dropped_manifests_younger_than_the_grace_are_spared_with_their_chains() {
+    let repo = repo("grace");
+    let now = crate::context::now_ms();
+    three_generations(&repo, now).await;
+    let before = keys_in(&repo).await;
+    // s1 and s2 were "created" 3h and 2h ago but stored just now: the store's time counts too.
+    let r = prune(&repo, INSTANCE, &keep_last(1), 30 * MINUTE, false, now)
+        .await
+        .unwrap();
+    assert_eq!(keys_in(&repo).await, before);
+    assert_eq!(r.summary.snapshots_spared, 2, "{r:?}");
+    assert!(r
+        .snapshots
+        .iter()
+        .filter(|s| s.fate == SnapshotFate::Spare)
+        .all(|s| s.reasons == vec![SPARED]));
+    assert!(
+        r.chains
+            .iter()
+            .all(|c| c.fate == Fate::Keep && c.reason == gc::NAMED),
+        "{:?}",
+        r.chains
+    );
+}
+
+#[tokio::test]
+async fn the_newest_restorable_snapshot_stays_when_the_newest_is_broken() {
+    let repo = repo("broken");
+    let now = crate::context::now_ms();
+    three_generations(&repo, now).await;
+    // s3's chain loses a segment it names.
+    let seg = repo
+        .segments(INSTANCE, ShardId(0), "1000000000003-cccccccc")
+        .await
+        .unwrap();
+    repo.delete(&format!(
+        "{}{}",
+        keys::chain_dir(INSTANCE, ShardId(0), "1000000000003-cccccccc"),
+        seg[0].0.object
+    ))
+    .await
+    .unwrap();
+    let r = prune(&repo, INSTANCE, &keep_last(1), 0, false, now + MINUTE)
+        .await
+        .unwrap();
+    let kept: Vec<(&str, &[&str])> = r
+        .snapshots
+        .iter()
+        .filter(|s| s.fate == SnapshotFate::Keep)
+        .map(|s| (s.id.as_str(), s.reasons.as_slice()))
+        .collect();
+    assert_eq!(
+        kept,
+        vec![
+            ("s3", &[policy::NEWEST, policy::LAST][..]),
+            ("s2", &[NEWEST_RESTORABLE][..])
+        ]
+    );
+    assert_eq!(
+        repo.snapshot_ids(INSTANCE).await.unwrap(),
+        vec!["s2".to_string(), "s3".to_string()]
+    );
+    assert!(keys_in(&repo)
+        .await
+        .iter()
+        .any(|k| k.ends_with("bbbbbbbb/chain.json")));
+}
+
+#[tokio::test]
+async fn an_unreadable_manifest_stops_chain_collection() {
+    let repo = repo("corrupt");
+    let now = crate::context::now_ms();
+    three_generations(&repo, now).await;
+    repo.put_new(
+        &keys::snapshot(INSTANCE, "s0"),
+        Bytes::from_static(b"{not json"),
+    )
+    .await
+    .unwrap();
+    let r = prune(&repo, INSTANCE, &keep_last(1), 0, false, now + MINUTE)
+        .await
+        .unwrap();
+    assert!(!r.clean());
+    assert!(
+        r.warnings[0].contains("instances/db/snapshots/s0.json"),
+        "{:?}",
+        r.warnings
+    );
+    assert!(r.chains.is_empty());
+    // The dropped manifests still go; the unreadable one and every chain stay.
+    assert_eq!(
+        repo.snapshot_ids(INSTANCE).await.unwrap(),
+        vec!["s0".to_string(), "s3".to_string()]
+    );
+    assert_eq!(
+        keys_in(&repo)
+            .await
+            .iter()
+            .filter(|k| k.ends_with("chain.json"))
+            .count(),
+        3
+    );
+}
+
+#[tokio::test]
+async fn without_rules_nothing_is_read_or_deleted() {
+    let repo = repo("norules");
+    let now = crate::context::now_ms();
+    three_generations(&repo, now).await;
+    let before = keys_in(&repo).await;
+    let r = prune(&repo, INSTANCE, &Policy::default(), 0, false, now + MINUTE)
+        .await
+        .unwrap();
+    assert!(r.note.is_some() && r.deletions.is_empty() && r.clean());
+    assert_eq!(keys_in(&repo).await, before);
+    let mut text = Vec::new();
+    report::text(&r, &mut text).unwrap();
+    assert!(String::from_utf8(text)
+        .unwrap()
+        .contains("nothing is deleted"));
+}
