@@ -24,15 +24,29 @@ use crate::restore::plan;
 fn looks_default(name: &str) -> bool {
     let host = std::env::var("HOSTNAME")
         .ok()
-        .or_else(|| hostname::get().ok().map(|h| h.to_string_lossy().into_owned()))
+        .or_else(|| {
+            hostname::get()
+                .ok()
+                .map(|h| h.to_string_lossy().into_owned())
+        })
         .unwrap_or_default();
-    let host: String =
-        host.chars().map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') { c } else { '-' }).collect();
+    let host: String = host
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
     let host = host.trim_start_matches('.');
     let host = if host.is_empty() { "localhost" } else { host };
     name.strip_prefix(host)
         .and_then(|r| r.strip_prefix('-'))
-        .is_some_and(|suffix| suffix == "local" || (!suffix.is_empty() && suffix.bytes().all(|b| b.is_ascii_digit())))
+        .is_some_and(|suffix| {
+            suffix == "local" || (!suffix.is_empty() && suffix.bytes().all(|b| b.is_ascii_digit()))
+        })
 }
 
 /// The instance a reading command works on (see the module doc).
@@ -44,7 +58,10 @@ pub async fn pick_instance(cfg: &Config, repo: &Repo) -> anyhow::Result<String> 
     }
     let listed = instances.join(", ");
     match instances.as_slice() {
-        [] => Err(anyhow::anyhow!("repository {} holds no instance yet", repo.url()).context(Failure::RepoEmpty)),
+        [] => Err(
+            anyhow::anyhow!("repository {} holds no instance yet", repo.url())
+                .context(Failure::RepoEmpty),
+        ),
         [only] if looks_default(configured) => {
             tracing::info!(instance = %only, "using the repository's only instance");
             Ok(only.clone())
@@ -54,8 +71,11 @@ pub async fn pick_instance(cfg: &Config, repo: &Repo) -> anyhow::Result<String> 
             repo.url()
         )
         .context(Failure::Usage)),
-        _ => Err(anyhow::anyhow!("instance {configured} is not in repository {} (it holds: {listed})", repo.url())
-            .context(Failure::RepoEmpty)),
+        _ => Err(anyhow::anyhow!(
+            "instance {configured} is not in repository {} (it holds: {listed})",
+            repo.url()
+        )
+        .context(Failure::RepoEmpty)),
     }
 }
 
@@ -68,7 +88,10 @@ fn kind(layout: &ServerLayout) -> String {
 }
 
 fn total_bytes(m: &SnapshotManifest) -> u64 {
-    m.shards.iter().map(|s| s.base.iter().map(|b| b.size).sum::<u64>() + (s.end - s.stream_start)).sum()
+    m.shards
+        .iter()
+        .map(|s| s.base.iter().map(|b| b.size).sum::<u64>() + (s.end - s.stream_start))
+        .sum()
 }
 
 pub async fn run(cfg: &Config, args: &ListArgs, out: &mut dyn Write) -> anyhow::Result<u8> {
@@ -93,7 +116,9 @@ async fn list(cfg: &Config, args: &ListArgs, out: &mut dyn Write) -> anyhow::Res
                 Err(e) => json!({"id": id, "error": e.to_string()}),
             });
         }
-        let window = plan::window(&repo, instance, &ids).await.with_context(|| format!("instance {instance}: computing its window"));
+        let window = plan::window(&repo, instance, &ids)
+            .await
+            .with_context(|| format!("instance {instance}: computing its window"));
         let window = match window {
             Ok(Some(w)) => json!({"earliest_ms": w.earliest_ms, "latest_ms": w.latest_ms,
                                   "earliest": rfc3339_ms(w.earliest_ms), "latest": rfc3339_ms(w.latest_ms)}),
@@ -103,7 +128,10 @@ async fn list(cfg: &Config, args: &ListArgs, out: &mut dyn Write) -> anyhow::Res
         docs.push(json!({"instance": instance, "snapshots": snaps, "window": window}));
     }
     if args.json {
-        serde_json::to_writer_pretty(&mut *out, &json!({"repository": repo.url(), "instances": docs}))?;
+        serde_json::to_writer_pretty(
+            &mut *out,
+            &json!({"repository": repo.url(), "instances": docs}),
+        )?;
         writeln!(out)?;
         return Ok(exit::OK);
     }
@@ -111,10 +139,16 @@ async fn list(cfg: &Config, args: &ListArgs, out: &mut dyn Write) -> anyhow::Res
         writeln!(out, "repository {} holds no instance yet", repo.url())?;
     }
     for doc in &docs {
-        writeln!(out, "instance {}", doc["instance"].as_str().unwrap_or_default())?;
+        writeln!(
+            out,
+            "instance {}",
+            doc["instance"].as_str().unwrap_or_default()
+        )?;
         match &doc["window"] {
             serde_json::Value::Null => writeln!(out, "  no snapshot yet: nothing to restore")?,
-            w if w.get("error").is_some() => writeln!(out, "  restorable window: unknown ({})", w["error"])?,
+            w if w.get("error").is_some() => {
+                writeln!(out, "  restorable window: unknown ({})", w["error"])?
+            }
             w => writeln!(
                 out,
                 "  restorable window: {} … {}",
@@ -124,11 +158,20 @@ async fn list(cfg: &Config, args: &ListArgs, out: &mut dyn Write) -> anyhow::Res
         }
         let snaps = doc["snapshots"].as_array().cloned().unwrap_or_default();
         if !snaps.is_empty() {
-            writeln!(out, "  {:<26} {:<24} {:<12} {:<10} {:>6} {:>14}", "snapshot", "created", "reason", "kind", "shards", "bytes")?;
+            writeln!(
+                out,
+                "  {:<26} {:<24} {:<12} {:<10} {:>6} {:>14}",
+                "snapshot", "created", "reason", "kind", "shards", "bytes"
+            )?;
         }
         for s in snaps {
             if let Some(e) = s.get("error") {
-                writeln!(out, "  {:<26} UNREADABLE: {}", s["id"].as_str().unwrap_or_default(), e.as_str().unwrap_or_default())?;
+                writeln!(
+                    out,
+                    "  {:<26} UNREADABLE: {}",
+                    s["id"].as_str().unwrap_or_default(),
+                    e.as_str().unwrap_or_default()
+                )?;
                 continue;
             }
             writeln!(
@@ -154,9 +197,17 @@ mod tests {
     fn default_names_are_recognised() {
         let host = std::env::var("HOSTNAME")
             .ok()
-            .or_else(|| hostname::get().ok().map(|h| h.to_string_lossy().into_owned()))
+            .or_else(|| {
+                hostname::get()
+                    .ok()
+                    .map(|h| h.to_string_lossy().into_owned())
+            })
             .unwrap_or_default();
-        if host.is_empty() || !host.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.') {
+        if host.is_empty()
+            || !host
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
+        {
             return;
         }
         assert!(looks_default(&format!("{host}-6379")));

@@ -75,11 +75,14 @@ impl Counting<'_> {
 
     /// Translates a source command and sends the result.
     fn source_command(&mut self, args: &[&[u8]], opts: &FeedOptions) -> anyhow::Result<()> {
-        let Some(name) = args.first() else { return Ok(()) };
+        let Some(name) = args.first() else {
+            return Ok(());
+        };
         if translate::passes_unchanged(name, opts.from, opts.to) {
             return self.send(args);
         }
-        let tr = translate::translate(args, opts.from, opts.to).with_context(|| format!("cannot replay `{}`", translate::label(args)))?;
+        let tr = translate::translate(args, opts.from, opts.to)
+            .with_context(|| format!("cannot replay `{}`", translate::label(args)))?;
         if let Some(reason) = tr.lossy {
             self.stats.lossy += 1;
             self.stats.lossy_reason.get_or_insert(reason);
@@ -92,9 +95,20 @@ impl Counting<'_> {
 }
 
 /// Feeds one shard's base and stream into `sink`.
-pub fn feed_shard(s: &StagedShard, opts: &FeedOptions, sink: &mut dyn Sink) -> anyhow::Result<FeedStats> {
-    let mut out = Counting { sink, stats: FeedStats::default() };
-    let reset = if opts.merge && opts.from == Kind::Kevy { last_flush_end(s)? } else { None };
+pub fn feed_shard(
+    s: &StagedShard,
+    opts: &FeedOptions,
+    sink: &mut dyn Sink,
+) -> anyhow::Result<FeedStats> {
+    let mut out = Counting {
+        sink,
+        stats: FeedStats::default(),
+    };
+    let reset = if opts.merge && opts.from == Kind::Kevy {
+        last_flush_end(s)?
+    } else {
+        None
+    };
     let mut from = s.stream_start;
     let mut db = 0u32;
     match reset {
@@ -105,7 +119,8 @@ pub fn feed_shard(s: &StagedShard, opts: &FeedOptions, sink: &mut dyn Sink) -> a
         }
         None => {
             for part in &s.base {
-                db = feed_base(part, opts, db, &mut out).with_context(|| format!("shard {}: base {}", s.shard, part.part.file_name))?;
+                db = feed_base(part, opts, db, &mut out)
+                    .with_context(|| format!("shard {}: base {}", s.shard, part.part.file_name))?;
             }
         }
     }
@@ -113,26 +128,37 @@ pub fn feed_shard(s: &StagedShard, opts: &FeedOptions, sink: &mut dyn Sink) -> a
         // Redis reads the incr files with a fresh client, in database 0.
         out.send(&[b"SELECT", b"0"])?;
     }
-    let mut file = File::open(&s.stream).with_context(|| format!("opening {}", s.stream.display()))?;
+    let mut file =
+        File::open(&s.stream).with_context(|| format!("opening {}", s.stream.display()))?;
     file.seek(SeekFrom::Start(s.prefix + (from - s.stream_start)))?;
     let reader = file.take(s.stream_end - from);
     let what = format!("shard {}: AOF stream", s.shard);
     let mut last = from;
-    for_each_item(BufReader::with_capacity(BASE_BUFFER, reader), from, |item, end| {
-        out.sink.consumed(end - last);
-        last = end;
-        match item {
-            Item::Command(args) => out.source_command(args, opts),
-            Item::Timestamp(_) => Ok(()),
-        }
-    })
+    for_each_item(
+        BufReader::with_capacity(BASE_BUFFER, reader),
+        from,
+        |item, end| {
+            out.sink.consumed(end - last);
+            last = end;
+            match item {
+                Item::Command(args) => out.source_command(args, opts),
+                Item::Timestamp(_) => Ok(()),
+            }
+        },
+    )
     .with_context(|| what.clone())?;
     Ok(out.stats)
 }
 
 /// Feeds one base part; returns the database selected at its end.
-fn feed_base(part: &StagedBase, opts: &FeedOptions, mut db: u32, out: &mut Counting<'_>) -> anyhow::Result<u32> {
-    let file = File::open(&part.path).with_context(|| format!("opening {}", part.path.display()))?;
+fn feed_base(
+    part: &StagedBase,
+    opts: &FeedOptions,
+    mut db: u32,
+    out: &mut Counting<'_>,
+) -> anyhow::Result<u32> {
+    let file =
+        File::open(&part.path).with_context(|| format!("opening {}", part.path.display()))?;
     let reader = BufReader::with_capacity(BASE_BUFFER, file);
     let dialect = match opts.to {
         Kind::Redis => Dialect::Redis,
@@ -174,7 +200,9 @@ fn feed_base(part: &StagedBase, opts: &FeedOptions, mut db: u32, out: &mut Count
                     }
                     Record::Function { .. } if opts.to == Kind::Kevy => {
                         out.stats.lossy += 1;
-                        out.stats.lossy_reason.get_or_insert("kevy has no functions: FUNCTION libraries were left out");
+                        out.stats.lossy_reason.get_or_insert(
+                            "kevy has no functions: FUNCTION libraries were left out",
+                        );
                     }
                     _ => {}
                 }
@@ -220,16 +248,21 @@ fn selected_db(args: &[&[u8]]) -> Option<u32> {
 }
 
 fn is_flush(args: &[&[u8]]) -> bool {
-    args.first().is_some_and(|n| n.eq_ignore_ascii_case(b"FLUSHALL") || n.eq_ignore_ascii_case(b"FLUSHDB"))
+    args.first()
+        .is_some_and(|n| n.eq_ignore_ascii_case(b"FLUSHALL") || n.eq_ignore_ascii_case(b"FLUSHDB"))
 }
 
 /// The logical offset right after the last `FLUSHALL`/`FLUSHDB` of a shard's stream, if any.
 /// A byte search first: most streams have no flush and need no second parse.
 pub fn last_flush_end(s: &StagedShard) -> anyhow::Result<Option<u64>> {
     let open = || -> anyhow::Result<_> {
-        let mut f = File::open(&s.stream).with_context(|| format!("opening {}", s.stream.display()))?;
+        let mut f =
+            File::open(&s.stream).with_context(|| format!("opening {}", s.stream.display()))?;
         f.seek(SeekFrom::Start(s.prefix))?;
-        Ok(BufReader::with_capacity(BASE_BUFFER, f.take(s.stream_end - s.stream_start)))
+        Ok(BufReader::with_capacity(
+            BASE_BUFFER,
+            f.take(s.stream_end - s.stream_start),
+        ))
     };
     if !contains_ignore_case(open()?, b"flush")? {
         return Ok(None);
@@ -258,7 +291,10 @@ fn contains_ignore_case(mut r: impl Read, needle: &[u8]) -> anyhow::Result<bool>
             return Ok(false);
         }
         have += n;
-        if buf[..have].windows(needle.len()).any(|w| w.eq_ignore_ascii_case(needle)) {
+        if buf[..have]
+            .windows(needle.len())
+            .any(|w| w.eq_ignore_ascii_case(needle))
+        {
             return Ok(true);
         }
         if have > keep {

@@ -66,7 +66,11 @@ impl StagingDir {
 
     /// A fresh staging directory under the system temp dir.
     pub fn temp() -> anyhow::Result<StagingDir> {
-        let name = format!("aofvault-restore-{}-{:08x}", std::process::id(), rand::random::<u32>());
+        let name = format!(
+            "aofvault-restore-{}-{:08x}",
+            std::process::id(),
+            rand::random::<u32>()
+        );
         Self::create(&std::env::temp_dir(), &name)
     }
 
@@ -131,7 +135,13 @@ struct Job {
 
 /// Downloads every object of `plan` into `dir`; `stream_prefix` is written at the start of
 /// every stream file. Returns the staged shards once every object has arrived and checked out.
-pub async fn fetch(repo: &Repo, plan: &Plan, dir: &Path, stream_prefix: &[u8], progress: &Progress) -> anyhow::Result<Vec<StagedShard>> {
+pub async fn fetch(
+    repo: &Repo,
+    plan: &Plan,
+    dir: &Path,
+    stream_prefix: &[u8],
+    progress: &Progress,
+) -> anyhow::Result<Vec<StagedShard>> {
     let mut staged = Vec::new();
     let mut jobs = Vec::new();
     for s in &plan.shards {
@@ -139,12 +149,22 @@ pub async fn fetch(repo: &Repo, plan: &Plan, dir: &Path, stream_prefix: &[u8], p
         for (n, part) in s.base.iter().enumerate() {
             let path = dir.join(format!("shard-{}-base-{n}", s.shard));
             let file = Arc::new(create_private(&path)?);
-            jobs.push(Job { key: s.key(&plan.instance, &part.object), crc: part.crc32c, size: part.size, file, at: 0 });
-            base.push(StagedBase { part: part.clone(), path });
+            jobs.push(Job {
+                key: s.key(&plan.instance, &part.object),
+                crc: part.crc32c,
+                size: part.size,
+                file,
+                at: 0,
+            });
+            base.push(StagedBase {
+                part: part.clone(),
+                path,
+            });
         }
         let stream = dir.join(format!("shard-{}-stream", s.shard));
         let file = create_private(&stream)?;
-        file.write_all_at(stream_prefix, 0).with_context(|| format!("writing {}", stream.display()))?;
+        file.write_all_at(stream_prefix, 0)
+            .with_context(|| format!("writing {}", stream.display()))?;
         let prefix = stream_prefix.len() as u64;
         let file = Arc::new(file);
         for p in &s.segments {
@@ -157,16 +177,34 @@ pub async fn fetch(repo: &Repo, plan: &Plan, dir: &Path, stream_prefix: &[u8], p
             });
         }
         staged.push((
-            StagedShard { shard: s.shard, base, stream, prefix, stream_start: s.stream_start, stream_end: s.end },
+            StagedShard {
+                shard: s.shard,
+                base,
+                stream,
+                prefix,
+                stream_start: s.stream_start,
+                stream_end: s.end,
+            },
             file,
         ));
     }
     let results = futures::stream::iter(jobs)
         .map(|job| async move {
             let size = job.size;
-            let writer = BufWriter::with_capacity(WRITE_BUFFER, AtWriter { file: job.file, pos: job.at });
-            let writer = repo.download(&job.key, job.crc, Some(job.size), writer).await?;
-            writer.into_inner().map_err(|e| e.into_error()).with_context(|| format!("writing {} to the staging area", job.key))?;
+            let writer = BufWriter::with_capacity(
+                WRITE_BUFFER,
+                AtWriter {
+                    file: job.file,
+                    pos: job.at,
+                },
+            );
+            let writer = repo
+                .download(&job.key, job.crc, Some(job.size), writer)
+                .await?;
+            writer
+                .into_inner()
+                .map_err(|e| e.into_error())
+                .with_context(|| format!("writing {} to the staging area", job.key))?;
             anyhow::Ok(size)
         })
         .buffer_unordered(CONCURRENCY);
@@ -179,7 +217,8 @@ pub async fn fetch(repo: &Repo, plan: &Plan, dir: &Path, stream_prefix: &[u8], p
     for (shard, file) in staged {
         // A segment cut at a #TS: annotation was downloaded whole; drop what follows the cut.
         let len = shard.prefix + (shard.stream_end - shard.stream_start);
-        file.set_len(len).with_context(|| format!("truncating {}", shard.stream.display()))?;
+        file.set_len(len)
+            .with_context(|| format!("truncating {}", shard.stream.display()))?;
         out.push(shard);
     }
     Ok(out)
@@ -188,8 +227,15 @@ pub async fn fetch(repo: &Repo, plan: &Plan, dir: &Path, stream_prefix: &[u8], p
 /// fsyncs every staged file (for restores to files; a live replay does not need it).
 pub fn sync_all(shards: &[StagedShard]) -> anyhow::Result<()> {
     for s in shards {
-        for p in s.base.iter().map(|b| &b.path).chain(std::iter::once(&s.stream)) {
-            File::open(p).and_then(|f| f.sync_all()).with_context(|| format!("fsync {}", p.display()))?;
+        for p in s
+            .base
+            .iter()
+            .map(|b| &b.path)
+            .chain(std::iter::once(&s.stream))
+        {
+            File::open(p)
+                .and_then(|f| f.sync_all())
+                .with_context(|| format!("fsync {}", p.display()))?;
         }
     }
     Ok(())

@@ -77,30 +77,56 @@ pub fn shown(url: &str) -> String {
 
 /// Connects to `url` and reads its kind and key counts.
 pub async fn open(url: &str) -> anyhow::Result<Target> {
-    let client = redis::Client::open(url).with_context(|| format!("invalid target URL {}", shown(url)))?;
+    let client =
+        redis::Client::open(url).with_context(|| format!("invalid target URL {}", shown(url)))?;
     let mut conn = client
         .get_multiplexed_async_connection_with_config(&config())
         .await
         .with_context(|| format!("cannot connect to {}", shown(url)))?;
-    let info: String = redis::cmd("INFO").arg("server").query_async(&mut conn).await.context("INFO server")?;
-    let kind = if crate::server::parse_info(&info).contains_key("kevy_version") { Kind::Kevy } else { Kind::Redis };
+    let info: String = redis::cmd("INFO")
+        .arg("server")
+        .query_async(&mut conn)
+        .await
+        .context("INFO server")?;
+    let kind = if crate::server::parse_info(&info).contains_key("kevy_version") {
+        Kind::Kevy
+    } else {
+        Kind::Redis
+    };
     let keyspace = keyspace(&mut conn).await?;
-    Ok(Target { client, conn, kind, keyspace })
+    Ok(Target {
+        client,
+        conn,
+        kind,
+        keyspace,
+    })
 }
 
 /// `INFO keyspace` as (db, keys), databases with keys only.
 async fn keyspace(conn: &mut MultiplexedConnection) -> anyhow::Result<Vec<(String, u64)>> {
-    let text: String = redis::cmd("INFO").arg("keyspace").query_async(conn).await.context("INFO keyspace")?;
+    let text: String = redis::cmd("INFO")
+        .arg("keyspace")
+        .query_async(conn)
+        .await
+        .context("INFO keyspace")?;
     let mut out: Vec<(String, u64)> = crate::server::parse_info(&text)
         .into_iter()
         .filter(|(k, _)| k.starts_with("db"))
         .filter_map(|(db, v)| {
-            let keys = v.split(',').find_map(|p| p.strip_prefix("keys="))?.parse().ok()?;
+            let keys = v
+                .split(',')
+                .find_map(|p| p.strip_prefix("keys="))?
+                .parse()
+                .ok()?;
             Some((db, keys))
         })
         .filter(|(_, keys)| *keys > 0)
         .collect();
-    out.sort_by_key(|(db, _)| db.trim_start_matches("db").parse::<u32>().unwrap_or(u32::MAX));
+    out.sort_by_key(|(db, _)| {
+        db.trim_start_matches("db")
+            .parse::<u32>()
+            .unwrap_or(u32::MAX)
+    });
     Ok(out)
 }
 
@@ -122,8 +148,16 @@ impl BatchSink {
         if self.batch.pipe.is_empty() {
             return Ok(());
         }
-        let full = std::mem::replace(&mut self.batch, Batch { pipe: redis::Pipeline::with_capacity(BATCH), bytes: 0 });
-        self.tx.blocking_send(full).map_err(|_| anyhow::anyhow!("the replay stopped"))
+        let full = std::mem::replace(
+            &mut self.batch,
+            Batch {
+                pipe: redis::Pipeline::with_capacity(BATCH),
+                bytes: 0,
+            },
+        );
+        self.tx
+            .blocking_send(full)
+            .map_err(|_| anyhow::anyhow!("the replay stopped"))
     }
 }
 
@@ -155,7 +189,12 @@ struct Sent {
     first_errors: Vec<String>,
 }
 
-async fn send_all(conn: MultiplexedConnection, mut rx: mpsc::Receiver<Batch>, shard: u32, progress: Progress) -> anyhow::Result<Sent> {
+async fn send_all(
+    conn: MultiplexedConnection,
+    mut rx: mpsc::Receiver<Batch>,
+    shard: u32,
+    progress: Progress,
+) -> anyhow::Result<Sent> {
     let mut sent = Sent::default();
     let mut inflight = FuturesOrdered::new();
     let mut open = true;
@@ -181,7 +220,8 @@ async fn send_all(conn: MultiplexedConnection, mut rx: mpsc::Receiver<Batch>, sh
             }
             else => break,
         };
-        let replies = result.with_context(|| format!("shard {shard}: the target stopped answering"))?;
+        let replies =
+            result.with_context(|| format!("shard {shard}: the target stopped answering"))?;
         sent.commands += batch.pipe.len() as u64;
         progress.add_commands(batch.pipe.len() as u64);
         for (i, reply) in replies.iter().enumerate() {
@@ -192,9 +232,17 @@ async fn send_all(conn: MultiplexedConnection, mut rx: mpsc::Receiver<Batch>, sh
                         .pipe
                         .cmd_iter()
                         .nth(i)
-                        .map(|c| c.args_iter().filter_map(|a| match a { redis::Arg::Simple(b) => Some(b), _ => None }).collect())
+                        .map(|c| {
+                            c.args_iter()
+                                .filter_map(|a| match a {
+                                    redis::Arg::Simple(b) => Some(b),
+                                    _ => None,
+                                })
+                                .collect()
+                        })
                         .unwrap_or_default();
-                    sent.first_errors.push(format!("shard {shard}: `{}`: {e}", label(&args)));
+                    sent.first_errors
+                        .push(format!("shard {shard}: `{}`: {e}", label(&args)));
                 }
             }
         }
@@ -216,14 +264,23 @@ pub async fn replay(repo: &Repo, plan: &Plan, url: &str, force: bool) -> anyhow:
     if !target.keyspace.is_empty() && !force {
         return Ok(Outcome::NotEmpty(target.keyspace));
     }
-    let source = if plan.layout.is_kevy() { Kind::Kevy } else { Kind::Redis };
+    let source = if plan.layout.is_kevy() {
+        Kind::Kevy
+    } else {
+        Kind::Redis
+    };
     let staging = StagingDir::temp()?;
     let fetch_progress = Progress::new("fetch", plan.total_bytes());
     let staged = fetch(repo, plan, staging.path(), b"", &fetch_progress).await?;
     fetch_progress.finish();
     let started = std::time::Instant::now();
     let progress = Progress::new("replay", plan.total_bytes());
-    let opts = FeedOptions { from: source, to: target.kind, merge: staged.len() > 1, now_ms: crate::context::now_ms() };
+    let opts = FeedOptions {
+        from: source,
+        to: target.kind,
+        merge: staged.len() > 1,
+        now_ms: crate::context::now_ms(),
+    };
     let mut tasks = Vec::new();
     for s in staged {
         let conn = target
@@ -235,7 +292,14 @@ pub async fn replay(repo: &Repo, plan: &Plan, url: &str, force: bool) -> anyhow:
         let shard = s.shard;
         let p = progress.clone();
         let producer = tokio::task::spawn_blocking(move || -> anyhow::Result<FeedStats> {
-            let mut sink = BatchSink { tx, batch: Batch { pipe: redis::Pipeline::with_capacity(BATCH), bytes: 0 }, progress: p };
+            let mut sink = BatchSink {
+                tx,
+                batch: Batch {
+                    pipe: redis::Pipeline::with_capacity(BATCH),
+                    bytes: 0,
+                },
+                progress: p,
+            };
             let stats = feed_shard(&s, &opts, &mut sink)?;
             sink.flush()?;
             Ok(stats)
@@ -243,7 +307,10 @@ pub async fn replay(repo: &Repo, plan: &Plan, url: &str, force: bool) -> anyhow:
         let consumer = tokio::spawn(send_all(conn, rx, shard, progress.clone()));
         tasks.push((shard, producer, consumer));
     }
-    let mut report = Report { target_kind: Some(target.kind), ..Report::default() };
+    let mut report = Report {
+        target_kind: Some(target.kind),
+        ..Report::default()
+    };
     let mut failure = None;
     for (shard, producer, consumer) in tasks {
         let sent = consumer.await.context("replay task")?;

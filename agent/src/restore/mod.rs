@@ -76,7 +76,11 @@ async fn restore(cfg: &Config, args: &RestoreArgs) -> anyhow::Result<u8> {
             e
         }
     })?;
-    let source = if plan.layout.is_kevy() { Kind::Kevy } else { Kind::Redis };
+    let source = if plan.layout.is_kevy() {
+        Kind::Kevy
+    } else {
+        Kind::Redis
+    };
     let mut stdout = std::io::stdout().lock();
     if args.dry_run {
         if args.json {
@@ -98,7 +102,11 @@ async fn restore(cfg: &Config, args: &RestoreArgs) -> anyhow::Result<u8> {
             Some(TargetFormat::Redis) => Kind::Redis,
             None => source,
         };
-        let shards = args.shards.unwrap_or(if source == Kind::Kevy { plan.layout.shards() } else { 1 });
+        let shards = args.shards.unwrap_or(if source == Kind::Kevy {
+            plan.layout.shards()
+        } else {
+            1
+        });
         if let to_dir::Prepared::NotEmpty(names) = to_dir::prepare(dir)? {
             if !args.force {
                 let shown: Vec<&str> = names.iter().take(5).map(String::as_str).collect();
@@ -111,7 +119,11 @@ async fn restore(cfg: &Config, args: &RestoreArgs) -> anyhow::Result<u8> {
                 return Ok(exit::TARGET_NOT_EMPTY);
             }
         }
-        let opts = to_dir::DirOptions { target, shards, force: args.force };
+        let opts = to_dir::DirOptions {
+            target,
+            shards,
+            force: args.force,
+        };
         let written = to_dir::restore(&repo, &plan, dir, opts).await?;
         let summary = serde_json::json!({
             "instance": plan.instance, "snapshot": plan.snapshot, "dir": dir, "format": target,
@@ -135,7 +147,10 @@ async fn restore(cfg: &Config, args: &RestoreArgs) -> anyhow::Result<u8> {
     };
     match live::replay(&repo, &plan, url, args.force).await? {
         live::Outcome::NotEmpty(keyspace) => {
-            let shown: Vec<String> = keyspace.iter().map(|(db, n)| format!("{db}: {n} keys")).collect();
+            let shown: Vec<String> = keyspace
+                .iter()
+                .map(|(db, n)| format!("{db}: {n} keys"))
+                .collect();
             eprintln!(
                 "aofvault: {} is not empty ({}): restore refused; --force writes into it anyway",
                 live::shown(url),
@@ -145,14 +160,21 @@ async fn restore(cfg: &Config, args: &RestoreArgs) -> anyhow::Result<u8> {
         }
         live::Outcome::Done(report) => {
             if let Some(reason) = report.lossy_reason {
-                eprintln!("aofvault: warning: {} command(s) could not be fully translated: {reason}", report.lossy);
+                eprintln!(
+                    "aofvault: warning: {} command(s) could not be fully translated: {reason}",
+                    report.lossy
+                );
             }
             let summary = serde_json::json!({
                 "instance": plan.instance, "snapshot": plan.snapshot, "target": live::shown(url),
                 "covers_until": rfc3339_ms(plan.covers_until_ms()), "report": report,
             });
             print_result(&mut stdout, args.json, &summary, || {
-                let keys: Vec<String> = report.keyspace.iter().map(|(db, n)| format!("{db}={n}")).collect();
+                let keys: Vec<String> = report
+                    .keyspace
+                    .iter()
+                    .map(|(db, n)| format!("{db}={n}"))
+                    .collect();
                 format!(
                     "replayed instance {} (snapshot {}, up to {}) into {} ({}): {} commands in {:.1}s, {} error replies; keys now: {}",
                     plan.instance,
@@ -167,7 +189,10 @@ async fn restore(cfg: &Config, args: &RestoreArgs) -> anyhow::Result<u8> {
                 )
             })?;
             if report.errors > 0 {
-                eprintln!("aofvault: the target answered {} command(s) with an error; the first ones:", report.errors);
+                eprintln!(
+                    "aofvault: the target answered {} command(s) with an error; the first ones:",
+                    report.errors
+                );
                 for e in &report.first_errors {
                     eprintln!("  {e}");
                 }

@@ -23,9 +23,14 @@ use crate::repo::{keys, Repo, ShardId};
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Selection {
     Latest,
-    Snapshot { id: String },
+    Snapshot {
+        id: String,
+    },
     /// Up to and including `ms` (unix ms); `#TS:` cuts keep annotations `<= secs`.
-    At { ms: i64, secs: i64 },
+    At {
+        ms: i64,
+        secs: i64,
+    },
 }
 
 /// Parses `--at`: unix seconds (`1795720592`, `1795720592.5`) or RFC 3339. A time given to the
@@ -33,15 +38,18 @@ pub enum Selection {
 pub fn parse_time(text: &str) -> anyhow::Result<Selection> {
     let t = text.trim();
     let ms = if let Ok(secs) = t.parse::<i64>() {
-        secs.checked_mul(1000).and_then(|m| m.checked_add(999)).context("time out of range")?
+        secs.checked_mul(1000)
+            .and_then(|m| m.checked_add(999))
+            .context("time out of range")?
     } else if let Ok(f) = t.parse::<f64>() {
         if !f.is_finite() {
             bail!("--at {text:?} is not a time");
         }
         (f * 1000.0).floor() as i64
     } else {
-        let dt = chrono::DateTime::parse_from_rfc3339(t)
-            .with_context(|| format!("--at {text:?} is neither unix seconds nor an RFC 3339 time"))?;
+        let dt = chrono::DateTime::parse_from_rfc3339(t).with_context(|| {
+            format!("--at {text:?} is neither unix seconds nor an RFC 3339 time")
+        })?;
         let ms = dt.timestamp_millis();
         if dt.timestamp_subsec_nanos() == 0 {
             ms + 999
@@ -49,7 +57,10 @@ pub fn parse_time(text: &str) -> anyhow::Result<Selection> {
             ms
         }
     };
-    Ok(Selection::At { ms, secs: ms.div_euclid(1000) })
+    Ok(Selection::At {
+        ms,
+        secs: ms.div_euclid(1000),
+    })
 }
 
 /// One segment of a plan, with how much of it is used (less than all when cut at a `#TS:`).
@@ -75,7 +86,10 @@ pub struct ShardPlan {
 impl ShardPlan {
     /// Key of an object of this shard's chain.
     pub fn key(&self, instance: &str, object: &str) -> String {
-        format!("{}{object}", keys::chain_dir(instance, ShardId(self.shard), &self.chain))
+        format!(
+            "{}{object}",
+            keys::chain_dir(instance, ShardId(self.shard), &self.chain)
+        )
     }
 
     pub fn base_bytes(&self) -> u64 {
@@ -108,18 +122,31 @@ pub struct Plan {
 
 impl Plan {
     pub fn total_bytes(&self) -> u64 {
-        self.shards.iter().map(|s| s.base_bytes() + s.stream_bytes()).sum()
+        self.shards
+            .iter()
+            .map(|s| s.base_bytes() + s.stream_bytes())
+            .sum()
     }
 
     pub fn objects(&self) -> usize {
-        self.shards.iter().map(|s| s.base.len() + s.segments.len()).sum()
+        self.shards
+            .iter()
+            .map(|s| s.base.len() + s.segments.len())
+            .sum()
     }
 
     /// The last moment this plan covers: the snapshot's time or the last segment's, whichever
     /// is later (for `--at`, never after T).
     pub fn covers_until_ms(&self) -> i64 {
-        let seen = self.shards.iter().filter_map(ShardPlan::seen).map(|(_, l)| l).max();
-        let until = seen.map_or(self.snapshot_created_ms, |l| l.max(self.snapshot_created_ms));
+        let seen = self
+            .shards
+            .iter()
+            .filter_map(ShardPlan::seen)
+            .map(|(_, l)| l)
+            .max();
+        let until = seen.map_or(self.snapshot_created_ms, |l| {
+            l.max(self.snapshot_created_ms)
+        });
         match self.selection {
             Selection::At { ms, .. } => until.min(ms),
             _ => until,
@@ -146,8 +173,14 @@ impl Window {
 
 /// The segments of the chain of `cut` a latest restore uses: the manifest's own, then every
 /// stored segment that continues them without a gap.
-pub async fn extended_segments(repo: &Repo, instance: &str, cut: &ShardCut) -> anyhow::Result<Vec<SegmentRef>> {
-    let listed = repo.segments(instance, ShardId(cut.shard), &cut.chain).await?;
+pub async fn extended_segments(
+    repo: &Repo,
+    instance: &str,
+    cut: &ShardCut,
+) -> anyhow::Result<Vec<SegmentRef>> {
+    let listed = repo
+        .segments(instance, ShardId(cut.shard), &cut.chain)
+        .await?;
     let mut segments = cut.segments.clone();
     let mut end = cut.end;
     for (seg, _) in listed {
@@ -165,11 +198,20 @@ pub async fn extended_segments(repo: &Repo, instance: &str, cut: &ShardCut) -> a
 
 /// The window of an instance whose snapshot ids are `ids` (oldest first); `None` without any.
 pub async fn window(repo: &Repo, instance: &str, ids: &[String]) -> anyhow::Result<Option<Window>> {
-    let (Some(first), Some(last)) = (ids.first(), ids.last()) else { return Ok(None) };
+    let (Some(first), Some(last)) = (ids.first(), ids.last()) else {
+        return Ok(None);
+    };
     let oldest = repo.snapshot(instance, first).await?;
-    let newest = if first == last { oldest.clone() } else { repo.snapshot(instance, last).await? };
+    let newest = if first == last {
+        oldest.clone()
+    } else {
+        repo.snapshot(instance, last).await?
+    };
     let latest = build(repo, &newest, Selection::Latest).await?;
-    Ok(Some(Window { earliest_ms: oldest.created_ms, latest_ms: latest.covers_until_ms() }))
+    Ok(Some(Window {
+        earliest_ms: oldest.created_ms,
+        latest_ms: latest.covers_until_ms(),
+    }))
 }
 
 /// Builds the plan for `selection` over the snapshots of `instance`.
@@ -209,7 +251,12 @@ pub async fn plan(repo: &Repo, instance: &str, selection: Selection) -> anyhow::
                     break;
                 }
             }
-            let m = chosen.with_context(|| format!("no snapshot of {instance} was created by {}", aofvault_formats::json::rfc3339_ms(*ms)))?;
+            let m = chosen.with_context(|| {
+                format!(
+                    "no snapshot of {instance} was created by {}",
+                    aofvault_formats::json::rfc3339_ms(*ms)
+                )
+            })?;
             build(repo, &m, selection).await
         }
     }
@@ -220,13 +267,19 @@ async fn build(repo: &Repo, m: &SnapshotManifest, selection: Selection) -> anyho
     for cut in &m.shards {
         let segments = match &selection {
             Selection::Snapshot { .. } => cut.segments.iter().map(|s| full(s.clone())).collect(),
-            Selection::Latest => extended_segments(repo, &m.instance, cut).await?.into_iter().map(full).collect(),
+            Selection::Latest => extended_segments(repo, &m.instance, cut)
+                .await?
+                .into_iter()
+                .map(full)
+                .collect(),
             Selection::At { ms, secs } => {
                 let all = extended_segments(repo, &m.instance, cut).await?;
                 until(repo, &m.instance, cut, all, *ms, *secs).await?
             }
         };
-        let end = segments.last().map_or(cut.stream_start, |s: &PlannedSegment| s.seg.start + s.take);
+        let end = segments
+            .last()
+            .map_or(cut.stream_start, |s: &PlannedSegment| s.seg.start + s.take);
         shards.push(ShardPlan {
             shard: cut.shard,
             chain: cut.chain.clone(),
@@ -248,7 +301,10 @@ async fn build(repo: &Repo, m: &SnapshotManifest, selection: Selection) -> anyho
 }
 
 fn full(seg: SegmentRef) -> PlannedSegment {
-    PlannedSegment { take: seg.end - seg.start, seg }
+    PlannedSegment {
+        take: seg.end - seg.start,
+        seg,
+    }
 }
 
 /// The segments seen by `ms`, the one seen across `ms` cut at a `#TS:` annotation if it has one.
@@ -267,14 +323,24 @@ async fn until(
             continue;
         }
         if seg.first_seen_ms <= ms {
-            let key = format!("{}{}", keys::chain_dir(instance, ShardId(cut.shard), &cut.chain), seg.object);
+            let key = format!(
+                "{}{}",
+                keys::chain_dir(instance, ShardId(cut.shard), &cut.chain),
+                seg.object
+            );
             let bytes = repo
                 .download(&key, seg.crc32c, Some(seg.end - seg.start), Vec::new())
                 .await
-                .with_context(|| format!("reading {key} to cut it at {}", aofvault_formats::json::rfc3339_ms(ms)))?;
+                .with_context(|| {
+                    format!(
+                        "reading {key} to cut it at {}",
+                        aofvault_formats::json::rfc3339_ms(ms)
+                    )
+                })?;
             if has_timestamps(&bytes, seg.start)? {
                 let take = aofvault_formats::aof::cut_at_timestamp(&bytes, seg.start, secs)
-                    .with_context(|| format!("{key}: cannot be decoded"))? as u64;
+                    .with_context(|| format!("{key}: cannot be decoded"))?
+                    as u64;
                 if take > 0 {
                     out.push(PlannedSegment { seg, take });
                 }
@@ -299,23 +365,48 @@ pub fn describe(plan: &Plan, out: &mut dyn std::io::Write) -> std::io::Result<()
         Selection::At { ms, .. } => format!("the state at {}", rfc3339_ms(*ms)),
     };
     writeln!(out, "restore plan for instance {}: {what}", plan.instance)?;
-    writeln!(out, "snapshot {} (created {})", plan.snapshot, rfc3339_ms(plan.snapshot_created_ms))?;
+    writeln!(
+        out,
+        "snapshot {} (created {})",
+        plan.snapshot,
+        rfc3339_ms(plan.snapshot_created_ms)
+    )?;
     let kind = match &plan.layout {
         ServerLayout::Kevy { shards, .. } => format!("kevy, {shards} shard(s)"),
-        ServerLayout::RedisMultiPart { aof_dir, aof_name } => format!("Redis multi-part AOF ({aof_dir}/{aof_name})"),
+        ServerLayout::RedisMultiPart { aof_dir, aof_name } => {
+            format!("Redis multi-part AOF ({aof_dir}/{aof_name})")
+        }
         ServerLayout::RedisSingle { aof_name } => format!("Redis single-file AOF ({aof_name})"),
     };
-    writeln!(out, "source: {kind}, server version {}", plan.server_version.as_deref().unwrap_or("unknown"))?;
+    writeln!(
+        out,
+        "source: {kind}, server version {}",
+        plan.server_version.as_deref().unwrap_or("unknown")
+    )?;
     for s in &plan.shards {
         let base = if s.base.is_empty() {
             "no base".to_string()
         } else {
-            s.base.iter().map(|b| format!("{} ({:?}, {} B)", b.file_name, b.format, b.size)).collect::<Vec<_>>().join(", ")
+            s.base
+                .iter()
+                .map(|b| format!("{} ({:?}, {} B)", b.file_name, b.format, b.size))
+                .collect::<Vec<_>>()
+                .join(", ")
         };
-        let seen = s.seen().map_or("no segments".to_string(), |(a, b)| format!("seen {} … {}", rfc3339_ms(a), rfc3339_ms(b)));
-        let cut = s.segments.last().filter(|p| p.take < p.seg.end - p.seg.start).map_or(String::new(), |p| {
-            format!(" (the last one cut at a #TS: annotation, {} of {} B)", p.take, p.seg.end - p.seg.start)
+        let seen = s.seen().map_or("no segments".to_string(), |(a, b)| {
+            format!("seen {} … {}", rfc3339_ms(a), rfc3339_ms(b))
         });
+        let cut = s
+            .segments
+            .last()
+            .filter(|p| p.take < p.seg.end - p.seg.start)
+            .map_or(String::new(), |p| {
+                format!(
+                    " (the last one cut at a #TS: annotation, {} of {} B)",
+                    p.take,
+                    p.seg.end - p.seg.start
+                )
+            });
         writeln!(
             out,
             "shard {}: chain {}, base {base}; {} segment(s){cut}, {} B of AOF [{}..{}), {seen}",
@@ -343,11 +434,28 @@ mod tests {
 
     #[test]
     fn times_parse_with_whole_seconds_inclusive() {
-        assert_eq!(parse_time("1795720592").unwrap(), Selection::At { ms: 1_795_720_592_999, secs: 1_795_720_592 });
-        assert_eq!(parse_time("1795720592.25").unwrap(), Selection::At { ms: 1_795_720_592_250, secs: 1_795_720_592 });
-        let Selection::At { ms, .. } = parse_time("2026-11-26T23:15:00Z").unwrap() else { panic!() };
+        assert_eq!(
+            parse_time("1795720592").unwrap(),
+            Selection::At {
+                ms: 1_795_720_592_999,
+                secs: 1_795_720_592
+            }
+        );
+        assert_eq!(
+            parse_time("1795720592.25").unwrap(),
+            Selection::At {
+                ms: 1_795_720_592_250,
+                secs: 1_795_720_592
+            }
+        );
+        let Selection::At { ms, .. } = parse_time("2026-11-26T23:15:00Z").unwrap() else {
+            panic!()
+        };
         assert_eq!(ms % 1000, 999);
-        let Selection::At { ms, secs } = parse_time("2026-11-26T23:15:00.120+01:00").unwrap() else { panic!() };
+        let Selection::At { ms, secs } = parse_time("2026-11-26T23:15:00.120+01:00").unwrap()
+        else {
+            panic!()
+        };
         assert_eq!((ms % 1000, secs), (120, ms / 1000));
         assert!(parse_time("yesterday").is_err());
     }

@@ -32,7 +32,8 @@ impl Progress {
     /// A phase called `label` that will process `total` bytes.
     pub fn new(label: &str, total: u64) -> Progress {
         let bar = std::io::stderr().is_terminal().then(|| {
-            let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr_with_hz(4));
+            let bar =
+                ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr_with_hz(4));
             let style = ProgressStyle::with_template(
                 "{prefix} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} ETA {eta} {msg}",
             )
@@ -98,7 +99,9 @@ impl Progress {
         if self.inner.bar.is_some() {
             return;
         }
-        let Ok(mut last) = self.inner.last_log.try_lock() else { return };
+        let Ok(mut last) = self.inner.last_log.try_lock() else {
+            return;
+        };
         if last.elapsed() < LOG_EVERY {
             return;
         }
@@ -106,7 +109,11 @@ impl Progress {
         let done = self.bytes();
         let secs = self.inner.started.elapsed().as_secs_f64().max(0.001);
         let rate = done as f64 / secs;
-        let eta = if rate > 0.0 { (self.inner.total.saturating_sub(done)) as f64 / rate } else { f64::NAN };
+        let eta = if rate > 0.0 {
+            (self.inner.total.saturating_sub(done)) as f64 / rate
+        } else {
+            f64::NAN
+        };
         tracing::info!(
             phase = %self.inner.label,
             bytes = done,

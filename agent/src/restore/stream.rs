@@ -59,14 +59,23 @@ pub fn for_each_item<R: Read>(
     let mut len = 0usize;
     let mut abs = base;
     let mut eof = false;
-    let mut out = StreamEnd { end: base, ..StreamEnd::default() };
+    let mut out = StreamEnd {
+        end: base,
+        ..StreamEnd::default()
+    };
     loop {
         while !eof && len < buf.len() {
             match r.read(&mut buf[len..]) {
                 Ok(0) => eof = true,
                 Ok(n) => len += n,
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                Err(source) => return Err(StreamError::Io { offset: abs + len as u64, source }.into()),
+                Err(source) => {
+                    return Err(StreamError::Io {
+                        offset: abs + len as u64,
+                        source,
+                    }
+                    .into())
+                }
             }
         }
         let mut pos = 0usize;
@@ -81,7 +90,11 @@ pub fn for_each_item<R: Read>(
                 let window = &rest[..rest.len().min(MAX_ANNOTATION)];
                 let Some(nl) = window.iter().position(|&b| b == b'\n') else {
                     if rest.len() >= MAX_ANNOTATION {
-                        return Err(StreamError::Invalid { offset: at, reason: "annotation line longer than 1024 bytes".into() }.into());
+                        return Err(StreamError::Invalid {
+                            offset: at,
+                            reason: "annotation line longer than 1024 bytes".into(),
+                        }
+                        .into());
                     }
                     break;
                 };
@@ -89,9 +102,13 @@ pub fn for_each_item<R: Read>(
                 let line = line.strip_suffix(b"\r").unwrap_or(line);
                 pos += nl + 1;
                 if let Some(digits) = line.strip_prefix(b"#TS:") {
-                    let ts = std::str::from_utf8(digits).ok().and_then(|d| d.parse::<i64>().ok()).ok_or_else(|| {
-                        StreamError::Invalid { offset: at, reason: "#TS: annotation without a unix time".into() }
-                    })?;
+                    let ts = std::str::from_utf8(digits)
+                        .ok()
+                        .and_then(|d| d.parse::<i64>().ok())
+                        .ok_or_else(|| StreamError::Invalid {
+                            offset: at,
+                            reason: "#TS: annotation without a unix time".into(),
+                        })?;
                     f(Item::Timestamp(ts), abs + pos as u64)?;
                 }
                 continue;
@@ -103,13 +120,17 @@ pub fn for_each_item<R: Read>(
                     let name = args[0];
                     if name.eq_ignore_ascii_case(b"MULTI") {
                         out.open_multi = true;
-                    } else if name.eq_ignore_ascii_case(b"EXEC") || name.eq_ignore_ascii_case(b"DISCARD") {
+                    } else if name.eq_ignore_ascii_case(b"EXEC")
+                        || name.eq_ignore_ascii_case(b"DISCARD")
+                    {
                         out.open_multi = false;
                     }
                     f(Item::Command(&args), abs + pos as u64)?;
                 }
                 Ok(None) => break,
-                Err(resp::RespError::Invalid { offset, reason }) => return Err(StreamError::Invalid { offset, reason }.into()),
+                Err(resp::RespError::Invalid { offset, reason }) => {
+                    return Err(StreamError::Invalid { offset, reason }.into())
+                }
             }
         }
         buf.copy_within(pos..len, 0);
@@ -139,7 +160,14 @@ mod tests {
     fn stream() -> Vec<u8> {
         let mut s = b"#TS:1700000000\r\n".to_vec();
         for i in 0..50_000u32 {
-            resp::encode_command(&[&b"SET"[..], format!("key:{i}").as_bytes(), &vec![b'v'; (i % 300) as usize]], &mut s);
+            resp::encode_command(
+                &[
+                    &b"SET"[..],
+                    format!("key:{i}").as_bytes(),
+                    &vec![b'v'; (i % 300) as usize],
+                ],
+                &mut s,
+            );
         }
         s.extend_from_slice(b"#TS:1700000001\r\n");
         resp::encode_command(&[&b"MULTI"[..]], &mut s);
@@ -164,7 +192,7 @@ mod tests {
         let mut last_end = 0;
         let end = for_each_item(Trickle(&s), 100, |item, end| {
             match item {
-                Item::Command(args) => seen.push(args[1].to_vec()),
+                Item::Command(args) => seen.push(args.get(1).unwrap_or(&args[0]).to_vec()),
                 Item::Timestamp(ts) => seen.push(ts.to_string().into_bytes()),
             }
             assert!(end > last_end);

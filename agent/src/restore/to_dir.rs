@@ -52,10 +52,19 @@ pub fn prepare(dir: &Path) -> anyhow::Result<Prepared> {
         Ok(entries) => {
             let mut names = Vec::new();
             for e in entries {
-                names.push(e.with_context(|| format!("listing {}", dir.display()))?.file_name().to_string_lossy().into_owned());
+                names.push(
+                    e.with_context(|| format!("listing {}", dir.display()))?
+                        .file_name()
+                        .to_string_lossy()
+                        .into_owned(),
+                );
             }
             names.sort();
-            Ok(if names.is_empty() { Prepared::Ready } else { Prepared::NotEmpty(names) })
+            Ok(if names.is_empty() {
+                Prepared::Ready
+            } else {
+                Prepared::NotEmpty(names)
+            })
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             std::fs::DirBuilder::new()
@@ -76,12 +85,30 @@ struct Output {
 }
 
 /// Writes the plan into `dir` (already checked by [`prepare`]). Returns the files written.
-pub async fn restore(repo: &Repo, plan: &Plan, dir: &Path, opts: DirOptions) -> anyhow::Result<Vec<PathBuf>> {
-    let source = if plan.layout.is_kevy() { Kind::Kevy } else { Kind::Redis };
-    let same = opts.target == source && (source == Kind::Redis || opts.shards == plan.layout.shards());
-    let staging_name = format!(".aofvault-restore-{}-{:08x}", std::process::id(), rand::random::<u32>());
+pub async fn restore(
+    repo: &Repo,
+    plan: &Plan,
+    dir: &Path,
+    opts: DirOptions,
+) -> anyhow::Result<Vec<PathBuf>> {
+    let source = if plan.layout.is_kevy() {
+        Kind::Kevy
+    } else {
+        Kind::Redis
+    };
+    let same =
+        opts.target == source && (source == Kind::Redis || opts.shards == plan.layout.shards());
+    let staging_name = format!(
+        ".aofvault-restore-{}-{:08x}",
+        std::process::id(),
+        rand::random::<u32>()
+    );
     let staging = StagingDir::create(dir, &staging_name)?;
-    let prefix: &[u8] = if same && source == Kind::Kevy { KEVY_AOF_MAGIC } else { b"" };
+    let prefix: &[u8] = if same && source == Kind::Kevy {
+        KEVY_AOF_MAGIC
+    } else {
+        b""
+    };
     let progress = Progress::new("fetch", plan.total_bytes());
     let staged = fetch(repo, plan, staging.path(), prefix, &progress).await?;
     progress.finish();
@@ -95,7 +122,9 @@ pub async fn restore(repo: &Repo, plan: &Plan, dir: &Path, opts: DirOptions) -> 
         };
         sync_all(&staged)?;
         for o in outputs.iter().chain(std::iter::once(&marker)) {
-            File::open(&o.staged).and_then(|f| f.sync_all()).with_context(|| format!("fsync {}", o.staged.display()))?;
+            File::open(&o.staged)
+                .and_then(|f| f.sync_all())
+                .with_context(|| format!("fsync {}", o.staged.display()))?;
         }
         Ok((outputs, marker, stats))
     })
@@ -117,7 +146,8 @@ pub async fn restore(repo: &Repo, plan: &Plan, dir: &Path, opts: DirOptions) -> 
             .mode(0o700)
             .create(&parent)
             .with_context(|| format!("cannot create {}", parent.display()))?;
-        std::fs::rename(&o.staged, &dest).with_context(|| format!("cannot move {} to {}", o.staged.display(), dest.display()))?;
+        std::fs::rename(&o.staged, &dest)
+            .with_context(|| format!("cannot move {} to {}", o.staged.display(), dest.display()))?;
         sync_dir(&parent)?;
         written.push(dest);
     }
@@ -127,7 +157,9 @@ pub async fn restore(repo: &Repo, plan: &Plan, dir: &Path, opts: DirOptions) -> 
 }
 
 fn sync_dir(dir: &Path) -> anyhow::Result<()> {
-    File::open(dir).and_then(|d| d.sync_all()).with_context(|| format!("fsync directory {}", dir.display()))
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .with_context(|| format!("fsync directory {}", dir.display()))
 }
 
 /// `--force`: every entry of `dir` but the staging directory moves into
@@ -141,14 +173,29 @@ fn move_aside(dir: &Path, staging: &str) -> anyhow::Result<()> {
     if names.is_empty() {
         return Ok(());
     }
-    let aside = dir.join(format!("aofvault-moved-{}", chrono::Utc::now().format("%Y%m%dT%H%M%S%3fZ")));
-    std::fs::DirBuilder::new().mode(0o700).create(&aside).with_context(|| format!("cannot create {}", aside.display()))?;
+    let aside = dir.join(format!(
+        "aofvault-moved-{}",
+        chrono::Utc::now().format("%Y%m%dT%H%M%S%3fZ")
+    ));
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&aside)
+        .with_context(|| format!("cannot create {}", aside.display()))?;
     for n in names {
-        std::fs::rename(dir.join(&n), aside.join(&n))
-            .with_context(|| format!("cannot move {} into {}", dir.join(&n).display(), aside.display()))?;
+        std::fs::rename(dir.join(&n), aside.join(&n)).with_context(|| {
+            format!(
+                "cannot move {} into {}",
+                dir.join(&n).display(),
+                aside.display()
+            )
+        })?;
     }
     sync_dir(dir)?;
-    eprintln!("aofvault: moved the previous contents of {} into {}", dir.display(), aside.display());
+    eprintln!(
+        "aofvault: moved the previous contents of {} into {}",
+        dir.display(),
+        aside.display()
+    );
     Ok(())
 }
 
@@ -156,7 +203,11 @@ fn single_base(s: &StagedShard) -> anyhow::Result<Option<&super::fetch::StagedBa
     match s.base.as_slice() {
         [] => Ok(None),
         [one] => Ok(Some(one)),
-        more => bail!("shard {}: {} base parts; this aofvault restores chains with one base part", s.shard, more.len()),
+        more => bail!(
+            "shard {}: {} base parts; this aofvault restores chains with one base part",
+            s.shard,
+            more.len()
+        ),
     }
 }
 
@@ -166,21 +217,41 @@ type Staged = (Vec<Output>, Output, Vec<FeedStats>);
 fn same_kind(plan: &Plan, staged: &[StagedShard], work: &Path) -> anyhow::Result<Staged> {
     let mut outputs = Vec::new();
     let marker = match &plan.layout {
-        ServerLayout::Kevy { shards, shards_meta } => {
+        ServerLayout::Kevy {
+            shards,
+            shards_meta,
+        } => {
             for s in staged {
                 if let Some(b) = single_base(s)? {
                     if b.part.format != BaseFormat::KevySnap {
-                        bail!("shard {}: a kevy chain with a {:?} base", s.shard, b.part.format);
+                        bail!(
+                            "shard {}: a kevy chain with a {:?} base",
+                            s.shard,
+                            b.part.format
+                        );
                     }
-                    outputs.push(Output { staged: b.path.clone(), dest: format!("dump-{}.rdb", s.shard).into() });
+                    outputs.push(Output {
+                        staged: b.path.clone(),
+                        dest: format!("dump-{}.rdb", s.shard).into(),
+                    });
                 }
-                outputs.push(Output { staged: s.stream.clone(), dest: format!("aof-{}.aof", s.shard).into() });
+                outputs.push(Output {
+                    staged: s.stream.clone(),
+                    dest: format!("aof-{}.aof", s.shard).into(),
+                });
             }
             let meta = match shards_meta.as_deref().map(ShardsMeta::parse) {
                 Some(Ok(m)) if m.shards == *shards => m.render(),
-                Some(Ok(m)) => bail!("the recorded shards.meta says {} shards, the layout {shards}", m.shards),
+                Some(Ok(m)) => bail!(
+                    "the recorded shards.meta says {} shards, the layout {shards}",
+                    m.shards
+                ),
                 Some(Err(e)) => bail!("the recorded shards.meta is unreadable: {e}"),
-                None => ShardsMeta { shards: *shards, routing: Routing::KevyHash }.render(),
+                None => ShardsMeta {
+                    shards: *shards,
+                    routing: Routing::KevyHash,
+                }
+                .render(),
             };
             small_file(work, "shards.meta", meta.as_bytes(), "shards.meta".into())?
         }
@@ -191,26 +262,50 @@ fn same_kind(plan: &Plan, staged: &[StagedShard], work: &Path) -> anyhow::Result
             let d = PathBuf::from(aof_dir);
             let mut manifest = String::new();
             if let Some(b) = single_base(s)? {
-                let ext = if b.part.format == BaseFormat::Rdb { "rdb" } else { "aof" };
+                let ext = if b.part.format == BaseFormat::Rdb {
+                    "rdb"
+                } else {
+                    "aof"
+                };
                 let name = format!("{aof_name}.1.base.{ext}");
                 manifest.push_str(&format!("file {name} seq 1 type b\n"));
-                outputs.push(Output { staged: b.path.clone(), dest: d.join(name) });
+                outputs.push(Output {
+                    staged: b.path.clone(),
+                    dest: d.join(name),
+                });
             }
             let incr = format!("{aof_name}.1.incr.aof");
             manifest.push_str(&format!("file {incr} seq 1 type i\n"));
-            outputs.push(Output { staged: s.stream.clone(), dest: d.join(incr) });
-            small_file(work, "manifest", manifest.as_bytes(), d.join(format!("{aof_name}.manifest")))?
+            outputs.push(Output {
+                staged: s.stream.clone(),
+                dest: d.join(incr),
+            });
+            small_file(
+                work,
+                "manifest",
+                manifest.as_bytes(),
+                d.join(format!("{aof_name}.manifest")),
+            )?
         }
         ServerLayout::RedisSingle { aof_name } => {
             check_name("aof_name", aof_name)?;
             let s = staged.first().context("no shard")?;
             let path = work.join("single.aof");
             let mut out = BufWriter::new(create_private(&path)?);
-            for p in s.base.iter().map(|b| &b.path).chain(std::iter::once(&s.stream)) {
-                std::io::copy(&mut File::open(p)?, &mut out).with_context(|| format!("copying {}", p.display()))?;
+            for p in s
+                .base
+                .iter()
+                .map(|b| &b.path)
+                .chain(std::iter::once(&s.stream))
+            {
+                std::io::copy(&mut File::open(p)?, &mut out)
+                    .with_context(|| format!("copying {}", p.display()))?;
             }
             out.into_inner().map_err(|e| e.into_error())?;
-            Output { staged: path, dest: aof_name.into() }
+            Output {
+                staged: path,
+                dest: aof_name.into(),
+            }
         }
     };
     Ok((outputs, marker, Vec::new()))
@@ -219,7 +314,8 @@ fn same_kind(plan: &Plan, staged: &[StagedShard], work: &Path) -> anyhow::Result
 fn small_file(work: &Path, name: &str, bytes: &[u8], dest: PathBuf) -> anyhow::Result<Output> {
     let path = work.join(name);
     let mut f = create_private(&path)?;
-    f.write_all(bytes).with_context(|| format!("writing {}", path.display()))?;
+    f.write_all(bytes)
+        .with_context(|| format!("writing {}", path.display()))?;
     Ok(Output { staged: path, dest })
 }
 
@@ -255,21 +351,45 @@ impl Sink for KevyFiles {
 fn resp_file(path: &Path, header: &[u8]) -> anyhow::Result<RespFile> {
     let mut w = BufWriter::with_capacity(1 << 20, create_private(path)?);
     w.write_all(header)?;
-    Ok(RespFile { w, scratch: Vec::new() })
+    Ok(RespFile {
+        w,
+        scratch: Vec::new(),
+    })
 }
 
 /// Decoded, translated and re-encoded files (another kind, or another kevy shard count).
-fn converted(plan: &Plan, staged: &[StagedShard], work: &Path, opts: DirOptions, source: Kind) -> anyhow::Result<Staged> {
-    let feed = FeedOptions { from: source, to: opts.target, merge: staged.len() > 1, now_ms: crate::context::now_ms() };
+fn converted(
+    plan: &Plan,
+    staged: &[StagedShard],
+    work: &Path,
+    opts: DirOptions,
+    source: Kind,
+) -> anyhow::Result<Staged> {
+    let feed = FeedOptions {
+        from: source,
+        to: opts.target,
+        merge: staged.len() > 1,
+        now_ms: crate::context::now_ms(),
+    };
     let mut stats = Vec::new();
     let (outputs, marker) = match opts.target {
         Kind::Kevy => {
             let routing = match &plan.layout {
-                ServerLayout::Kevy { shards_meta: Some(m), .. } => ShardsMeta::parse(m).map(|m| m.routing).unwrap_or(Routing::KevyHash),
+                ServerLayout::Kevy {
+                    shards_meta: Some(m),
+                    ..
+                } => ShardsMeta::parse(m)
+                    .map(|m| m.routing)
+                    .unwrap_or(Routing::KevyHash),
                 _ => Routing::KevyHash,
             };
-            let paths: Vec<PathBuf> = (0..opts.shards).map(|i| work.join(format!("out-aof-{i}"))).collect();
-            let files = paths.iter().map(|p| resp_file(p, KEVY_AOF_MAGIC)).collect::<anyhow::Result<Vec<_>>>()?;
+            let paths: Vec<PathBuf> = (0..opts.shards)
+                .map(|i| work.join(format!("out-aof-{i}")))
+                .collect();
+            let files = paths
+                .iter()
+                .map(|p| resp_file(p, KEVY_AOF_MAGIC))
+                .collect::<anyhow::Result<Vec<_>>>()?;
             let mut sink = KevyFiles { files, routing };
             for s in staged {
                 stats.push(feed_shard(s, &feed, &mut sink)?);
@@ -277,13 +397,29 @@ fn converted(plan: &Plan, staged: &[StagedShard], work: &Path, opts: DirOptions,
             for f in sink.files {
                 f.w.into_inner().map_err(|e| e.into_error())?;
             }
-            let outputs = paths.into_iter().enumerate().map(|(i, p)| Output { staged: p, dest: format!("aof-{i}.aof").into() }).collect();
-            let meta = ShardsMeta { shards: opts.shards, routing }.render();
-            (outputs, small_file(work, "shards.meta", meta.as_bytes(), "shards.meta".into())?)
+            let outputs = paths
+                .into_iter()
+                .enumerate()
+                .map(|(i, p)| Output {
+                    staged: p,
+                    dest: format!("aof-{i}.aof").into(),
+                })
+                .collect();
+            let meta = ShardsMeta {
+                shards: opts.shards,
+                routing,
+            }
+            .render();
+            (
+                outputs,
+                small_file(work, "shards.meta", meta.as_bytes(), "shards.meta".into())?,
+            )
         }
         Kind::Redis => {
             let (aof_name, aof_dir) = match &plan.layout {
-                ServerLayout::RedisMultiPart { aof_name, aof_dir } => (aof_name.clone(), aof_dir.clone()),
+                ServerLayout::RedisMultiPart { aof_name, aof_dir } => {
+                    (aof_name.clone(), aof_dir.clone())
+                }
                 _ => ("appendonly.aof".to_string(), "appendonlydir".to_string()),
             };
             check_name("aof_name", &aof_name)?;
@@ -299,9 +435,24 @@ fn converted(plan: &Plan, staged: &[StagedShard], work: &Path, opts: DirOptions,
             let base_name = format!("{aof_name}.1.base.aof");
             let incr_name = format!("{aof_name}.1.incr.aof");
             let incr = small_file(work, "out-incr", b"", d.join(&incr_name))?;
-            let manifest = format!("file {base_name} seq 1 type b\nfile {incr_name} seq 1 type i\n");
-            let outputs = vec![Output { staged: base, dest: d.join(base_name) }, incr];
-            (outputs, small_file(work, "manifest", manifest.as_bytes(), d.join(format!("{aof_name}.manifest")))?)
+            let manifest =
+                format!("file {base_name} seq 1 type b\nfile {incr_name} seq 1 type i\n");
+            let outputs = vec![
+                Output {
+                    staged: base,
+                    dest: d.join(base_name),
+                },
+                incr,
+            ];
+            (
+                outputs,
+                small_file(
+                    work,
+                    "manifest",
+                    manifest.as_bytes(),
+                    d.join(format!("{aof_name}.manifest")),
+                )?,
+            )
         }
     };
     Ok((outputs, marker, stats))

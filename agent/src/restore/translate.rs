@@ -71,16 +71,23 @@ fn owned(args: &[&[u8]]) -> Command {
 }
 
 fn unchanged(args: &[&[u8]]) -> Translation {
-    Translation { commands: vec![owned(args)], lossy: None }
+    Translation {
+        commands: vec![owned(args)],
+        lossy: None,
+    }
 }
 
 /// The commands that do in `to` what `args` did in `from` (see the table in the module doc).
 pub fn translate(args: &[&[u8]], from: Kind, to: Kind) -> Result<Translation, TranslateError> {
-    let Some(name) = args.first() else { return Ok(Translation::default()) };
+    let Some(name) = args.first() else {
+        return Ok(Translation::default());
+    };
     match (from, to) {
         (Kind::Redis, Kind::Kevy) => redis_to_kevy(name, args),
         (Kind::Kevy, Kind::Redis) => Ok(kevy_to_redis(name, args)),
-        (Kind::Kevy, Kind::Kevy) => Ok(split_multi_key(name, args).unwrap_or_else(|| unchanged(args))),
+        (Kind::Kevy, Kind::Kevy) => {
+            Ok(split_multi_key(name, args).unwrap_or_else(|| unchanged(args)))
+        }
         (Kind::Redis, Kind::Redis) => Ok(unchanged(args)),
     }
 }
@@ -93,7 +100,9 @@ pub fn passes_unchanged(name: &[u8], from: Kind, to: Kind) -> bool {
         (Kind::Redis, Kind::Redis) => true,
         (Kind::Kevy, Kind::Kevy) => !is(&["MSET", "MSETNX", "DEL", "UNLINK"]),
         (Kind::Kevy, Kind::Redis) => !is(&["SET"]),
-        (Kind::Redis, Kind::Kevy) => !is(&["SELECT", "MULTI", "EXEC", "SET", "HMSET", "MSET", "MSETNX", "DEL", "UNLINK"]),
+        (Kind::Redis, Kind::Kevy) => !is(&[
+            "SELECT", "MULTI", "EXEC", "SET", "HMSET", "MSET", "MSETNX", "DEL", "UNLINK",
+        ]),
     }
 }
 
@@ -106,19 +115,32 @@ fn split_multi_key(name: &[u8], args: &[&[u8]]) -> Option<Translation> {
             cmd.extend(kv.iter().map(|a| a.to_vec()));
             cmd
         });
-        return Some(Translation { commands: commands.collect(), lossy: None });
+        return Some(Translation {
+            commands: commands.collect(),
+            lossy: None,
+        });
     }
     if (eq(name, "DEL") || eq(name, "UNLINK")) && args.len() > 2 {
         let commands = args[1..].iter().map(|k| vec![name.to_vec(), k.to_vec()]);
-        return Some(Translation { commands: commands.collect(), lossy: None });
+        return Some(Translation {
+            commands: commands.collect(),
+            lossy: None,
+        });
     }
     None
 }
 
 fn redis_to_kevy(name: &[u8], args: &[&[u8]]) -> Result<Translation, TranslateError> {
     if eq(name, "SELECT") {
-        let db = args.get(1).map(|d| String::from_utf8_lossy(d).into_owned()).unwrap_or_default();
-        return if db.trim() == "0" { Ok(Translation::default()) } else { Err(TranslateError::OtherDatabase { db }) };
+        let db = args
+            .get(1)
+            .map(|d| String::from_utf8_lossy(d).into_owned())
+            .unwrap_or_default();
+        return if db.trim() == "0" {
+            Ok(Translation::default())
+        } else {
+            Err(TranslateError::OtherDatabase { db })
+        };
     }
     if eq(name, "MULTI") || eq(name, "EXEC") {
         return Ok(Translation::default());
@@ -129,7 +151,10 @@ fn redis_to_kevy(name: &[u8], args: &[&[u8]]) -> Result<Translation, TranslateEr
     if eq(name, "HMSET") {
         let mut cmd = owned(args);
         cmd[0] = b"HSET".to_vec();
-        return Ok(Translation { commands: vec![cmd], lossy: None });
+        return Ok(Translation {
+            commands: vec![cmd],
+            lossy: None,
+        });
     }
     if let Some(split) = split_multi_key(name, args) {
         return Ok(split);
@@ -147,8 +172,16 @@ fn set_for_kevy(args: &[&[u8]]) -> Translation {
         let opt = args[i];
         let value = args.get(i + 1).map(|v| v.to_vec());
         if eq(opt, "PXAT") || eq(opt, "EXAT") {
-            let cmd: &[u8] = if eq(opt, "PXAT") { b"PEXPIREAT" } else { b"EXPIREAT" };
-            expire = Some(vec![cmd.to_vec(), args[1].to_vec(), value.unwrap_or_default()]);
+            let cmd: &[u8] = if eq(opt, "PXAT") {
+                b"PEXPIREAT"
+            } else {
+                b"EXPIREAT"
+            };
+            expire = Some(vec![
+                cmd.to_vec(),
+                args[1].to_vec(),
+                value.unwrap_or_default(),
+            ]);
             i += 2;
         } else if eq(opt, "EX") || eq(opt, "PX") {
             set.push(opt.to_vec());
@@ -170,7 +203,12 @@ fn set_for_kevy(args: &[&[u8]]) -> Translation {
 }
 
 fn kevy_to_redis(name: &[u8], args: &[&[u8]]) -> Translation {
-    if eq(name, "SET") && args.iter().skip(3).any(|a| eq(a, "PXAT") || eq(a, "EXAT") || eq(a, "KEEPTTL")) {
+    if eq(name, "SET")
+        && args
+            .iter()
+            .skip(3)
+            .any(|a| eq(a, "PXAT") || eq(a, "EXAT") || eq(a, "KEEPTTL"))
+    {
         return Translation::default();
     }
     unchanged(args)
@@ -189,8 +227,28 @@ pub enum Route {
 fn key_positions(args: &[&[u8]]) -> Vec<usize> {
     let name = args[0];
     let n = args.len();
-    let two = ["RENAME", "RENAMENX", "COPY", "SMOVE", "LMOVE", "BLMOVE", "RPOPLPUSH", "BRPOPLPUSH", "ZRANGESTORE", "GEOSEARCHSTORE"];
-    let all_after_name = ["SINTERSTORE", "SUNIONSTORE", "SDIFFSTORE", "PFMERGE", "DEL", "UNLINK", "EXISTS", "TOUCH"];
+    let two = [
+        "RENAME",
+        "RENAMENX",
+        "COPY",
+        "SMOVE",
+        "LMOVE",
+        "BLMOVE",
+        "RPOPLPUSH",
+        "BRPOPLPUSH",
+        "ZRANGESTORE",
+        "GEOSEARCHSTORE",
+    ];
+    let all_after_name = [
+        "SINTERSTORE",
+        "SUNIONSTORE",
+        "SDIFFSTORE",
+        "PFMERGE",
+        "DEL",
+        "UNLINK",
+        "EXISTS",
+        "TOUCH",
+    ];
     if two.iter().any(|c| eq(name, c)) {
         return (1..n.min(3)).collect();
     }
@@ -200,8 +258,14 @@ fn key_positions(args: &[&[u8]]) -> Vec<usize> {
     if eq(name, "BITOP") {
         return (2..n).collect();
     }
-    if ["ZUNIONSTORE", "ZINTERSTORE", "ZDIFFSTORE"].iter().any(|c| eq(name, c)) {
-        let numkeys = args.get(2).and_then(|a| std::str::from_utf8(a).ok()?.parse::<usize>().ok()).unwrap_or(0);
+    if ["ZUNIONSTORE", "ZINTERSTORE", "ZDIFFSTORE"]
+        .iter()
+        .any(|c| eq(name, c))
+    {
+        let numkeys = args
+            .get(2)
+            .and_then(|a| std::str::from_utf8(a).ok()?.parse::<usize>().ok())
+            .unwrap_or(0);
         let mut pos = vec![1];
         pos.extend((3..n).take(numkeys));
         return pos;
@@ -217,8 +281,14 @@ fn key_positions(args: &[&[u8]]) -> Vec<usize> {
 }
 
 /// The shard of a kevy target a (translated) command belongs to.
-pub fn route(args: &[&[u8]], shards: u32, routing: aofvault_formats::kevy::Routing) -> Result<Route, TranslateError> {
-    let Some(name) = args.first() else { return Ok(Route::Shard(0)) };
+pub fn route(
+    args: &[&[u8]],
+    shards: u32,
+    routing: aofvault_formats::kevy::Routing,
+) -> Result<Route, TranslateError> {
+    let Some(name) = args.first() else {
+        return Ok(Route::Shard(0));
+    };
     if eq(name, "FLUSHALL") || eq(name, "FLUSHDB") {
         return Ok(Route::All);
     }
@@ -231,9 +301,14 @@ pub fn route(args: &[&[u8]], shards: u32, routing: aofvault_formats::kevy::Routi
     found.sort_unstable();
     found.dedup();
     match found.as_slice() {
-        [] => Err(TranslateError::NoKey { command: label(args) }),
+        [] => Err(TranslateError::NoKey {
+            command: label(args),
+        }),
         [one] => Ok(Route::Shard(*one)),
-        _ => Err(TranslateError::CrossShard { command: label(args), shards: found }),
+        _ => Err(TranslateError::CrossShard {
+            command: label(args),
+            shards: found,
+        }),
     }
 }
 
@@ -268,14 +343,32 @@ mod tests {
     }
 
     fn cmds(tr: &Translation) -> Vec<String> {
-        tr.commands.iter().map(|c| c.iter().map(|a| String::from_utf8_lossy(a).into_owned()).collect::<Vec<_>>().join(" ")).collect()
+        tr.commands
+            .iter()
+            .map(|c| {
+                c.iter()
+                    .map(|a| String::from_utf8_lossy(a).into_owned())
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
+            .collect()
     }
 
     #[test]
     fn set_pxat_becomes_set_and_pexpireat_for_kevy() {
-        let tr = t(&["set", "k", "v", "PXAT", "1795720592000"], Kind::Redis, Kind::Kevy).unwrap();
+        let tr = t(
+            &["set", "k", "v", "PXAT", "1795720592000"],
+            Kind::Redis,
+            Kind::Kevy,
+        )
+        .unwrap();
         assert_eq!(cmds(&tr), vec!["set k v", "PEXPIREAT k 1795720592000"]);
-        let tr = t(&["SET", "k", "v", "NX", "exat", "17"], Kind::Redis, Kind::Kevy).unwrap();
+        let tr = t(
+            &["SET", "k", "v", "NX", "exat", "17"],
+            Kind::Redis,
+            Kind::Kevy,
+        )
+        .unwrap();
         assert_eq!(cmds(&tr), vec!["SET k v NX", "EXPIREAT k 17"]);
         let tr = t(&["SET", "k", "v", "KEEPTTL"], Kind::Redis, Kind::Kevy).unwrap();
         assert_eq!(cmds(&tr), vec!["SET k v"]);
@@ -287,8 +380,14 @@ mod tests {
 
     #[test]
     fn select_and_transactions_for_kevy() {
-        assert!(t(&["SELECT", "0"], Kind::Redis, Kind::Kevy).unwrap().commands.is_empty());
-        assert!(t(&["MULTI"], Kind::Redis, Kind::Kevy).unwrap().commands.is_empty());
+        assert!(t(&["SELECT", "0"], Kind::Redis, Kind::Kevy)
+            .unwrap()
+            .commands
+            .is_empty());
+        assert!(t(&["MULTI"], Kind::Redis, Kind::Kevy)
+            .unwrap()
+            .commands
+            .is_empty());
         let err = t(&["SELECT", "3"], Kind::Redis, Kind::Kevy).unwrap_err();
         assert!(err.to_string().contains("database 3"), "{err}");
     }
@@ -305,23 +404,40 @@ mod tests {
 
     #[test]
     fn commands_kevy_rejected_are_dropped_towards_redis() {
-        assert!(t(&["set", "a", "1", "pxat", "9"], Kind::Kevy, Kind::Redis).unwrap().commands.is_empty());
-        assert_eq!(cmds(&t(&["set", "a", "1", "ex", "9"], Kind::Kevy, Kind::Redis).unwrap()), vec!["set a 1 ex 9"]);
+        assert!(t(&["set", "a", "1", "pxat", "9"], Kind::Kevy, Kind::Redis)
+            .unwrap()
+            .commands
+            .is_empty());
+        assert_eq!(
+            cmds(&t(&["set", "a", "1", "ex", "9"], Kind::Kevy, Kind::Redis).unwrap()),
+            vec!["set a 1 ex 9"]
+        );
     }
 
     #[test]
     fn routing_follows_keys_and_refuses_cross_shard_commands() {
         let a: &[u8] = b"a";
         let shard = aofvault_formats::kevy::shard_for_key(a, 4, Routing::KevyHash);
-        assert_eq!(route(&[b"SET", a, b"1"], 4, Routing::KevyHash).unwrap(), Route::Shard(shard));
-        assert_eq!(route(&[b"flushall"], 4, Routing::KevyHash).unwrap(), Route::All);
+        assert_eq!(
+            route(&[b"SET", a, b"1"], 4, Routing::KevyHash).unwrap(),
+            Route::Shard(shard)
+        );
+        assert_eq!(
+            route(&[b"flushall"], 4, Routing::KevyHash).unwrap(),
+            Route::All
+        );
         // Find two keys on different shards.
         let other = (0..100)
             .map(|i| format!("k{i}"))
-            .find(|k| aofvault_formats::kevy::shard_for_key(k.as_bytes(), 4, Routing::KevyHash) != shard)
+            .find(|k| {
+                aofvault_formats::kevy::shard_for_key(k.as_bytes(), 4, Routing::KevyHash) != shard
+            })
             .unwrap();
         let err = route(&[b"RENAME", a, other.as_bytes()], 4, Routing::KevyHash).unwrap_err();
         assert!(matches!(err, TranslateError::CrossShard { .. }), "{err}");
-        assert!(matches!(route(&[b"PING"], 4, Routing::KevyHash), Err(TranslateError::NoKey { .. })));
+        assert!(matches!(
+            route(&[b"PING"], 4, Routing::KevyHash),
+            Err(TranslateError::NoKey { .. })
+        ));
     }
 }
