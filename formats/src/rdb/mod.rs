@@ -8,7 +8,10 @@
 //! - this file: the magic, the opcode loop (AUX, FUNCTION2, SELECTDB, expiries, …) and the
 //!   trailer check;
 //! - `value`, `hash`, `stream`: one key's value by type byte, with the packed containers
-//!   (`listpack`, `ziplist`, `intset`, `zipmap`) parsed from the bytes of one string.
+//!   (`listpack`, `ziplist`, `intset`, `zipmap`; elements as `packed::Item`) parsed in place
+//!   from the bytes of one string, integers turned into decimal text by `text`;
+//! - `module`: the module type name inside a module id, for [`RdbError::Module`];
+//! - `error`: [`RdbError`], every variant with its byte offset.
 //!
 //! Decisions worth knowing:
 //! - Module values (type 7) **and module aux data** (opcode 0xF7) are errors
@@ -19,6 +22,10 @@
 //! - IDLE, FREQ, RESIZEDB and SLOT_INFO are hints and are skipped.
 //! - Bytes after the checksum are not read: an RDB preamble in an AOF is followed by commands,
 //!   and [`RdbReader::into_inner`] hands the reader back positioned right after the trailer.
+//! - Type 22 is a Redis 7.4 pre-release hash with field TTLs in `REDIS` files and Valkey 9's
+//!   `HASH_2` in `VALKEY` files: the magic decides (`Flavor`).
+//! - A stream's pending entry must be owned by one of its group's consumers (else `Invalid`);
+//!   the stream's stored length field is not kept: the model counts the live entries.
 //! - After an error the reader is spent: further calls return an error.
 
 mod crc64;
