@@ -22,15 +22,18 @@
 //!
 //! # Why it runs beside `aofvault run` without taking the lease
 //!
-//! The lease makes one *writer*; prune only deletes, and only things the writer will not touch
+//! The lease makes one *writer*; prune only deletes, and only what the writer will not touch
 //! again. The agent writes to one chain per shard: the newest (it resumes the newest chain that
-//! has a `chain.json`, or starts a newer one). Prune never deletes a shard's newest chain (by id
-//! and by the store's time of its head), nor a head-less folder newer than it (a chain being
-//! started), nor a folder with an object younger than `gc_grace`. A manifest the agent publishes
-//! names the chains it writes to, so it names only kept chains; one published before the second
-//! snapshot listing is seen there. Old chains are immutable and no writer reopens them. What
-//! `gc_grace` must cover: the gap between a base object's time and its `chain.json`, and clock
-//! skew between this host and the store. The default (1h) is generous for both.
+//! has a `chain.json`, or starts a newer one, after draining the old one). Prune never deletes a
+//! shard's newest chain (by id and by the store's time of its head), nor a head-less folder
+//! newer than it (a chain whose base is uploading), nor a folder with an object younger than
+//! `gc_grace`. The manifests the agent publishes name its current chains: a manifest published
+//! before the second snapshot listing is seen there, and one published later names the open
+//! chain — or, if the daemon has not yet heard of a chain that just started, the chain its
+//! previous manifest named, which the newest snapshot (always kept) still names. Old chains are
+//! immutable and nobody reopens them. `gc_grace` (default 1h) is the margin for what these rules
+//! cannot see: clocks (the agent's, which dates chain ids, and the store's, which dates objects,
+//! against this host's) and readers that resolved a manifest a moment ago.
 //!
 //! A *reader* (restore, verify) of a snapshot the policy drops may find its objects gone; that
 //! is the cost of retention, and the reader reports the missing object by name.
@@ -168,6 +171,13 @@ pub async fn prune(
         .list(&prefix)
         .await
         .map_err(|source| PruneError::List { prefix, source })?;
+    if listing.is_empty() {
+        report.note = Some(format!(
+            "instance {instance} has nothing in {}: is [repository] instance right?",
+            repo.url()
+        ));
+        return Ok(report);
+    }
     let listed = snapshot_objects(instance, &listing);
     let (manifests, unreadable) =
         read_manifests(repo, instance, listed.keys().cloned().collect()).await?;
