@@ -30,6 +30,7 @@ pub struct KevySnapReader<R: Read> {
 impl<R: Read> KevySnapReader<R> {
     /// Check the magic and the version. `now_ms` (unix ms) anchors the relative TTLs of version 2
     /// files, as kevy anchors them at load time; later versions store absolute deadlines.
+    /// The reader issues many small reads: give it a `BufReader` over a file.
     pub fn new(r: R, now_ms: i64) -> Result<Self, KevyError> {
         let mut reader = KevySnapReader {
             r,
