@@ -113,7 +113,15 @@ pub async fn run(cfg: Config, shutdown: CancellationToken, mut hup: mpsc::Receiv
                 notifier.reloading();
                 match reload() {
                     Ok(new) => {
-                        tracing::info!("configuration reloaded; schedules, retention and compaction settings apply now, shipping settings at the next start");
+                        if let Err(e) = crate::logging::set_level(&new.log.level) {
+                            tracing::warn!(error = %e, "cannot apply the new log level");
+                        }
+                        let later = crate::settings::sections_needing_restart(&cfg, &new);
+                        if later.is_empty() {
+                            tracing::info!("configuration reloaded");
+                        } else {
+                            tracing::warn!(sections = ?later, "configuration reloaded; these sections take effect at the next start");
+                        }
                         sched = schedule::Runner::new(&new, &new.state.dir, &instance);
                         compactor = compact::Compactor::new(&new);
                         cfg = new;
