@@ -137,3 +137,47 @@ pub async fn run_job(job: Job, cfg: &Config, repo: &Repo, instance: &str) {
         Err(e) => tracing::error!(job = job.name(), error = %format!("{e:#}"), "scheduled job failed"),
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn cfg(snapshot: &str) -> Config {
+        let toml = format!("[source]\ndir = \"/tmp\"\n[state]\ndir = \"/tmp\"\n[schedule]\nsnapshot = \"{snapshot}\"\nprune = \"every 1h\"\n");
+        aofvault_config::parse(&toml, "t").unwrap().validate(&aofvault_config::Env::empty()).unwrap()
+    }
+
+    #[test]
+    fn missed_runs_are_caught_up_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = cfg("every 10s");
+        let t0 = Utc.timestamp_opt(1_800_000_000, 0).unwrap();
+        let mut r = Runner::with_clock(&c, dir.path(), "i", t0);
+        let snap = |r: &Runner, t| r.due_at(t).contains(&Job::Snapshot);
+        assert!(!snap(&r, t0), "nothing is due at the first start");
+        let t1 = t0 + chrono::Duration::seconds(10);
+        assert!(snap(&r, t1));
+        r.done_at(Job::Snapshot, t1);
+        assert!(!snap(&r, t1 + chrono::Duration::seconds(9)));
+        // Down for 95 s: nine runs missed. At restart, one is due; after it, the next is 10 s later.
+        let t2 = t1 + chrono::Duration::seconds(95);
+        let mut r = Runner::with_clock(&c, dir.path(), "i", t2);
+        assert!(snap(&r, t2));
+        r.done_at(Job::Snapshot, t2);
+        assert!(!snap(&r, t2 + chrono::Duration::seconds(1)), "caught up once, not nine times");
+        assert!(snap(&r, t2 + chrono::Duration::seconds(10)));
+    }
+
+    #[test]
+    fn cron_schedules_run_at_their_times() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = cfg("0 */6 * * *");
+        let t0 = Utc.with_ymd_and_hms(2026, 11, 26, 1, 30, 0).unwrap();
+        let r = Runner::with_clock(&c, dir.path(), "i", t0);
+        let snap = |t| r.due_at(t).contains(&Job::Snapshot);
+        assert!(!snap(Utc.with_ymd_and_hms(2026, 11, 26, 5, 59, 59).unwrap()));
+        assert!(snap(Utc.with_ymd_and_hms(2026, 11, 26, 6, 0, 0).unwrap()));
+    }
+}
