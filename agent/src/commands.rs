@@ -25,9 +25,15 @@ pub async fn dispatch(cli: Cli, cfg: Option<Config>) -> anyhow::Result<u8> {
         Command::Prune(a) => crate::prune::run(&need(cfg)?, &a, &mut out).await,
         Command::Status(a) => status(&need(cfg)?, &a, &mut out),
         Command::Inspect(a) => crate::inspect::run(&a, &mut out).map(|_| exit::OK),
-        Command::Config(ConfigCommand::Check(a)) => crate::config_cmd::check(&cli.global, &a, &mut out),
-        Command::Config(ConfigCommand::Example) => crate::config_cmd::example(&mut out).map(|_| exit::OK),
-        Command::Completions(a) => crate::config_cmd::completions(a.shell, &mut out).map(|_| exit::OK),
+        Command::Config(ConfigCommand::Check(a)) => {
+            crate::config_cmd::check(&cli.global, &a, &mut out)
+        }
+        Command::Config(ConfigCommand::Example) => {
+            crate::config_cmd::example(&mut out).map(|_| exit::OK)
+        }
+        Command::Completions(a) => {
+            crate::config_cmd::completions(a.shell, &mut out).map(|_| exit::OK)
+        }
         Command::Man => crate::config_cmd::man(&mut out).map(|_| exit::OK),
     };
     result.map_err(tag_failure)
@@ -42,9 +48,11 @@ pub fn tag_failure(err: anyhow::Error) -> anyhow::Error {
         if let Some(LeaseError::Held { .. }) = cause.downcast_ref::<LeaseError>() {
             return Some(exit::Failure::LeaseHeld);
         }
-        let repo = cause.downcast_ref::<RepoError>().or_else(|| match cause.downcast_ref::<LeaseError>() {
-            Some(LeaseError::Repo(r)) => Some(r),
-            _ => None,
+        let repo = cause.downcast_ref::<RepoError>().or_else(|| {
+            match cause.downcast_ref::<LeaseError>() {
+                Some(LeaseError::Repo(r)) => Some(r),
+                _ => None,
+            }
         });
         match repo {
             Some(RepoError::Unreachable { .. }) => Some(exit::Failure::RepoUnreachable),
@@ -88,7 +96,14 @@ pub async fn backup(cfg: &Config, args: &BackupArgs, out: &mut dyn Write) -> any
         writeln!(out)?;
     } else {
         let bytes: u64 = manifest.shards.iter().map(|s| s.end - s.stream_start).sum();
-        writeln!(out, "snapshot {} of instance {}: {} shard(s), {} AOF bytes after the bases", manifest.id, manifest.instance, manifest.shards.len(), bytes)?;
+        writeln!(
+            out,
+            "snapshot {} of instance {}: {} shard(s), {} AOF bytes after the bases",
+            manifest.id,
+            manifest.instance,
+            manifest.shards.len(),
+            bytes
+        )?;
     }
     Ok(exit::OK)
 }
@@ -111,9 +126,21 @@ pub fn status(cfg: &Config, args: &StatusArgs, out: &mut dyn Write) -> anyhow::R
         serde_json::to_writer_pretty(&mut *out, &v)?;
         writeln!(out)?;
     } else {
-        let state = if running { "running".to_string() } else { format!("NOT RUNNING (last status {age_s:.0}s old)") };
-        writeln!(out, "instance {} → {}: {state}", doc.instance, doc.repository)?;
-        writeln!(out, "{:>5}  {:<10} {:<24} {:>14} {:>14} {:>12} {:>8}  last error", "shard", "state", "chain", "shipped", "on disk", "lag bytes", "lag s")?;
+        let state = if running {
+            "running".to_string()
+        } else {
+            format!("NOT RUNNING (last status {age_s:.0}s old)")
+        };
+        writeln!(
+            out,
+            "instance {} → {}: {state}",
+            doc.instance, doc.repository
+        )?;
+        writeln!(
+            out,
+            "{:>5}  {:<10} {:<24} {:>14} {:>14} {:>12} {:>8}  last error",
+            "shard", "state", "chain", "shipped", "on disk", "lag bytes", "lag s"
+        )?;
         for s in &doc.shards {
             writeln!(
                 out,
@@ -129,7 +156,13 @@ pub fn status(cfg: &Config, args: &StatusArgs, out: &mut dyn Write) -> anyhow::R
             )?;
         }
         for r in &doc.schedules {
-            writeln!(out, "schedule {:<12} {:<16} next {}", r.job, r.schedule, r.next.as_deref().unwrap_or("-"))?;
+            writeln!(
+                out,
+                "schedule {:<12} {:<16} next {}",
+                r.job,
+                r.schedule,
+                r.next.as_deref().unwrap_or("-")
+            )?;
         }
     }
     Ok(if running { exit::OK } else { exit::ERROR })

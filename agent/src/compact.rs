@@ -28,14 +28,20 @@ pub struct Compactor {
 /// The rule: `(aof - base) * 100 / base >= percentage` and `aof >= min_size`.
 pub fn should_rewrite(aof_size: u64, base_size: u64, percentage: u64, min_size: u64) -> bool {
     let base = base_size.max(1);
-    aof_size >= min_size && aof_size > base && (aof_size - base).saturating_mul(100) / base >= percentage
+    aof_size >= min_size
+        && aof_size > base
+        && (aof_size - base).saturating_mul(100) / base >= percentage
 }
 
 /// True when `INFO persistence` shows a rewrite or a save in progress.
 fn busy(info: &std::collections::HashMap<String, String>) -> bool {
-    ["aof_rewrite_in_progress", "rdb_bgsave_in_progress", "aof_rewrite_scheduled"]
-        .iter()
-        .any(|k| info.get(*k).is_some_and(|v| v.trim() == "1"))
+    [
+        "aof_rewrite_in_progress",
+        "rdb_bgsave_in_progress",
+        "aof_rewrite_scheduled",
+    ]
+    .iter()
+    .any(|k| info.get(*k).is_some_and(|v| v.trim() == "1"))
 }
 
 impl Compactor {
@@ -54,12 +60,27 @@ impl Compactor {
 
     /// Sizes (aof, base) per shard. Redis reports them in INFO; kevy does not, so they come from
     /// the files: the stream grown since the chain began, over the chain's starting size.
-    fn sizes(info: &std::collections::HashMap<String, String>, layout: &Layout, shared: &SharedRef) -> Vec<(u64, u64)> {
+    fn sizes(
+        info: &std::collections::HashMap<String, String>,
+        layout: &Layout,
+        shared: &SharedRef,
+    ) -> Vec<(u64, u64)> {
         let num = |k: &str| info.get(k).and_then(|v| v.trim().parse::<u64>().ok());
-        if let (Layout::RedisMultiPart { .. }, Some(cur), Some(base)) = (layout, num("aof_current_size"), num("aof_base_size")) {
+        if let (Layout::RedisMultiPart { .. }, Some(cur), Some(base)) =
+            (layout, num("aof_current_size"), num("aof_base_size"))
+        {
             return vec![(cur, base)];
         }
-        shared.snapshot().iter().map(|s| (s.base_size + s.stream_len.saturating_sub(s.stream_start), s.base_size)).collect()
+        shared
+            .snapshot()
+            .iter()
+            .map(|s| {
+                (
+                    s.base_size + s.stream_len.saturating_sub(s.stream_start),
+                    s.base_size,
+                )
+            })
+            .collect()
     }
 
     pub async fn tick(&mut self, server: &mut Server, layout: &Layout, shared: &SharedRef) {
@@ -81,7 +102,10 @@ impl Compactor {
             self.in_flight = false;
             tracing::info!("rewrite finished");
         }
-        if self.last_trigger.is_some_and(|t| t.elapsed() < self.cooldown) {
+        if self
+            .last_trigger
+            .is_some_and(|t| t.elapsed() < self.cooldown)
+        {
             return;
         }
         let sizes = Self::sizes(&info, layout, shared);
@@ -92,7 +116,13 @@ impl Compactor {
         else {
             return;
         };
-        tracing::info!(shard, aof_size = aof, base_size = base, percentage = self.percentage, "AOF grew past the threshold; asking for BGREWRITEAOF");
+        tracing::info!(
+            shard,
+            aof_size = aof,
+            base_size = base,
+            percentage = self.percentage,
+            "AOF grew past the threshold; asking for BGREWRITEAOF"
+        );
         self.last_trigger = Some(Instant::now());
         match server.bgrewriteaof().await {
             Ok(reply) => {
@@ -117,8 +147,14 @@ mod tests {
         assert!(!should_rewrite(100, 100, 100, 0));
         assert!(should_rewrite(200, 100, 100, 0));
         assert!(!should_rewrite(199, 100, 100, 0));
-        assert!(!should_rewrite(200, 100, 100, 201), "below the minimum size");
+        assert!(
+            !should_rewrite(200, 100, 100, 201),
+            "below the minimum size"
+        );
         assert!(should_rewrite(150, 100, 50, 0));
-        assert!(should_rewrite(10, 0, 100, 0), "an empty base counts as one byte");
+        assert!(
+            should_rewrite(10, 0, 100, 0),
+            "an empty base counts as one byte"
+        );
     }
 }

@@ -22,7 +22,10 @@ pub fn repo_spec(cfg: &Config) -> RepoSpec {
                 region: s3.region.clone(),
                 allow_http: s3.allow_http,
                 access_key_id: s3.access_key_id.clone(),
-                secret_access_key: s3.secret_access_key.as_ref().map(|s| s.expose().to_string()),
+                secret_access_key: s3
+                    .secret_access_key
+                    .as_ref()
+                    .map(|s| s.expose().to_string()),
                 session_token: s3.session_token.as_ref().map(|s| s.expose().to_string()),
                 virtual_hosted_style: s3.virtual_hosted_style,
                 max_retries: 3,

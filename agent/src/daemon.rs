@@ -35,7 +35,12 @@ use crate::{compact, metrics, schedule, status_file};
 pub type Reload = Box<dyn Fn() -> anyhow::Result<Config> + Send + Sync>;
 
 /// Runs until `shutdown` is cancelled or a fatal error.
-pub async fn run(cfg: Config, shutdown: CancellationToken, mut hup: mpsc::Receiver<()>, reload: Reload) -> anyhow::Result<()> {
+pub async fn run(
+    cfg: Config,
+    shutdown: CancellationToken,
+    mut hup: mpsc::Receiver<()>,
+    reload: Reload,
+) -> anyhow::Result<()> {
     let notifier = Notifier::new();
     let repo = open_repo(&cfg)?;
     let instance = cfg.repository.instance.clone();
@@ -106,6 +111,8 @@ pub async fn run(cfg: Config, shutdown: CancellationToken, mut hup: mpsc::Receiv
     let mut cfg = cfg;
     let mut ready = false;
     let mut last_progress = (0u64, Instant::now());
+    let mut jobs: std::collections::HashMap<schedule::Job, tokio::task::JoinHandle<()>> =
+        Default::default();
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -181,7 +188,15 @@ pub async fn run(cfg: Config, shutdown: CancellationToken, mut hup: mpsc::Receiv
                     for job in sched.due() {
                         match job {
                             schedule::Job::Snapshot => { snapshot_due.get_or_insert((Instant::now(), "scheduled".into())); }
-                            other => schedule::run_job(other, &cfg, &repo, &instance).await,
+                            // Jobs run beside the loop, so a long prune or verify never delays the
+                            // lease renewal; one run of each job at a time.
+                            other if jobs.get(&other).is_some_and(|h| !h.is_finished()) => {
+                                tracing::warn!(job = other.name(), "still running from its last turn; this turn is skipped");
+                            }
+                            other => {
+                                let (c, r, i) = (cfg.clone(), repo.clone(), instance.clone());
+                                jobs.insert(other, tokio::spawn(async move { schedule::run_job(other, &c, &r, &i).await }));
+                            }
                         }
                         sched.done(job);
                     }
@@ -215,19 +230,35 @@ pub async fn run(cfg: Config, shutdown: CancellationToken, mut hup: mpsc::Receiv
     tracing::info!("stopping: storing what is complete");
     tailers.cancel();
     let deadline = cfg.shutdown.deadline;
-    if tokio::time::timeout(deadline, tracker.wait()).await.is_err() {
-        tracing::warn!(?deadline, "shutdown deadline reached; unstored bytes will be shipped by the next start");
+    if tokio::time::timeout(deadline, tracker.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            ?deadline,
+            "shutdown deadline reached; unstored bytes will be shipped by the next start"
+        );
     }
     let statuses = shared.snapshot();
-    status_file::write(&cfg.state.dir, &instance, &status_file::StatusDoc::new(&instance, repo.url(), &statuses, &sched)).ok();
+    status_file::write(
+        &cfg.state.dir,
+        &instance,
+        &status_file::StatusDoc::new(&instance, repo.url(), &statuses, &sched),
+    )
+    .ok();
     lease.release().await.ok();
     tracing::info!("stopped");
     Ok(())
 }
 
 /// Waits for the repository: unreachable is retried (and said), a newer format is fatal.
-async fn connect_repo(repo: &Repo, shutdown: &CancellationToken, notifier: &Notifier) -> anyhow::Result<()> {
-    let mut backoff = crate::ship::backoff::Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
+async fn connect_repo(
+    repo: &Repo,
+    shutdown: &CancellationToken,
+    notifier: &Notifier,
+) -> anyhow::Result<()> {
+    let mut backoff =
+        crate::ship::backoff::Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
     loop {
         match repo.ensure_format(now_ms()).await {
             Ok(()) => return Ok(()),
@@ -257,7 +288,11 @@ async fn find_layout(
         SourceKind::Kevy => Want::Kevy,
         SourceKind::Redis => Want::Redis,
     };
-    let (mut dir, mut aof_dir, mut aof_name) = (cfg.source.dir.clone(), "appendonlydir".to_string(), "appendonly.aof".to_string());
+    let (mut dir, mut aof_dir, mut aof_name) = (
+        cfg.source.dir.clone(),
+        "appendonlydir".to_string(),
+        "appendonly.aof".to_string(),
+    );
     if let Some(srv) = server.as_mut() {
         if dir.is_none() {
             dir = srv.config_get("dir").await?.map(PathBuf::from);
@@ -277,7 +312,10 @@ async fn find_layout(
         }
         if !said {
             tracing::warn!(dir = %dir.display(), "no AOF found yet (is appendonly enabled?); watching");
-            notifier.status(&format!("no AOF in {} (is appendonly enabled?)", dir.display()));
+            notifier.status(&format!(
+                "no AOF in {} (is appendonly enabled?)",
+                dir.display()
+            ));
             said = true;
         }
         tokio::select! {
@@ -298,15 +336,16 @@ fn watched_dir(layout: &Layout) -> PathBuf {
 fn watch_dir(dir: PathBuf, wake: watch::Sender<u64>) -> Option<notify::RecommendedWatcher> {
     let wake = Arc::new(wake);
     let w = wake.clone();
-    let mut watcher = match notify::recommended_watcher(move |_ev: notify::Result<notify::Event>| {
-        w.send_modify(|n| *n = n.wrapping_add(1));
-    }) {
-        Ok(w) => w,
-        Err(e) => {
-            tracing::warn!(error = %e, "file events unavailable; polling only");
-            return None;
-        }
-    };
+    let mut watcher =
+        match notify::recommended_watcher(move |_ev: notify::Result<notify::Event>| {
+            w.send_modify(|n| *n = n.wrapping_add(1));
+        }) {
+            Ok(w) => w,
+            Err(e) => {
+                tracing::warn!(error = %e, "file events unavailable; polling only");
+                return None;
+            }
+        };
     if let Err(e) = watcher.watch(Path::new(&dir), notify::RecursiveMode::NonRecursive) {
         tracing::warn!(error = %e, dir = %dir.display(), "cannot watch; polling only");
         return None;
@@ -316,7 +355,9 @@ fn watch_dir(dir: PathBuf, wake: watch::Sender<u64>) -> Option<notify::Recommend
 
 /// `aofvault backup`: under the lease, bring every shard's chain up to the end of its files,
 /// then publish a snapshot. Fails if a daemon already holds the instance.
-pub async fn backup_once(cfg: &Config) -> anyhow::Result<aofvault_formats::vault::SnapshotManifest> {
+pub async fn backup_once(
+    cfg: &Config,
+) -> anyhow::Result<aofvault_formats::vault::SnapshotManifest> {
     let repo = open_repo(cfg)?;
     repo.ensure_format(now_ms()).await?;
     let instance = cfg.repository.instance.clone();
@@ -362,7 +403,10 @@ pub async fn backup_once(cfg: &Config) -> anyhow::Result<aofvault_formats::vault
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
         }
-        Ok(crate::snapshot::publish(&repo, &instance, &record, server_version, &heads, "backup").await?)
+        Ok(
+            crate::snapshot::publish(&repo, &instance, &record, server_version, &heads, "backup")
+                .await?,
+        )
     }
     .await;
     lease.release().await.ok();

@@ -27,12 +27,19 @@ fn main() -> ExitCode {
         None
     };
     let log = cfg.as_ref().map(|c| c.log.clone()).unwrap_or_default();
-    if !matches!(cli.command, Command::Config(ConfigCommand::Example) | Command::Completions(_) | Command::Man) {
+    if !matches!(
+        cli.command,
+        Command::Config(ConfigCommand::Example) | Command::Completions(_) | Command::Man
+    ) {
         if let Err(e) = aofvault::logging::init(&log) {
             eprintln!("aofvault: cannot set up logging: {e:#}");
         }
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("aofvault: cannot start the runtime: {e}");

@@ -15,29 +15,110 @@ pub fn render(shared: &SharedRef) -> String {
     let mut out = String::new();
     let c = &shared.counters;
     let mut counter = |name: &str, help: &str, kind: &str, v: f64| {
-        let _ = writeln!(out, "# HELP aofvault_{name} {help}\n# TYPE aofvault_{name} {kind}\naofvault_{name} {v}");
+        let _ = writeln!(
+            out,
+            "# HELP aofvault_{name} {help}\n# TYPE aofvault_{name} {kind}\naofvault_{name} {v}"
+        );
     };
-    counter("shipped_bytes_total", "AOF and base bytes stored in the repository.", "counter", Counters::get(&c.bytes_shipped) as f64);
-    counter("shipped_objects_total", "Segments stored.", "counter", Counters::get(&c.objects_shipped) as f64);
-    counter("upload_retries_total", "Transient failures retried.", "counter", Counters::get(&c.upload_retries) as f64);
-    counter("errors_total", "Permanent failures (a shard stopped).", "counter", Counters::get(&c.upload_errors) as f64);
+    counter(
+        "shipped_bytes_total",
+        "AOF and base bytes stored in the repository.",
+        "counter",
+        Counters::get(&c.bytes_shipped) as f64,
+    );
+    counter(
+        "shipped_objects_total",
+        "Segments stored.",
+        "counter",
+        Counters::get(&c.objects_shipped) as f64,
+    );
+    counter(
+        "upload_retries_total",
+        "Transient failures retried.",
+        "counter",
+        Counters::get(&c.upload_retries) as f64,
+    );
+    counter(
+        "errors_total",
+        "Permanent failures (a shard stopped).",
+        "counter",
+        Counters::get(&c.upload_errors) as f64,
+    );
     let uploads = Counters::get(&c.uploads_total);
-    counter("upload_seconds_sum", "Total time spent storing segments.", "counter", Counters::get(&c.upload_micros_total) as f64 / 1e6);
-    counter("upload_seconds_count", "Segments stored (latency denominator).", "counter", uploads as f64);
-    counter("rewrites_triggered_total", "BGREWRITEAOF sent by the agent.", "counter", Counters::get(&c.rewrites_triggered) as f64);
-    counter("rewrites_failed_total", "BGREWRITEAOF that failed.", "counter", Counters::get(&c.rewrites_failed) as f64);
-    counter("snapshots_published_total", "Snapshot manifests published.", "counter", Counters::get(&c.snapshots_published) as f64);
-    counter("last_snapshot_timestamp_seconds", "When the last snapshot was published.", "gauge", Counters::get(&c.last_snapshot_ms) as f64 / 1e3);
-    counter("drift_keys", "Keys that differed at the last drift check.", "gauge", Counters::get(&c.drift_keys) as f64);
+    counter(
+        "upload_seconds_sum",
+        "Total time spent storing segments.",
+        "counter",
+        Counters::get(&c.upload_micros_total) as f64 / 1e6,
+    );
+    counter(
+        "upload_seconds_count",
+        "Segments stored (latency denominator).",
+        "counter",
+        uploads as f64,
+    );
+    counter(
+        "rewrites_triggered_total",
+        "BGREWRITEAOF sent by the agent.",
+        "counter",
+        Counters::get(&c.rewrites_triggered) as f64,
+    );
+    counter(
+        "rewrites_failed_total",
+        "BGREWRITEAOF that failed.",
+        "counter",
+        Counters::get(&c.rewrites_failed) as f64,
+    );
+    counter(
+        "snapshots_published_total",
+        "Snapshot manifests published.",
+        "counter",
+        Counters::get(&c.snapshots_published) as f64,
+    );
+    counter(
+        "last_snapshot_timestamp_seconds",
+        "When the last snapshot was published.",
+        "gauge",
+        Counters::get(&c.last_snapshot_ms) as f64 / 1e3,
+    );
+    counter(
+        "drift_keys",
+        "Keys that differed at the last drift check.",
+        "gauge",
+        Counters::get(&c.drift_keys) as f64,
+    );
     let shards = shared.snapshot();
     for (name, help, f) in [
-        ("lag_bytes", "Bytes on disk not yet in the repository.", (|s: &crate::ship::status::ShardStatus| s.lag_bytes as f64) as fn(&_) -> f64),
-        ("lag_seconds", "Age of the oldest byte not yet in the repository.", |s| s.lag_seconds),
-        ("shipped_offset_bytes", "Offset of the shard's stream stored so far.", |s| s.shipped_offset as f64),
-        ("last_upload_timestamp_seconds", "Last successful segment upload.", |s| s.last_upload_ms.unwrap_or(0) as f64 / 1e3),
-        ("shard_up", "1 while the shard is followed without a permanent error.", |s| if s.state == "stopped" { 0.0 } else { 1.0 }),
+        (
+            "lag_bytes",
+            "Bytes on disk not yet in the repository.",
+            (|s: &crate::ship::status::ShardStatus| s.lag_bytes as f64) as fn(&_) -> f64,
+        ),
+        (
+            "lag_seconds",
+            "Age of the oldest byte not yet in the repository.",
+            |s| s.lag_seconds,
+        ),
+        (
+            "shipped_offset_bytes",
+            "Offset of the shard's stream stored so far.",
+            |s| s.shipped_offset as f64,
+        ),
+        (
+            "last_upload_timestamp_seconds",
+            "Last successful segment upload.",
+            |s| s.last_upload_ms.unwrap_or(0) as f64 / 1e3,
+        ),
+        (
+            "shard_up",
+            "1 while the shard is followed without a permanent error.",
+            |s| if s.state == "stopped" { 0.0 } else { 1.0 },
+        ),
     ] {
-        let _ = writeln!(out, "# HELP aofvault_{name} {help}\n# TYPE aofvault_{name} gauge");
+        let _ = writeln!(
+            out,
+            "# HELP aofvault_{name} {help}\n# TYPE aofvault_{name} gauge"
+        );
         for s in &shards {
             let _ = writeln!(out, "aofvault_{name}{{shard=\"{}\"}} {}", s.shard, f(s));
         }
@@ -46,7 +127,11 @@ pub fn render(shared: &SharedRef) -> String {
 }
 
 /// Serves `/metrics` on `addr` until cancelled.
-pub async fn serve(addr: SocketAddr, shared: SharedRef, cancel: CancellationToken) -> anyhow::Result<()> {
+pub async fn serve(
+    addr: SocketAddr,
+    shared: SharedRef,
+    cancel: CancellationToken,
+) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen for metrics on {addr}: {e}"))?;
@@ -57,13 +142,16 @@ pub async fn serve(addr: SocketAddr, shared: SharedRef, cancel: CancellationToke
                 _ = cancel.cancelled() => return,
                 a = listener.accept() => a,
             };
-            let Ok((mut sock, _)) = accepted else { continue };
+            let Ok((mut sock, _)) = accepted else {
+                continue;
+            };
             let shared = shared.clone();
             tokio::spawn(async move {
                 let mut buf = [0u8; 2048];
                 let n = sock.read(&mut buf).await.unwrap_or(0);
                 let req = String::from_utf8_lossy(&buf[..n]);
-                let (status, body) = if req.starts_with("GET /metrics") || req.starts_with("GET / ") {
+                let (status, body) = if req.starts_with("GET /metrics") || req.starts_with("GET / ")
+                {
                     ("200 OK", render(&shared))
                 } else {
                     ("404 Not Found", "try /metrics\n".to_string())

@@ -14,7 +14,7 @@ use chrono::{DateTime, Utc};
 use crate::repo::Repo;
 use crate::status_file::NextRun;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Job {
     Snapshot,
     Verify,
@@ -46,7 +46,10 @@ pub struct Runner {
 }
 
 fn load(path: &Path) -> BTreeMap<String, i64> {
-    std::fs::read(path).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default()
+    std::fs::read(path)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default()
 }
 
 impl Runner {
@@ -54,7 +57,12 @@ impl Runner {
         Self::with_clock(cfg, state_dir, instance, Utc::now())
     }
 
-    pub fn with_clock(cfg: &Config, state_dir: &Path, instance: &str, now: DateTime<Utc>) -> Runner {
+    pub fn with_clock(
+        cfg: &Config,
+        state_dir: &Path,
+        instance: &str,
+        now: DateTime<Utc>,
+    ) -> Runner {
         let path = state_dir.join(format!("schedule-{instance}.json"));
         let last_runs = load(&path);
         let s = &cfg.schedule;
@@ -65,15 +73,24 @@ impl Runner {
             (Job::Prune, &s.prune),
             (Job::DriftCheck, &s.drift_check),
         ] {
-            let Some(schedule) = sched.clone() else { continue };
-            let last = last_runs.get(job.name()).and_then(|ms| DateTime::<Utc>::from_timestamp_millis(*ms));
+            let Some(schedule) = sched.clone() else {
+                continue;
+            };
+            let last = last_runs
+                .get(job.name())
+                .and_then(|ms| DateTime::<Utc>::from_timestamp_millis(*ms));
             // Missed runs collapse into one: the first run after the last one, if already past,
             // is due now; otherwise the schedule goes on from its last run.
             let next = match last {
                 Some(l) => schedule.next_after(l),
                 None => schedule.next_after(now),
             };
-            entries.push(Entry { job, schedule, next, last });
+            entries.push(Entry {
+                job,
+                schedule,
+                next,
+                last,
+            });
         }
         Runner { entries, path }
     }
@@ -84,7 +101,11 @@ impl Runner {
     }
 
     pub fn due_at(&self, now: DateTime<Utc>) -> Vec<Job> {
-        self.entries.iter().filter(|e| e.next.is_some_and(|n| n <= now)).map(|e| e.job).collect()
+        self.entries
+            .iter()
+            .filter(|e| e.next.is_some_and(|n| n <= now))
+            .map(|e| e.job)
+            .collect()
     }
 
     /// Records a run of `job` now and schedules the next one.
@@ -100,7 +121,10 @@ impl Runner {
         let map: BTreeMap<String, i64> = self
             .entries
             .iter()
-            .filter_map(|e| e.last.map(|l| (e.job.name().to_string(), l.timestamp_millis())))
+            .filter_map(|e| {
+                e.last
+                    .map(|l| (e.job.name().to_string(), l.timestamp_millis()))
+            })
             .collect();
         if let Ok(json) = serde_json::to_vec_pretty(&map) {
             if let Err(e) = crate::status_file::write_atomic(&self.path, &json) {
@@ -134,7 +158,9 @@ pub async fn run_job(job: Job, cfg: &Config, repo: &Repo, instance: &str) {
     };
     match result {
         Ok(()) => tracing::info!(job = job.name(), "scheduled job done"),
-        Err(e) => tracing::error!(job = job.name(), error = %format!("{e:#}"), "scheduled job failed"),
+        Err(e) => {
+            tracing::error!(job = job.name(), error = %format!("{e:#}"), "scheduled job failed")
+        }
     }
 }
 
@@ -146,7 +172,10 @@ mod tests {
 
     fn cfg(snapshot: &str) -> Config {
         let toml = format!("[source]\ndir = \"/tmp\"\n[state]\ndir = \"/tmp\"\n[schedule]\nsnapshot = \"{snapshot}\"\nprune = \"every 1h\"\n");
-        aofvault_config::parse(&toml, "t").unwrap().validate(&aofvault_config::Env::empty()).unwrap()
+        aofvault_config::parse(&toml, "t")
+            .unwrap()
+            .validate(&aofvault_config::Env::empty())
+            .unwrap()
     }
 
     #[test]
@@ -166,7 +195,10 @@ mod tests {
         let mut r = Runner::with_clock(&c, dir.path(), "i", t2);
         assert!(snap(&r, t2));
         r.done_at(Job::Snapshot, t2);
-        assert!(!snap(&r, t2 + chrono::Duration::seconds(1)), "caught up once, not nine times");
+        assert!(
+            !snap(&r, t2 + chrono::Duration::seconds(1)),
+            "caught up once, not nine times"
+        );
         assert!(snap(&r, t2 + chrono::Duration::seconds(10)));
     }
 
@@ -177,7 +209,9 @@ mod tests {
         let t0 = Utc.with_ymd_and_hms(2026, 11, 26, 1, 30, 0).unwrap();
         let r = Runner::with_clock(&c, dir.path(), "i", t0);
         let snap = |t| r.due_at(t).contains(&Job::Snapshot);
-        assert!(!snap(Utc.with_ymd_and_hms(2026, 11, 26, 5, 59, 59).unwrap()));
+        assert!(!snap(
+            Utc.with_ymd_and_hms(2026, 11, 26, 5, 59, 59).unwrap()
+        ));
         assert!(snap(Utc.with_ymd_and_hms(2026, 11, 26, 6, 0, 0).unwrap()));
     }
 }

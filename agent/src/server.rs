@@ -26,7 +26,9 @@ pub fn display_url(url: &url::Url) -> String {
 impl Server {
     /// Connects to `source.url` (None when no server is configured).
     pub async fn connect(cfg: &Config) -> anyhow::Result<Option<Server>> {
-        let Some(url) = &cfg.source.url else { return Ok(None) };
+        let Some(url) = &cfg.source.url else {
+            return Ok(None);
+        };
         let mut u = url.clone();
         if let Some(user) = &cfg.source.username {
             let _ = u.set_username(user);
@@ -35,12 +37,20 @@ impl Server {
             let _ = u.set_password(Some(pw.expose()));
         }
         let shown = display_url(url);
-        let client = redis::Client::open(u.as_str()).with_context(|| format!("invalid server URL {shown}"))?;
-        let conn = tokio::time::timeout(cfg.source.connect_timeout, client.get_multiplexed_async_connection())
-            .await
-            .with_context(|| format!("connecting to {shown} timed out"))?
-            .with_context(|| format!("cannot connect to {shown}"))?;
-        Ok(Some(Server { conn, url: shown, timeout: cfg.source.command_timeout }))
+        let client = redis::Client::open(u.as_str())
+            .with_context(|| format!("invalid server URL {shown}"))?;
+        let conn = tokio::time::timeout(
+            cfg.source.connect_timeout,
+            client.get_multiplexed_async_connection(),
+        )
+        .await
+        .with_context(|| format!("connecting to {shown} timed out"))?
+        .with_context(|| format!("cannot connect to {shown}"))?;
+        Ok(Some(Server {
+            conn,
+            url: shown,
+            timeout: cfg.source.command_timeout,
+        }))
     }
 
     pub fn url(&self) -> &str {
@@ -63,7 +73,10 @@ impl Server {
 
     /// `CONFIG GET name` (None when the server does not know it).
     pub async fn config_get(&mut self, name: &str) -> anyhow::Result<Option<String>> {
-        let v: Vec<String> = self.cmd(redis::cmd("CONFIG").arg("GET").arg(name).clone()).await.unwrap_or_default();
+        let v: Vec<String> = self
+            .cmd(redis::cmd("CONFIG").arg("GET").arg(name).clone())
+            .await
+            .unwrap_or_default();
         Ok(v.get(1).cloned())
     }
 
@@ -74,7 +87,10 @@ impl Server {
     /// `redis_version` (Redis/Valkey) or `kevy_version`, when INFO says.
     pub async fn version(&mut self) -> Option<String> {
         let info = self.info("server").await.ok()?;
-        info.get("redis_version").or_else(|| info.get("kevy_version")).or_else(|| info.get("valkey_version")).cloned()
+        info.get("redis_version")
+            .or_else(|| info.get("kevy_version"))
+            .or_else(|| info.get("valkey_version"))
+            .cloned()
     }
 }
 

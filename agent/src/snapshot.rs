@@ -4,13 +4,17 @@
 //! The manifest is built from a listing of the repository, not from memory: it can only name
 //! objects that exist, and a segment still in flight is simply not part of it.
 
-use aofvault_formats::vault::{ChainHead, ServerLayout, ShardCut, SnapshotManifest, FORMAT_VERSION};
+use aofvault_formats::vault::{
+    ChainHead, ServerLayout, ShardCut, SnapshotManifest, FORMAT_VERSION,
+};
 
 use crate::repo::{keys, Repo, RepoError, ShardId};
 
 /// The cut of one shard's chain at the longest contiguous run of stored segments.
 pub async fn cut(repo: &Repo, instance: &str, head: &ChainHead) -> Result<ShardCut, RepoError> {
-    let segs = repo.segments(instance, ShardId(head.shard), &head.chain).await?;
+    let segs = repo
+        .segments(instance, ShardId(head.shard), &head.chain)
+        .await?;
     let mut end = head.stream_start;
     let mut segments = Vec::new();
     for (seg, _) in segs {

@@ -65,5 +65,6 @@ pub fn write(state_dir: &Path, instance: &str, doc: &StatusDoc) -> std::io::Resu
 
 pub fn read(state_dir: &Path, instance: &str) -> std::io::Result<StatusDoc> {
     let bytes = std::fs::read(path(state_dir, instance))?;
-    serde_json::from_slice(&bytes).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+    serde_json::from_slice(&bytes)
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
 }

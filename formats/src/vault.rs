@@ -22,7 +22,11 @@ pub struct FormatMarker {
 
 impl FormatMarker {
     pub fn new(created_ms: i64) -> Self {
-        Self { format: "aofvault".into(), version: FORMAT_VERSION, created_ms }
+        Self {
+            format: "aofvault".into(),
+            version: FORMAT_VERSION,
+            created_ms,
+        }
     }
 }
 
@@ -31,7 +35,10 @@ impl FormatMarker {
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum ServerLayout {
     /// kevy: one AOF per shard, `aof-{i}.aof`, `dump-{i}.rdb`, `shards.meta`.
-    Kevy { shards: u32, shards_meta: Option<String> },
+    Kevy {
+        shards: u32,
+        shards_meta: Option<String>,
+    },
     /// Redis/Valkey ≥ 7: multi-part AOF in `appendonlydir`.
     RedisMultiPart { aof_name: String, aof_dir: String },
     /// Redis ≤ 6: one `appendonly.aof`.
@@ -147,7 +154,10 @@ pub enum VaultError {
 }
 
 fn invalid(field: impl Into<String>, reason: impl Into<String>) -> VaultError {
-    VaultError::Invalid { field: field.into(), reason: reason.into() }
+    VaultError::Invalid {
+        field: field.into(),
+        reason: reason.into(),
+    }
 }
 
 /// Largest object (or base) size a document may claim: 1 TiB.
@@ -155,9 +165,20 @@ const MAX_SIZE: u64 = 1 << 40;
 
 /// An object or id name: non-empty, at most 200 bytes, `[A-Za-z0-9._-]` only, not `.`/`..`.
 pub fn check_name(field: &str, name: &str) -> Result<(), VaultError> {
-    let ok_chars = name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
-    if name.is_empty() || name.len() > 200 || !ok_chars || name == "." || name == ".." || name.contains("..") {
-        return Err(invalid(field, format!("{name:?} is not a plain object name")));
+    let ok_chars = name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    if name.is_empty()
+        || name.len() > 200
+        || !ok_chars
+        || name == "."
+        || name == ".."
+        || name.contains("..")
+    {
+        return Err(invalid(
+            field,
+            format!("{name:?} is not a plain object name"),
+        ));
     }
     Ok(())
 }
@@ -174,7 +195,10 @@ fn check_base(field: &str, base: &[BasePart]) -> Result<(), VaultError> {
         check_name(&format!("{field}[{i}].object"), &part.object)?;
         check_name(&format!("{field}[{i}].file_name"), &part.file_name)?;
         if part.size > MAX_SIZE {
-            return Err(invalid(format!("{field}[{i}].size"), format!("{} is implausible", part.size)));
+            return Err(invalid(
+                format!("{field}[{i}].size"),
+                format!("{} is implausible", part.size),
+            ));
         }
     }
     Ok(())
@@ -182,7 +206,8 @@ fn check_base(field: &str, base: &[BasePart]) -> Result<(), VaultError> {
 
 impl ChainHead {
     pub fn from_json(bytes: &[u8]) -> Result<Self, VaultError> {
-        let head: Self = serde_json::from_slice(bytes).map_err(|e| VaultError::Json(e.to_string()))?;
+        let head: Self =
+            serde_json::from_slice(bytes).map_err(|e| VaultError::Json(e.to_string()))?;
         head.validate()?;
         Ok(head)
     }
@@ -209,12 +234,21 @@ impl SnapshotManifest {
         check_name("instance", &self.instance)?;
         let shards = self.layout.shards();
         if self.shards.len() != shards as usize {
-            return Err(invalid("shards", format!("{} entries for a layout of {shards} shards", self.shards.len())));
+            return Err(invalid(
+                "shards",
+                format!(
+                    "{} entries for a layout of {shards} shards",
+                    self.shards.len()
+                ),
+            ));
         }
         for (i, cut) in self.shards.iter().enumerate() {
             let f = format!("shards[{i}]");
             if cut.shard != i as u32 {
-                return Err(invalid(format!("{f}.shard"), format!("{} where {i} was expected", cut.shard)));
+                return Err(invalid(
+                    format!("{f}.shard"),
+                    format!("{} where {i} was expected", cut.shard),
+                ));
             }
             check_name(&format!("{f}.chain"), &cut.chain)?;
             check_base(&format!("{f}.base"), &cut.base)?;
@@ -230,7 +264,10 @@ impl SnapshotManifest {
                 at = seg.end;
             }
             if cut.end != at {
-                return Err(invalid(format!("{f}.end"), format!("{} but the segments end at {at}", cut.end)));
+                return Err(invalid(
+                    format!("{f}.end"),
+                    format!("{} but the segments end at {at}", cut.end),
+                ));
             }
         }
         Ok(())
@@ -248,7 +285,10 @@ mod tests {
             id: "20261126T230000Z-1a2b".into(),
             instance: "host-6379".into(),
             created_ms: 1,
-            layout: ServerLayout::RedisMultiPart { aof_name: "appendonly.aof".into(), aof_dir: "appendonlydir".into() },
+            layout: ServerLayout::RedisMultiPart {
+                aof_name: "appendonly.aof".into(),
+                aof_dir: "appendonlydir".into(),
+            },
             server_version: None,
             reason: "test".into(),
             shards: vec![ShardCut {

@@ -52,7 +52,10 @@ fn grow(conn: &mut redis::Connection, seed: u64, bytes: u64, size: impl Fn() -> 
     while size() < bytes {
         let mut p = redis::pipe();
         for _ in 0..100 {
-            p.cmd("SET").arg(format!("k{}", i % 100)).arg(&value).ignore();
+            p.cmd("SET")
+                .arg(format!("k{}", i % 100))
+                .arg(&value)
+                .ignore();
             i += 1;
         }
         p.query::<()>(conn).unwrap();
@@ -67,7 +70,11 @@ fn wait_counter(conn: &mut redis::Connection, name: &str, want: u64) {
     }
     // Once reached, it stays: no second rewrite for the same doubling.
     std::thread::sleep(Duration::from_secs(4));
-    assert_eq!(info_counter(conn, name), want, "{name}: exactly one rewrite per doubling");
+    assert_eq!(
+        info_counter(conn, name),
+        want,
+        "{name}: exactly one rewrite per doubling"
+    );
 }
 
 #[test]
@@ -76,7 +83,8 @@ fn redis_rewrite_is_triggered_once_per_doubling() {
     let tmp = tempfile::tempdir().unwrap();
     let cfg = write_config(tmp.path(), redis.dir(), &redis.url());
     let mut a = agent::spawn(&["--config", &cfg.display().to_string(), "run"], &[]).unwrap();
-    a.wait_for_log("snapshot published", Duration::from_secs(30)).unwrap();
+    a.wait_for_log("snapshot published", Duration::from_secs(30))
+        .unwrap();
     let mut conn = redis.conn().unwrap();
     let size = || {
         let mut c = redis.conn().unwrap();
@@ -84,7 +92,11 @@ fn redis_rewrite_is_triggered_once_per_doubling() {
     };
     grow(&mut conn, 1, 40 * 1024, size);
     std::thread::sleep(Duration::from_secs(3));
-    assert_eq!(info_counter(&mut conn, "aof_rewrites"), 0, "below rewrite_min_size: no rewrite");
+    assert_eq!(
+        info_counter(&mut conn, "aof_rewrites"),
+        0,
+        "below rewrite_min_size: no rewrite"
+    );
     grow(&mut conn, 2, 70 * 1024, size);
     wait_counter(&mut conn, "aof_rewrites", 1);
     let base = info_counter(&mut conn, "aof_base_size");
@@ -94,7 +106,11 @@ fn redis_rewrite_is_triggered_once_per_doubling() {
     let repo = file_repo(&tmp.path().join("repo"));
     let deadline = Instant::now() + Duration::from_secs(30);
     while chain_count(&rt, &repo, "c", 0) < 3 {
-        assert!(Instant::now() < deadline, "each rewrite starts a chain:\n{}", a.logs());
+        assert!(
+            Instant::now() < deadline,
+            "each rewrite starts a chain:\n{}",
+            a.logs()
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
     assert!(a.logs().contains("BGREWRITEAOF accepted"), "{}", a.logs());
@@ -107,19 +123,37 @@ fn kevy_rewrite_is_triggered_once_per_doubling_on_four_shards() {
     let tmp = tempfile::tempdir().unwrap();
     let cfg = write_config(tmp.path(), kevy.dir(), &kevy.url());
     let mut a = agent::spawn(&["--config", &cfg.display().to_string(), "run"], &[]).unwrap();
-    a.wait_for_log("snapshot published", Duration::from_secs(30)).unwrap();
+    a.wait_for_log("snapshot published", Duration::from_secs(30))
+        .unwrap();
     let mut conn = kevy.conn().unwrap();
-    let biggest = || (0..4).map(|i| std::fs::metadata(kevy.dir().join(format!("aof-{i}.aof"))).map(|m| m.len()).unwrap_or(0)).max().unwrap_or(0);
+    let biggest = || {
+        (0..4)
+            .map(|i| {
+                std::fs::metadata(kevy.dir().join(format!("aof-{i}.aof")))
+                    .map(|m| m.len())
+                    .unwrap_or(0)
+            })
+            .max()
+            .unwrap_or(0)
+    };
     grow(&mut conn, 1, 40 * 1024, biggest);
     std::thread::sleep(Duration::from_secs(3));
-    assert_eq!(info_counter(&mut conn, "aof_rewrites_total"), 0, "below rewrite_min_size: no rewrite");
+    assert_eq!(
+        info_counter(&mut conn, "aof_rewrites_total"),
+        0,
+        "below rewrite_min_size: no rewrite"
+    );
     grow(&mut conn, 2, 80 * 1024, biggest);
     wait_counter(&mut conn, "aof_rewrites_total", 1);
     let rt = tokio::runtime::Runtime::new().unwrap();
     let repo = file_repo(&tmp.path().join("repo"));
     let deadline = Instant::now() + Duration::from_secs(30);
     while (0..4).any(|s| chain_count(&rt, &repo, "c", s) < 2) {
-        assert!(Instant::now() < deadline, "the rewrite starts a chain on every shard:\n{}", a.logs());
+        assert!(
+            Instant::now() < deadline,
+            "the rewrite starts a chain on every shard:\n{}",
+            a.logs()
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
     grow(&mut conn, 3, 80 * 1024, biggest);

@@ -15,7 +15,8 @@ fn ready_status_watchdog_and_a_bad_reload() {
     let tmp = tempfile::tempdir().unwrap();
     let sock_path = tmp.path().join("notify.sock");
     let sock = UnixDatagram::bind(&sock_path).unwrap();
-    sock.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
     let cfg = tmp.path().join("aofvault.toml");
     let good = format!(
         "[source]\ndir = \"{}\"\nurl = \"{}\"\n[repository]\nurl = \"file://{}/repo\"\ninstance = \"n\"\n[state]\ndir = \"{}/state\"\n",
@@ -45,15 +46,30 @@ fn ready_status_watchdog_and_a_bad_reload() {
     recv_until("READY=1", &mut seen);
     recv_until("STATUS=", &mut seen);
     recv_until("WATCHDOG=1", &mut seen);
-    assert!(seen.iter().any(|m| m.contains("STATUS=") && m.contains("lag")), "STATUS carries the lag: {seen:?}");
+    assert!(
+        seen.iter()
+            .any(|m| m.contains("STATUS=") && m.contains("lag")),
+        "STATUS carries the lag: {seen:?}"
+    );
 
     // A broken configuration: two mistakes. The daemon stays up and says what is wrong.
-    std::fs::write(&cfg, format!("{good}[ship]\ninterval = \"soon\"\nunknown_key = 1\n")).unwrap();
+    std::fs::write(
+        &cfg,
+        format!("{good}[ship]\ninterval = \"soon\"\nunknown_key = 1\n"),
+    )
+    .unwrap();
     a.signal("HUP");
-    a.wait_for_log("keeping the running one", Duration::from_secs(15)).unwrap();
+    a.wait_for_log("keeping the running one", Duration::from_secs(15))
+        .unwrap();
     let logs = a.logs();
-    assert!(logs.contains("ship.interval"), "the error names the field: {logs}");
-    assert!(logs.contains("unknown_key"), "every error is reported: {logs}");
+    assert!(
+        logs.contains("ship.interval"),
+        "the error names the field: {logs}"
+    );
+    assert!(
+        logs.contains("unknown_key"),
+        "every error is reported: {logs}"
+    );
     std::thread::sleep(Duration::from_secs(1));
     assert!(a.is_running(), "a bad reload does not stop the daemon");
     seen.clear();

@@ -16,7 +16,9 @@ struct Setup {
 
 impl Setup {
     fn new() -> Self {
-        Setup { tmp: tempfile::tempdir().unwrap() }
+        Setup {
+            tmp: tempfile::tempdir().unwrap(),
+        }
     }
     fn repo_path(&self) -> std::path::PathBuf {
         self.tmp.path().join("repo")
@@ -48,14 +50,29 @@ fn a_second_agent_on_the_same_instance_exits_with_the_lease_error() {
     let kevy = KevyServer::start(2).unwrap();
     let s = Setup::new();
     let mut first = spawn(&s.args(kevy.dir(), &kevy.url(), "state1"));
-    first.wait_for_log("snapshot published", Duration::from_secs(30)).unwrap();
+    first
+        .wait_for_log("snapshot published", Duration::from_secs(30))
+        .unwrap();
     let mut a: Vec<String> = s.args(kevy.dir(), &kevy.url(), "state2");
     a.push("run".into());
     let args: Vec<&str> = a.iter().map(String::as_str).collect();
     let out = agent::run_with_timeout(&args, &[], Duration::from_secs(30)).unwrap();
-    assert_eq!(out.code(), Some(6), "exit code 6 (lease held); stderr: {}", out.stderr);
-    assert!(out.stderr.contains("already served by another agent"), "{}", out.stderr);
-    assert!(out.stderr.contains(&format!("pid {}", first.pid())), "the holder is named: {}", out.stderr);
+    assert_eq!(
+        out.code(),
+        Some(6),
+        "exit code 6 (lease held); stderr: {}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("already served by another agent"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains(&format!("pid {}", first.pid())),
+        "the holder is named: {}",
+        out.stderr
+    );
     assert!(first.is_running(), "the first agent is undisturbed");
     first.terminate().unwrap();
 }
@@ -71,7 +88,8 @@ fn kill9_and_restart_continue_the_same_chains_without_gap() {
     let writer = workload::background(kevy.url(), 11, 300);
     for round in 0..3 {
         let mut a = spawn(&args);
-        a.wait_for_log("snapshot published", Duration::from_secs(30)).unwrap();
+        a.wait_for_log("snapshot published", Duration::from_secs(30))
+            .unwrap();
         std::thread::sleep(Duration::from_millis(700 + 300 * round));
         a.kill9();
     }
@@ -81,7 +99,11 @@ fn kill9_and_restart_continue_the_same_chains_without_gap() {
     let mut a = spawn(&args);
     let ids = wait_synced(&rt, &repo, "t", 4, aof);
     for shard in 0..4 {
-        assert_eq!(chain_count(&rt, &repo, "t", shard), 1, "shard {shard}: every restart continued the one chain");
+        assert_eq!(
+            chain_count(&rt, &repo, "t", shard),
+            1,
+            "shard {shard}: every restart continued the one chain"
+        );
     }
     assert_eq!(ids.len(), 4);
     a.terminate().unwrap();
@@ -94,13 +116,18 @@ fn a_server_restart_keeps_the_chain_and_ships_what_follows() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let repo = file_repo(&s.repo_path());
     let mut a = spawn(&s.args(kevy.dir(), &kevy.url(), "state"));
-    a.wait_for_log("snapshot published", Duration::from_secs(30)).unwrap();
+    a.wait_for_log("snapshot published", Duration::from_secs(30))
+        .unwrap();
     workload::mixed(&mut kevy.conn().unwrap(), 21, 1000, 200).unwrap();
     kevy.restart().unwrap();
     workload::mixed(&mut kevy.conn().unwrap(), 22, 1000, 200).unwrap();
     kevy.wait_aof_flushed().unwrap();
     let dir = kevy.dir().to_path_buf();
     wait_synced(&rt, &repo, "t", 2, |i| dir.join(format!("aof-{i}.aof")));
-    assert!(a.is_running(), "the agent rode through the server restart:\n{}", a.logs());
+    assert!(
+        a.is_running(),
+        "the agent rode through the server restart:\n{}",
+        a.logs()
+    );
     a.terminate().unwrap();
 }

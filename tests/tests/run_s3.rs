@@ -31,7 +31,16 @@ fn s3_repo(s3: &S3Server, prefix: &str) -> Repo {
 
 fn status(state: &std::path::Path) -> serde_json::Value {
     let out = agent::run(
-        &["--state-dir", &state.display().to_string(), "--instance", "t", "--repo", "file:///tmp/unused", "status", "--json"],
+        &[
+            "--state-dir",
+            &state.display().to_string(),
+            "--instance",
+            "t",
+            "--repo",
+            "file:///tmp/unused",
+            "status",
+            "--json",
+        ],
         &[],
     )
     .unwrap();
@@ -46,17 +55,24 @@ fn an_s3_outage_makes_the_agent_fall_behind_then_catch_up() {
     let state = tmp.path().join("state");
     let repo_url = s3.repo_url("outage");
     let args = [
-        "--source", &kevy.dir().display().to_string(),
-        "--server", &kevy.url(),
-        "--repo", &repo_url,
-        "--instance", "t",
-        "--state-dir", &state.display().to_string(),
+        "--source",
+        &kevy.dir().display().to_string(),
+        "--server",
+        &kevy.url(),
+        "--repo",
+        &repo_url,
+        "--instance",
+        "t",
+        "--state-dir",
+        &state.display().to_string(),
         "run",
     ]
     .map(String::from);
     let a: Vec<&str> = args.iter().map(String::as_str).collect();
     let mut agent = agent::spawn(&a, &s3.env()).unwrap();
-    agent.wait_for_log("snapshot published", Duration::from_secs(60)).unwrap();
+    agent
+        .wait_for_log("snapshot published", Duration::from_secs(60))
+        .unwrap();
     let mut conn = kevy.conn().unwrap();
     workload::mixed(&mut conn, 31, 500, 200).unwrap();
 
@@ -69,29 +85,51 @@ fn an_s3_outage_makes_the_agent_fall_behind_then_catch_up() {
     while outage.elapsed() < Duration::from_secs(20) {
         let st = status(&state);
         if let Some(shards) = st["shards"].as_array() {
-            if shards.iter().any(|s| s["lag_bytes"].as_u64().unwrap_or(0) > 0 && !s["last_error"].is_null()) {
+            if shards
+                .iter()
+                .any(|s| s["lag_bytes"].as_u64().unwrap_or(0) > 0 && !s["last_error"].is_null())
+            {
                 saw_lag = true;
             }
         }
         std::thread::sleep(Duration::from_millis(500));
     }
-    assert!(saw_lag, "status never showed lag and an error during the outage:\n{}", agent.logs());
+    assert!(
+        saw_lag,
+        "status never showed lag and an error during the outage:\n{}",
+        agent.logs()
+    );
     assert!(agent.is_running(), "the agent survives an outage");
 
     s3.start_again().unwrap();
     let repo = s3_repo(&s3, "outage");
     let rt = tokio::runtime::Runtime::new().unwrap();
     let dir = kevy.dir().to_path_buf();
-    common::wait_synced_for(&rt, &repo, "t", 2, |i| dir.join(format!("aof-{i}.aof")), Duration::from_secs(120));
+    common::wait_synced_for(
+        &rt,
+        &repo,
+        "t",
+        2,
+        |i| dir.join(format!("aof-{i}.aof")),
+        Duration::from_secs(120),
+    );
     // And `status` says it has caught up (its retry may still be waiting out a backoff).
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let st = status(&state);
-        let lags: Vec<u64> = st["shards"].as_array().unwrap().iter().map(|s| s["lag_bytes"].as_u64().unwrap()).collect();
+        let lags: Vec<u64> = st["shards"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["lag_bytes"].as_u64().unwrap())
+            .collect();
         if lags.iter().all(|l| *l == 0) {
             break;
         }
-        assert!(Instant::now() < deadline, "status never showed the catch-up: {st}");
+        assert!(
+            Instant::now() < deadline,
+            "status never showed the catch-up: {st}"
+        );
         std::thread::sleep(Duration::from_millis(500));
     }
     agent.terminate().unwrap();

@@ -42,14 +42,18 @@ fn snapshots_follow_the_schedule_and_missed_runs_are_caught_up_once() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let repo = common::file_repo(&tmp.path().join("repo"));
     let mut a = agent::spawn(&["--config", &cfg.display().to_string(), "run"], &[]).unwrap();
-    a.wait_for_log("snapshot published", Duration::from_secs(30)).unwrap();
+    a.wait_for_log("snapshot published", Duration::from_secs(30))
+        .unwrap();
     std::thread::sleep(Duration::from_secs(9));
     a.terminate().unwrap();
     let times = scheduled_snapshots(&rt, &repo);
     assert!(times.len() >= 3, "every 2s for 9 s: {times:?}");
     for w in times.windows(2) {
         let gap = w[1] - w[0];
-        assert!((1900..=3500).contains(&gap), "snapshots 2 s apart, got {gap} ms: {times:?}");
+        assert!(
+            (1900..=3500).contains(&gap),
+            "snapshots 2 s apart, got {gap} ms: {times:?}"
+        );
     }
 
     // Down for 12 s with an every-5s schedule: two runs missed → one catch-up at start.
@@ -58,11 +62,16 @@ fn snapshots_follow_the_schedule_and_missed_runs_are_caught_up_once() {
     let before = scheduled_snapshots(&rt, &repo).len();
     let restarted = chrono::Utc::now().timestamp_millis();
     let mut a = agent::spawn(&["--config", &cfg.display().to_string(), "run"], &[]).unwrap();
-    a.wait_for_log("snapshot published", Duration::from_secs(30)).unwrap();
+    a.wait_for_log("snapshot published", Duration::from_secs(30))
+        .unwrap();
     std::thread::sleep(Duration::from_secs(3));
     a.terminate().unwrap();
     let after = scheduled_snapshots(&rt, &repo);
     let caught_up: Vec<&i64> = after.iter().filter(|t| **t >= restarted).collect();
-    assert_eq!(after.len(), before + 1, "exactly one catch-up snapshot: {after:?}");
+    assert_eq!(
+        after.len(),
+        before + 1,
+        "exactly one catch-up snapshot: {after:?}"
+    );
     assert_eq!(caught_up.len(), 1);
 }

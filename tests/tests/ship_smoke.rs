@@ -8,11 +8,16 @@ use std::time::{Duration, Instant};
 mod common;
 
 use aofvault::repo::{Repo, RepoSpec, ShardId};
-use common::wait_synced;
 use aofvault_tests::{workload, KevyServer};
+use common::wait_synced;
 use tokio_util::sync::CancellationToken;
 
-fn config(source: &std::path::Path, repo: &std::path::Path, state: &std::path::Path, url: &str) -> aofvault_config::Config {
+fn config(
+    source: &std::path::Path,
+    repo: &std::path::Path,
+    state: &std::path::Path,
+    url: &str,
+) -> aofvault_config::Config {
     let toml = format!(
         "[source]\ndir = {:?}\nurl = {:?}\n[repository]\nurl = \"file://{}\"\ninstance = \"smoke\"\n[state]\ndir = {:?}\n[ship]\ninterval = \"200ms\"\n",
         source.display().to_string(),
@@ -20,19 +25,32 @@ fn config(source: &std::path::Path, repo: &std::path::Path, state: &std::path::P
         repo.display(),
         state.display().to_string()
     );
-    aofvault_config::parse(&toml, "test").unwrap().validate(&aofvault_config::Env::empty()).unwrap()
+    aofvault_config::parse(&toml, "test")
+        .unwrap()
+        .validate(&aofvault_config::Env::empty())
+        .unwrap()
 }
 
 #[test]
 fn kevy_aof_is_shipped_byte_for_byte() {
     let kevy = KevyServer::start(4).unwrap();
     let tmp = tempfile::tempdir().unwrap();
-    let cfg = config(kevy.dir(), &tmp.path().join("repo"), &tmp.path().join("state"), &kevy.url());
+    let cfg = config(
+        kevy.dir(),
+        &tmp.path().join("repo"),
+        &tmp.path().join("state"),
+        &kevy.url(),
+    );
     let rt = tokio::runtime::Runtime::new().unwrap();
     let token = CancellationToken::new();
     let (_hup_tx, hup_rx) = tokio::sync::mpsc::channel(1);
     let c2 = cfg.clone();
-    let daemon = rt.spawn(aofvault::daemon::run(cfg, token.clone(), hup_rx, Box::new(move || Ok(c2.clone()))));
+    let daemon = rt.spawn(aofvault::daemon::run(
+        cfg,
+        token.clone(),
+        hup_rx,
+        Box::new(move || Ok(c2.clone())),
+    ));
 
     let mut conn = kevy.conn().unwrap();
     workload::mixed(&mut conn, 7, 3000, 500).unwrap();
@@ -43,11 +61,18 @@ fn kevy_aof_is_shipped_byte_for_byte() {
     for shard in 0..4u32 {
         let file = std::fs::read(kevy.dir().join(format!("aof-{shard}.aof"))).unwrap();
         loop {
-            let (_, start, stored) = rt.block_on(common::stored_stream(&repo, "smoke", shard)).unwrap();
+            let (_, start, stored) = rt
+                .block_on(common::stored_stream(&repo, "smoke", shard))
+                .unwrap();
             if stored == file[start as usize..] {
                 break;
             }
-            assert!(Instant::now() < deadline, "shard {shard}: stored {} of {} bytes", stored.len(), file.len() - start as usize);
+            assert!(
+                Instant::now() < deadline,
+                "shard {shard}: stored {} of {} bytes",
+                stored.len(),
+                file.len() - start as usize
+            );
             std::thread::sleep(Duration::from_millis(200));
         }
     }
@@ -56,7 +81,9 @@ fn kevy_aof_is_shipped_byte_for_byte() {
     // A snapshot names all four shards.
     let ids = rt.block_on(repo.snapshot_ids("smoke")).unwrap();
     assert!(!ids.is_empty(), "a snapshot was published");
-    let m = rt.block_on(repo.snapshot("smoke", ids.last().unwrap())).unwrap();
+    let m = rt
+        .block_on(repo.snapshot("smoke", ids.last().unwrap()))
+        .unwrap();
     assert_eq!(m.shards.len(), 4);
 }
 
@@ -64,19 +91,32 @@ fn kevy_aof_is_shipped_byte_for_byte() {
 fn kevy_rewrite_and_save_start_new_chains() {
     let kevy = KevyServer::start(2).unwrap();
     let tmp = tempfile::tempdir().unwrap();
-    let cfg = config(kevy.dir(), &tmp.path().join("repo"), &tmp.path().join("state"), &kevy.url());
+    let cfg = config(
+        kevy.dir(),
+        &tmp.path().join("repo"),
+        &tmp.path().join("state"),
+        &kevy.url(),
+    );
     let rt = tokio::runtime::Runtime::new().unwrap();
     let token = CancellationToken::new();
     let (_hup_tx, hup_rx) = tokio::sync::mpsc::channel(1);
     let c2 = cfg.clone();
-    let daemon = rt.spawn(aofvault::daemon::run(cfg, token.clone(), hup_rx, Box::new(move || Ok(c2.clone()))));
+    let daemon = rt.spawn(aofvault::daemon::run(
+        cfg,
+        token.clone(),
+        hup_rx,
+        Box::new(move || Ok(c2.clone())),
+    ));
     let repo = Repo::open(&RepoSpec::File(tmp.path().join("repo")), 3).unwrap();
     let aof = |s: u32| kevy.dir().join(format!("aof-{s}.aof"));
     let mut conn = kevy.conn().unwrap();
     workload::mixed(&mut conn, 1, 1000, 200).unwrap();
     kevy.wait_aof_flushed().unwrap();
     wait_synced(&rt, &repo, "smoke", 2, aof);
-    let chains_before = rt.block_on(repo.chain_ids("smoke", ShardId(0))).unwrap().len();
+    let chains_before = rt
+        .block_on(repo.chain_ids("smoke", ShardId(0)))
+        .unwrap()
+        .len();
 
     let _: () = redis::cmd("BGREWRITEAOF").query(&mut conn).unwrap();
     std::thread::sleep(Duration::from_secs(1));
@@ -84,9 +124,19 @@ fn kevy_rewrite_and_save_start_new_chains() {
     kevy.wait_aof_flushed().unwrap();
     wait_synced(&rt, &repo, "smoke", 2, aof);
     let ids = rt.block_on(repo.chain_ids("smoke", ShardId(0))).unwrap();
-    assert_eq!(ids.len(), chains_before + 1, "a rewrite starts one new chain");
-    let head = rt.block_on(repo.chain_head("smoke", ShardId(0), ids.last().unwrap())).unwrap().unwrap();
-    assert!(head.base.is_empty(), "a rewritten kevy AOF is a full image: no base");
+    assert_eq!(
+        ids.len(),
+        chains_before + 1,
+        "a rewrite starts one new chain"
+    );
+    let head = rt
+        .block_on(repo.chain_head("smoke", ShardId(0), ids.last().unwrap()))
+        .unwrap()
+        .unwrap();
+    assert!(
+        head.base.is_empty(),
+        "a rewritten kevy AOF is a full image: no base"
+    );
     assert_eq!(head.reason, "rewrite");
 
     let _: () = redis::cmd("SAVE").query(&mut conn).unwrap();
@@ -95,12 +145,21 @@ fn kevy_rewrite_and_save_start_new_chains() {
     kevy.wait_aof_flushed().unwrap();
     wait_synced(&rt, &repo, "smoke", 2, aof);
     for shard in 0..2 {
-        let ids = rt.block_on(repo.chain_ids("smoke", ShardId(shard))).unwrap();
-        let head = rt.block_on(repo.chain_head("smoke", ShardId(shard), ids.last().unwrap())).unwrap().unwrap();
+        let ids = rt
+            .block_on(repo.chain_ids("smoke", ShardId(shard)))
+            .unwrap();
+        let head = rt
+            .block_on(repo.chain_head("smoke", ShardId(shard), ids.last().unwrap()))
+            .unwrap()
+            .unwrap();
         assert_eq!(head.reason, "save", "shard {shard}");
         assert_eq!(head.base.len(), 1);
         let dump = std::fs::read(kevy.dir().join(format!("dump-{shard}.rdb"))).unwrap();
-        assert_eq!(head.base[0].crc32c, crc32c::crc32c(&dump), "the base is the dump written by SAVE");
+        assert_eq!(
+            head.base[0].crc32c,
+            crc32c::crc32c(&dump),
+            "the base is the dump written by SAVE"
+        );
     }
     token.cancel();
     rt.block_on(daemon).unwrap().unwrap();
@@ -109,29 +168,48 @@ fn kevy_rewrite_and_save_start_new_chains() {
 fn redis_files(dir: &std::path::Path) -> (String, Vec<String>) {
     let text = std::fs::read(dir.join("appendonlydir/appendonly.aof.manifest")).unwrap();
     let m = aofvault_formats::aof_manifest::AofManifest::parse(&text).unwrap();
-    (m.base().unwrap().name.clone(), m.incrs().map(|i| i.name.clone()).collect())
+    (
+        m.base().unwrap().name.clone(),
+        m.incrs().map(|i| i.name.clone()).collect(),
+    )
 }
 
 #[test]
 fn redis_incr_is_shipped_and_a_rewrite_starts_a_chain_on_the_new_base() {
     let redis = aofvault_tests::RedisServer::start().unwrap();
     let tmp = tempfile::tempdir().unwrap();
-    let cfg = config(redis.dir(), &tmp.path().join("repo"), &tmp.path().join("state"), &redis.url());
+    let cfg = config(
+        redis.dir(),
+        &tmp.path().join("repo"),
+        &tmp.path().join("state"),
+        &redis.url(),
+    );
     let rt = tokio::runtime::Runtime::new().unwrap();
     let token = CancellationToken::new();
     let (_hup_tx, hup_rx) = tokio::sync::mpsc::channel(1);
     let c2 = cfg.clone();
-    let daemon = rt.spawn(aofvault::daemon::run(cfg, token.clone(), hup_rx, Box::new(move || Ok(c2.clone()))));
+    let daemon = rt.spawn(aofvault::daemon::run(
+        cfg,
+        token.clone(),
+        hup_rx,
+        Box::new(move || Ok(c2.clone())),
+    ));
     let repo = Repo::open(&RepoSpec::File(tmp.path().join("repo")), 3).unwrap();
     let mut conn = redis.conn().unwrap();
     workload::mixed(&mut conn, 5, 2000, 300).unwrap();
-    let incr = |dir: &std::path::Path| dir.join("appendonlydir").join(redis_files(dir).1.last().unwrap());
+    let incr = |dir: &std::path::Path| {
+        dir.join("appendonlydir")
+            .join(redis_files(dir).1.last().unwrap())
+    };
     wait_synced(&rt, &repo, "smoke", 1, |_| incr(redis.dir()));
 
     let _: String = redis::cmd("BGREWRITEAOF").query(&mut conn).unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let info: String = redis::cmd("INFO").arg("persistence").query(&mut conn).unwrap();
+        let info: String = redis::cmd("INFO")
+            .arg("persistence")
+            .query(&mut conn)
+            .unwrap();
         if info.contains("aof_rewrite_in_progress:0") && info.contains("aof_rewrites:1") {
             break;
         }
@@ -142,7 +220,10 @@ fn redis_incr_is_shipped_and_a_rewrite_starts_a_chain_on_the_new_base() {
     wait_synced(&rt, &repo, "smoke", 1, |_| incr(redis.dir()));
     let ids = rt.block_on(repo.chain_ids("smoke", ShardId(0))).unwrap();
     assert_eq!(ids.len(), 2, "the rewrite started a second chain");
-    let head = rt.block_on(repo.chain_head("smoke", ShardId(0), ids.last().unwrap())).unwrap().unwrap();
+    let head = rt
+        .block_on(repo.chain_head("smoke", ShardId(0), ids.last().unwrap()))
+        .unwrap()
+        .unwrap();
     let (base, _) = redis_files(redis.dir());
     assert_eq!(head.base[0].file_name, base);
     let bytes = std::fs::read(redis.dir().join("appendonlydir").join(&base)).unwrap();

@@ -15,13 +15,18 @@ use std::fmt;
 
 use aofvault_formats::vault::SegmentRef;
 
-/// How an object's payload is stored: the file extension says which.
+/// How an object's payload is stored: the file extension says which. The `*Age` codecs are the
+/// same payloads, then encrypted with age (`docs/SECURITY.md`): compress first, then encrypt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Codec {
     /// zstd, with the frame checksum on.
     Zstd,
     /// Stored as is.
     Raw,
+    /// zstd, then age-encrypted (`.zst.age`).
+    ZstdAge,
+    /// Age-encrypted, uncompressed (`.raw.age`).
+    RawAge,
 }
 
 impl Codec {
@@ -29,15 +34,35 @@ impl Codec {
         match self {
             Codec::Zstd => "zst",
             Codec::Raw => "raw",
+            Codec::ZstdAge => "zst.age",
+            Codec::RawAge => "raw.age",
         }
     }
     pub fn from_name(name: &str) -> Option<Codec> {
-        if name.ends_with(".zst") {
-            Some(Codec::Zstd)
-        } else if name.ends_with(".raw") {
-            Some(Codec::Raw)
-        } else {
-            None
+        [Codec::ZstdAge, Codec::RawAge, Codec::Zstd, Codec::Raw]
+            .into_iter()
+            .find(|c| {
+                name.strip_suffix(c.ext())
+                    .is_some_and(|stem| stem.ends_with('.'))
+            })
+    }
+    /// Whether reading it needs an age identity.
+    pub fn is_encrypted(self) -> bool {
+        matches!(self, Codec::ZstdAge | Codec::RawAge)
+    }
+    /// The compression alone (what is left once decrypted).
+    pub fn plain(self) -> Codec {
+        match self {
+            Codec::Zstd | Codec::ZstdAge => Codec::Zstd,
+            Codec::Raw | Codec::RawAge => Codec::Raw,
+        }
+    }
+    /// The same compression, encrypted or not.
+    pub fn with_encryption(self, on: bool) -> Codec {
+        match (self.plain(), on) {
+            (Codec::Zstd, true) => Codec::ZstdAge,
+            (Codec::Raw, true) => Codec::RawAge,
+            (plain, _) => plain,
         }
     }
 }
@@ -92,14 +117,27 @@ pub fn base_object(n: usize, codec: Codec) -> String {
 }
 
 /// Relative name of a segment.
-pub fn segment_object(start: u64, end: u64, first_ms: i64, last_ms: i64, crc: u32, codec: Codec) -> String {
-    format!("seg-{start:016x}-{end:016x}-{first_ms}-{last_ms}-{crc:08x}.{}", codec.ext())
+pub fn segment_object(
+    start: u64,
+    end: u64,
+    first_ms: i64,
+    last_ms: i64,
+    crc: u32,
+    codec: Codec,
+) -> String {
+    format!(
+        "seg-{start:016x}-{end:016x}-{first_ms}-{last_ms}-{crc:08x}.{}",
+        codec.ext()
+    )
 }
 
 /// Parses a segment's relative name back into its reference.
 pub fn parse_segment(name: &str) -> Option<SegmentRef> {
-    Codec::from_name(name)?;
-    let stem = name.strip_prefix("seg-")?.rsplit_once('.')?.0;
+    let codec = Codec::from_name(name)?;
+    let stem = name
+        .strip_prefix("seg-")?
+        .strip_suffix(codec.ext())?
+        .strip_suffix('.')?;
     let mut parts = stem.split('-');
     let start = u64::from_str_radix(parts.next()?, 16).ok()?;
     let end = u64::from_str_radix(parts.next()?, 16).ok()?;
@@ -109,7 +147,14 @@ pub fn parse_segment(name: &str) -> Option<SegmentRef> {
     if parts.next().is_some() || end <= start {
         return None;
     }
-    Some(SegmentRef { start, end, object: name.to_string(), crc32c, first_seen_ms, last_seen_ms })
+    Some(SegmentRef {
+        start,
+        end,
+        object: name.to_string(),
+        crc32c,
+        first_seen_ms,
+        last_seen_ms,
+    })
 }
 
 /// A new chain id: creation time (ms, zero-padded so ids sort by time) and 32 random bits.
@@ -119,7 +164,11 @@ pub fn new_chain_id(now_ms: i64) -> String {
 
 /// A new snapshot id: UTC time to the millisecond, then 16 random bits (`20261126T231500123Z-ab12`).
 pub fn new_snapshot_id(now: chrono::DateTime<chrono::Utc>) -> String {
-    format!("{}-{:04x}", now.format("%Y%m%dT%H%M%S%3fZ"), rand::random::<u16>())
+    format!(
+        "{}-{:04x}",
+        now.format("%Y%m%dT%H%M%S%3fZ"),
+        rand::random::<u16>()
+    )
 }
 
 #[cfg(test)]
@@ -129,14 +178,37 @@ mod tests {
 
     #[test]
     fn segment_names_round_trip_and_sort() {
-        let a = segment_object(9, 4096, 1_700_000_000_000, 1_700_000_000_900, 0xdeadbeef, Codec::Zstd);
-        let b = segment_object(4096, 70000, 1_700_000_001_000, 1_700_000_001_000, 1, Codec::Raw);
+        let a = segment_object(
+            9,
+            4096,
+            1_700_000_000_000,
+            1_700_000_000_900,
+            0xdeadbeef,
+            Codec::Zstd,
+        );
+        let b = segment_object(
+            4096,
+            70000,
+            1_700_000_001_000,
+            1_700_000_001_000,
+            1,
+            Codec::Raw,
+        );
         assert!(a < b, "names sort by offset");
         let r = parse_segment(&a).unwrap();
-        assert_eq!((r.start, r.end, r.crc32c, r.first_seen_ms), (9, 4096, 0xdeadbeef, 1_700_000_000_000));
+        assert_eq!(
+            (r.start, r.end, r.crc32c, r.first_seen_ms),
+            (9, 4096, 0xdeadbeef, 1_700_000_000_000)
+        );
         assert_eq!(parse_segment(&b).unwrap().end, 70000);
         assert!(parse_segment("seg-zz.zst").is_none());
         assert!(parse_segment("chain.json").is_none());
+        let c = segment_object(9, 20, 1, 2, 0xabc, Codec::ZstdAge);
+        assert!(c.ends_with(".zst.age"), "{c}");
+        assert_eq!(parse_segment(&c).unwrap().crc32c, 0xabc);
+        assert_eq!(Codec::from_name(&c), Some(Codec::ZstdAge));
+        assert_eq!(Codec::from_name("base-0.raw.age"), Some(Codec::RawAge));
+        assert_eq!(Codec::from_name("base-0.age"), None);
     }
 
     #[test]

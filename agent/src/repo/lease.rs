@@ -26,7 +26,12 @@ pub struct LeaseDoc {
 #[derive(Debug, thiserror::Error)]
 pub enum LeaseError {
     #[error("instance {instance} is already served by another agent: {holder} (lease renewed {age_s}s ago, expires after {ttl_s}s without renewal); stop it first, or use another --instance")]
-    Held { instance: String, holder: String, age_s: i64, ttl_s: i64 },
+    Held {
+        instance: String,
+        holder: String,
+        age_s: i64,
+        ttl_s: i64,
+    },
     #[error("lost the lease on instance {instance} to {holder}")]
     Lost { instance: String, holder: String },
     #[error(transparent)]
@@ -46,7 +51,9 @@ fn now_ms() -> i64 {
 }
 
 fn this_host() -> String {
-    hostname::get().map(|h| h.to_string_lossy().into_owned()).unwrap_or_else(|_| "unknown-host".into())
+    hostname::get()
+        .map(|h| h.to_string_lossy().into_owned())
+        .unwrap_or_else(|_| "unknown-host".into())
 }
 
 fn process_alive(pid: u32) -> bool {
@@ -72,11 +79,19 @@ impl Lease {
         for _ in 0..3 {
             let body = Bytes::from(serde_json::to_vec_pretty(&doc).unwrap_or_default());
             match repo.put_new(&key, body).await {
-                Ok(()) => return Ok(Lease { repo: repo.clone(), instance: instance.to_string(), doc }),
+                Ok(()) => {
+                    return Ok(Lease {
+                        repo: repo.clone(),
+                        instance: instance.to_string(),
+                        doc,
+                    })
+                }
                 Err(RepoError::AlreadyExists { .. }) => {}
                 Err(e) => return Err(e.into()),
             }
-            let Some(bytes) = repo.get_opt(&key).await? else { continue };
+            let Some(bytes) = repo.get_opt(&key).await? else {
+                continue;
+            };
             let other: Option<LeaseDoc> = serde_json::from_slice(&bytes).ok();
             let stale = match &other {
                 None => true,
@@ -97,7 +112,12 @@ impl Lease {
             tracing::warn!(instance, previous = ?other.map(|o| o.holder), "taking over a stale lease");
             repo.delete(&key).await?;
         }
-        Err(LeaseError::Held { instance: instance.to_string(), holder: "unknown (contended)".into(), age_s: 0, ttl_s: 0 })
+        Err(LeaseError::Held {
+            instance: instance.to_string(),
+            holder: "unknown (contended)".into(),
+            age_s: 0,
+            ttl_s: 0,
+        })
     }
 
     /// Renews the lease; fails if someone else took it meanwhile.
@@ -106,7 +126,10 @@ impl Lease {
         if let Some(bytes) = self.repo.get_opt(&key).await? {
             if let Ok(cur) = serde_json::from_slice::<LeaseDoc>(&bytes) {
                 if cur.token != self.doc.token {
-                    return Err(LeaseError::Lost { instance: self.instance.clone(), holder: cur.holder });
+                    return Err(LeaseError::Lost {
+                        instance: self.instance.clone(),
+                        holder: cur.holder,
+                    });
                 }
             }
         }
@@ -120,7 +143,10 @@ impl Lease {
     pub async fn release(self) -> Result<(), LeaseError> {
         let key = keys::lease(&self.instance);
         if let Some(bytes) = self.repo.get_opt(&key).await? {
-            if serde_json::from_slice::<LeaseDoc>(&bytes).map(|d| d.token == self.doc.token).unwrap_or(false) {
+            if serde_json::from_slice::<LeaseDoc>(&bytes)
+                .map(|d| d.token == self.doc.token)
+                .unwrap_or(false)
+            {
                 self.repo.delete(&key).await?;
             }
         }

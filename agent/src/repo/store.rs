@@ -58,10 +58,13 @@ impl RepoSpec {
     pub fn open(&self) -> anyhow::Result<(Arc<dyn ObjectStore>, String)> {
         match self {
             RepoSpec::File(path) => {
-                std::fs::create_dir_all(path)
-                    .with_context(|| format!("cannot create the repository directory {}", path.display()))?;
+                std::fs::create_dir_all(path).with_context(|| {
+                    format!("cannot create the repository directory {}", path.display())
+                })?;
                 let fs = LocalFileSystem::new_with_prefix(path)
-                    .with_context(|| format!("cannot open the repository directory {}", path.display()))?
+                    .with_context(|| {
+                        format!("cannot open the repository directory {}", path.display())
+                    })?
                     .with_automatic_cleanup(true);
                 Ok((Arc::new(fs), String::new()))
             }
@@ -104,7 +107,11 @@ impl RepoSpec {
                 }
                 let store = b.build().context("cannot configure the S3 client")?;
                 let prefix = s3.prefix.trim_matches('/');
-                let prefix = if prefix.is_empty() { String::new() } else { format!("{prefix}/") };
+                let prefix = if prefix.is_empty() {
+                    String::new()
+                } else {
+                    format!("{prefix}/")
+                };
                 Ok((Arc::new(store), prefix))
             }
         }
@@ -115,6 +122,11 @@ fn memory_store(name: &str) -> Arc<dyn ObjectStore> {
     use std::collections::HashMap;
     use std::sync::{Mutex, OnceLock};
     static STORES: OnceLock<Mutex<HashMap<String, Arc<InMemory>>>> = OnceLock::new();
-    let mut map = STORES.get_or_init(Default::default).lock().unwrap_or_else(|e| e.into_inner());
-    map.entry(name.to_string()).or_insert_with(|| Arc::new(InMemory::new())).clone()
+    let mut map = STORES
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    map.entry(name.to_string())
+        .or_insert_with(|| Arc::new(InMemory::new()))
+        .clone()
 }

@@ -10,7 +10,11 @@ pub mod tailer;
 #[derive(Debug, Clone)]
 pub enum Event {
     /// A chain was started (its head is stored): a snapshot should name it.
-    ChainStarted { shard: u32, head: Box<aofvault_formats::vault::ChainHead>, reason: String },
+    ChainStarted {
+        shard: u32,
+        head: Box<aofvault_formats::vault::ChainHead>,
+        reason: String,
+    },
     /// The tailer stopped for good (corruption or a permanent error).
     Stopped { shard: u32, error: String },
 }

@@ -69,7 +69,14 @@ pub type SharedRef = Arc<Shared>;
 impl Shared {
     pub fn new(shards: u32) -> SharedRef {
         Arc::new(Shared {
-            shards: (0..shards).map(|i| Mutex::new(ShardStatus { shard: i, ..Default::default() })).collect(),
+            shards: (0..shards)
+                .map(|i| {
+                    Mutex::new(ShardStatus {
+                        shard: i,
+                        ..Default::default()
+                    })
+                })
+                .collect(),
             counters: Counters::default(),
         })
     }
@@ -82,6 +89,9 @@ impl Shared {
     }
 
     pub fn snapshot(&self) -> Vec<ShardStatus> {
-        self.shards.iter().map(|m| m.lock().unwrap_or_else(|e| e.into_inner()).clone()).collect()
+        self.shards
+            .iter()
+            .map(|m| m.lock().unwrap_or_else(|e| e.into_inner()).clone())
+            .collect()
     }
 }

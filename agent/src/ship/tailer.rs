@@ -35,11 +35,26 @@ pub struct ShipSettings {
 #[derive(Debug, thiserror::Error)]
 pub enum TailError {
     #[error("shard {shard}: {file} holds invalid AOF bytes at offset {offset}: {reason}; nothing past offset {shipped} was shipped. Inspect it with `aofvault inspect {file}`; the server must repair or rewrite its AOF (BGREWRITEAOF) before this shard can ship again")]
-    Corrupt { shard: u32, file: String, offset: u64, reason: String, shipped: u64 },
+    Corrupt {
+        shard: u32,
+        file: String,
+        offset: u64,
+        reason: String,
+        shipped: u64,
+    },
     #[error("shard {shard}: a single command or transaction in {file} exceeds {limit} bytes at offset {offset}")]
-    TooLarge { shard: u32, file: String, offset: u64, limit: usize },
+    TooLarge {
+        shard: u32,
+        file: String,
+        offset: u64,
+        limit: usize,
+    },
     #[error("shard {shard}: reading {file}: {source}")]
-    Io { shard: u32, file: String, source: std::io::Error },
+    Io {
+        shard: u32,
+        file: String,
+        source: std::io::Error,
+    },
     #[error("shard {shard}: {source}")]
     Repo { shard: u32, source: RepoError },
 }
@@ -117,15 +132,26 @@ impl Tailer {
     }
 
     fn io(&self, source: std::io::Error) -> TailError {
-        TailError::Io { shard: self.shard, file: self.follower.describe(), source }
+        TailError::Io {
+            shard: self.shard,
+            file: self.follower.describe(),
+            source,
+        }
     }
 
     fn repo_err(&self, source: RepoError) -> TailError {
-        TailError::Repo { shard: self.shard, source }
+        TailError::Repo {
+            shard: self.shard,
+            source,
+        }
     }
 
     /// The loop. Returns when cancelled (after a final flush) or on a permanent error.
-    pub async fn run(mut self, cancel: CancellationToken, mut wake: watch::Receiver<u64>) -> Result<(), TailError> {
+    pub async fn run(
+        mut self,
+        cancel: CancellationToken,
+        mut wake: watch::Receiver<u64>,
+    ) -> Result<(), TailError> {
         let file = self.follower.describe();
         self.shared.update(self.shard, |s| s.file = file);
         let mut backoff = Backoff::new(Duration::from_millis(200), MAX_BACKOFF);
@@ -162,7 +188,8 @@ impl Tailer {
                 tracing::warn!(shard = self.shard, error = %e, "final flush failed; the next start continues from the repository");
             }
         }
-        self.shared.update(self.shard, |s| s.state = "stopped".into());
+        self.shared
+            .update(self.shard, |s| s.state = "stopped".into());
         self.report();
         Ok(())
     }
@@ -175,7 +202,13 @@ impl Tailer {
             s.state = "stopped".into();
             s.last_error = Some(msg.clone());
         });
-        let _ = self.events.send(Event::Stopped { shard: self.shard, error: msg }).await;
+        let _ = self
+            .events
+            .send(Event::Stopped {
+                shard: self.shard,
+                error: msg,
+            })
+            .await;
         Err(e)
     }
 
@@ -184,7 +217,10 @@ impl Tailer {
         if self.pending.is_empty() {
             self.settings.poll
         } else {
-            self.settings.interval.saturating_sub(self.last_ship.elapsed()).max(Duration::from_millis(10))
+            self.settings
+                .interval
+                .saturating_sub(self.last_ship.elapsed())
+                .max(Duration::from_millis(10))
         }
     }
 
@@ -248,13 +284,25 @@ impl Tailer {
     /// After a restart: continue the newest chain if the files are provably the same.
     async fn resume(&mut self) -> Result<bool, TailError> {
         let shard = ShardId(self.shard);
-        let ids = self.repo.chain_ids(&self.instance, shard).await.map_err(|e| self.repo_err(e))?;
+        let ids = self
+            .repo
+            .chain_ids(&self.instance, shard)
+            .await
+            .map_err(|e| self.repo_err(e))?;
         for id in ids.iter().rev() {
-            let Some(head) = self.repo.chain_head(&self.instance, shard, id).await.map_err(|e| self.repo_err(e))?
+            let Some(head) = self
+                .repo
+                .chain_head(&self.instance, shard, id)
+                .await
+                .map_err(|e| self.repo_err(e))?
             else {
                 continue; // a chain whose head was never written: abandoned during its base upload
             };
-            let segs = self.repo.segments(&self.instance, shard, id).await.map_err(|e| self.repo_err(e))?;
+            let segs = self
+                .repo
+                .segments(&self.instance, shard, id)
+                .await
+                .map_err(|e| self.repo_err(e))?;
             let mut end = head.stream_start;
             let mut last = None;
             for (seg, _) in &segs {
@@ -264,10 +312,17 @@ impl Tailer {
                 end = seg.end;
                 last = Some(seg.clone());
             }
-            let ok = self.follower.resume(&head, end, last.as_ref()).map_err(|e| self.io(e))?;
+            let ok = self
+                .follower
+                .resume(&head, end, last.as_ref())
+                .map_err(|e| self.io(e))?;
             if ok {
                 tracing::info!(shard = self.shard, chain = %head.chain, offset = end, "continuing the chain in the repository");
-                let event = Event::ChainStarted { shard: self.shard, head: Box::new(head.clone()), reason: "resumed".into() };
+                let event = Event::ChainStarted {
+                    shard: self.shard,
+                    head: Box::new(head.clone()),
+                    reason: "resumed".into(),
+                };
                 let _ = self.events.send(event).await;
                 self.install(head, end);
                 return Ok(true);
@@ -309,10 +364,19 @@ impl Tailer {
         for (n, part) in start.base.into_iter().enumerate() {
             let object = keys::base_object(n, self.repo.codec());
             let key = format!("{dir}{object}");
-            let (size, crc32c) =
-                self.repo.put_file(&key, part.file, Some(part.len)).await.map_err(|e| self.repo_err(e))?;
+            let (size, crc32c) = self
+                .repo
+                .put_file(&key, part.file, Some(part.len))
+                .await
+                .map_err(|e| self.repo_err(e))?;
             Counters::add(&self.shared.counters.bytes_shipped, size);
-            base.push(BasePart { format: part.format, object, file_name: part.file_name, size, crc32c });
+            base.push(BasePart {
+                format: part.format,
+                object,
+                file_name: part.file_name,
+                size,
+                crc32c,
+            });
         }
         let head = ChainHead {
             format_version: FORMAT_VERSION,
@@ -327,12 +391,19 @@ impl Tailer {
             reason: reason.to_string(),
             source_identity: start.identity,
         };
-        self.repo.put_chain_head(&head).await.map_err(|e| self.repo_err(e))?;
+        self.repo
+            .put_chain_head(&head)
+            .await
+            .map_err(|e| self.repo_err(e))?;
         tracing::info!(shard = self.shard, chain = %head.chain, reason, base_parts = head.base.len(), "new chain");
         self.shared.update(self.shard, |s| s.chains_started += 1);
         let _ = self
             .events
-            .send(Event::ChainStarted { shard: self.shard, head: Box::new(head.clone()), reason: reason.to_string() })
+            .send(Event::ChainStarted {
+                shard: self.shard,
+                head: Box::new(head.clone()),
+                reason: reason.to_string(),
+            })
             .await;
         self.install(head, start.stream_start);
         self.owed_chain = None;
@@ -346,10 +417,16 @@ impl Tailer {
             if self.owed_chain.is_some() {
                 return Ok(());
             }
-            let Some(open) = self.chain.as_ref() else { return Ok(()) };
+            let Some(open) = self.chain.as_ref() else {
+                return Ok(());
+            };
             let at = open.end + self.pending.len() as u64;
             let room = self.limit.saturating_sub(self.pending.len());
-            let data = if room > 0 { self.follower.read(at, room).map_err(|e| self.io(e))? } else { Vec::new() };
+            let data = if room > 0 {
+                self.follower.read(at, room).map_err(|e| self.io(e))?
+            } else {
+                Vec::new()
+            };
             let got = data.len();
             if got > 0 {
                 let now = now_ms();
@@ -362,7 +439,13 @@ impl Tailer {
             let start = open.end;
             let safe = safe_prefix(&self.pending, start).map_err(|e| {
                 let aofvault_formats::aof::AofError::Invalid { offset, reason } = e;
-                TailError::Corrupt { shard: self.shard, file: self.follower.describe(), offset, reason, shipped: start }
+                TailError::Corrupt {
+                    shard: self.shard,
+                    file: self.follower.describe(),
+                    offset,
+                    reason,
+                    shipped: start,
+                }
             })?;
             if safe.len == 0 {
                 if self.pending.len() >= self.limit {
@@ -388,7 +471,14 @@ impl Tailer {
             let t0 = Instant::now();
             let seg = self
                 .repo
-                .put_segment(&self.instance, ShardId(self.shard), &self.chain_id(), start, &self.pending[..safe.len], seen)
+                .put_segment(
+                    &self.instance,
+                    ShardId(self.shard),
+                    &self.chain_id(),
+                    start,
+                    &self.pending[..safe.len],
+                    seen,
+                )
                 .await
                 .map_err(|e| self.repo_err(e))?;
             let c = &self.shared.counters;
@@ -397,7 +487,11 @@ impl Tailer {
             Counters::add(&c.objects_shipped, 1);
             Counters::add(&c.bytes_shipped, safe.len as u64);
             self.pending.drain(..safe.len);
-            self.seen = if self.pending.is_empty() { None } else { Some((seen.1, seen.1)) };
+            self.seen = if self.pending.is_empty() {
+                None
+            } else {
+                Some((seen.1, seen.1))
+            };
             self.last_ship = Instant::now();
             self.limit = self.settings.segment_max;
             let end = seg.end;
@@ -423,7 +517,10 @@ impl Tailer {
     }
 
     fn chain_id(&self) -> String {
-        self.chain.as_ref().map(|o| o.head.chain.clone()).unwrap_or_default()
+        self.chain
+            .as_ref()
+            .map(|o| o.head.chain.clone())
+            .unwrap_or_default()
     }
 
     /// Lag for `status`: bytes on disk not yet stored, and how long the oldest has waited.

@@ -44,7 +44,13 @@ struct Pinned {
 fn dump_identity(path: &Path) -> Option<String> {
     use std::os::unix::fs::MetadataExt;
     let m = std::fs::metadata(path).ok()?;
-    Some(format!("{}:{}.{}:{}", identity_of(&m), m.mtime(), m.mtime_nsec(), m.size()))
+    Some(format!(
+        "{}:{}.{}:{}",
+        identity_of(&m),
+        m.mtime(),
+        m.mtime_nsec(),
+        m.size()
+    ))
 }
 
 impl KevyFollower {
@@ -57,7 +63,10 @@ impl KevyFollower {
     }
 
     fn identity(aof_id: &str, dump_id: &Option<String>) -> String {
-        format!("kevy aof={aof_id} dump={}", dump_id.as_deref().unwrap_or("none"))
+        format!(
+            "kevy aof={aof_id} dump={}",
+            dump_id.as_deref().unwrap_or("none")
+        )
     }
 
     fn truncated(p: &Pinned) -> std::io::Result<bool> {
@@ -74,7 +83,9 @@ impl KevyFollower {
     /// everything? File times decide; without them, the dump is included (kevy's own start-up
     /// does the same).
     fn dump_precedes_aof(aof: &File, dump: &File) -> bool {
-        let (Ok(am), Ok(dm)) = (aof.metadata(), dump.metadata()) else { return true };
+        let (Ok(am), Ok(dm)) = (aof.metadata(), dump.metadata()) else {
+            return true;
+        };
         let (Ok(created), Ok(dumped)) = (am.created(), dm.modified()) else {
             tracing::warn!("file birth times unavailable: assuming the AOF continues the dump");
             return true;
@@ -93,11 +104,16 @@ impl Follower for KevyFollower {
         let meta = match std::fs::metadata(&self.aof_path) {
             Ok(m) => m,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Ok(Check::Missing(format!("{} does not exist (is appendonly enabled?)", self.aof_path.display())))
+                return Ok(Check::Missing(format!(
+                    "{} does not exist (is appendonly enabled?)",
+                    self.aof_path.display()
+                )))
             }
             Err(e) => return Err(e),
         };
-        let Some(p) = self.pinned.as_mut() else { return Ok(Check::NewChain("start".into())) };
+        let Some(p) = self.pinned.as_mut() else {
+            return Ok(Check::NewChain("start".into()));
+        };
         let dump_now = dump_identity(&self.dump_path);
         let dump_changed = dump_now.is_some() && dump_now != p.dump_id;
         if identity_of(&meta) != p.aof_id {
@@ -107,7 +123,9 @@ impl Follower for KevyFollower {
         if dump_changed {
             let seen = *p.dump_change_seen.get_or_insert_with(Instant::now);
             if seen.elapsed() < RESET_GRACE {
-                return Ok(Check::Wait("a new snapshot was written; waiting for the AOF reset".into()));
+                return Ok(Check::Wait(
+                    "a new snapshot was written; waiting for the AOF reset".into(),
+                ));
             }
             if Self::truncated(p)? {
                 return Ok(Check::NewChain("save".into()));
@@ -144,8 +162,17 @@ impl Follower for KevyFollower {
         let mut base = Vec::new();
         if let (true, Some(d)) = (with_dump, dump) {
             let len = d.metadata()?.len();
-            let file_name = self.dump_path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-            base.push(PinnedBase { file: d, file_name, format: BaseFormat::KevySnap, len });
+            let file_name = self
+                .dump_path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            base.push(PinnedBase {
+                file: d,
+                file_name,
+                format: BaseFormat::KevySnap,
+                len,
+            });
         }
         let head = read_at(&aof, 0, 9)?;
         let stream_start = kevy_header_len(&head) as u64;
@@ -158,14 +185,26 @@ impl Follower for KevyFollower {
             read_end: stream_start,
             tail: head[..stream_start as usize].to_vec(),
         });
-        Ok(ChainStart { base, stream_start, identity })
+        Ok(ChainStart {
+            base,
+            stream_start,
+            identity,
+        })
     }
 
-    fn resume(&mut self, head: &ChainHead, end: u64, last: Option<&SegmentRef>) -> std::io::Result<bool> {
-        let Ok(aof) = File::open(&self.aof_path) else { return Ok(false) };
+    fn resume(
+        &mut self,
+        head: &ChainHead,
+        end: u64,
+        last: Option<&SegmentRef>,
+    ) -> std::io::Result<bool> {
+        let Ok(aof) = File::open(&self.aof_path) else {
+            return Ok(false);
+        };
         let aof_id = identity_of(&aof.metadata()?);
         let dump_id = dump_identity(&self.dump_path);
-        if Self::identity(&aof_id, &dump_id) != head.source_identity || aof.metadata()?.len() < end {
+        if Self::identity(&aof_id, &dump_id) != head.source_identity || aof.metadata()?.len() < end
+        {
             return Ok(false);
         }
         if let Some(seg) = last {
@@ -175,12 +214,21 @@ impl Follower for KevyFollower {
         }
         let tail_len = end.min(64) as usize;
         let tail = read_at(&aof, end - tail_len as u64, tail_len)?;
-        self.pinned = Some(Pinned { aof, aof_id, dump_id, dump_change_seen: None, read_end: end, tail });
+        self.pinned = Some(Pinned {
+            aof,
+            aof_id,
+            dump_id,
+            dump_change_seen: None,
+            read_end: end,
+            tail,
+        });
         Ok(true)
     }
 
     fn read(&mut self, at: u64, max: usize) -> std::io::Result<Vec<u8>> {
-        let Some(p) = self.pinned.as_mut() else { return Ok(Vec::new()) };
+        let Some(p) = self.pinned.as_mut() else {
+            return Ok(Vec::new());
+        };
         let data = read_at(&p.aof, at, max)?;
         let end = at + data.len() as u64;
         if end > p.read_end {
@@ -198,7 +246,10 @@ impl Follower for KevyFollower {
     }
 
     fn stream_len(&mut self) -> u64 {
-        self.pinned.as_ref().and_then(|p| p.aof.metadata().ok()).map_or(0, |m| m.len())
+        self.pinned
+            .as_ref()
+            .and_then(|p| p.aof.metadata().ok())
+            .map_or(0, |m| m.len())
     }
 
     fn describe(&self) -> String {

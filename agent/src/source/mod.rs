@@ -40,7 +40,10 @@ impl Layout {
             },
             Layout::RedisMultiPart { aof_dir, aof_name } => ServerLayout::RedisMultiPart {
                 aof_name: aof_name.clone(),
-                aof_dir: aof_dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+                aof_dir: aof_dir
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
             },
         }
     }
@@ -48,7 +51,9 @@ impl Layout {
     pub fn follower(&self, shard: u32) -> Box<dyn Follower> {
         match self {
             Layout::Kevy { dir, .. } => Box::new(kevy::KevyFollower::new(dir, shard)),
-            Layout::RedisMultiPart { aof_dir, aof_name } => Box::new(redis::RedisFollower::new(aof_dir, aof_name)),
+            Layout::RedisMultiPart { aof_dir, aof_name } => {
+                Box::new(redis::RedisFollower::new(aof_dir, aof_name))
+            }
         }
     }
 }
@@ -63,20 +68,31 @@ pub enum Want {
 
 /// Looks for a kevy data dir or a Redis ≥ 7 `appendonlydir` under `dir`. `Ok(None)` means
 /// nothing is there yet (the caller says "is appendonly enabled?" and keeps watching).
-pub fn discover(dir: &Path, want: Want, aof_dir_name: &str, aof_name: &str) -> anyhow::Result<Option<Layout>> {
-    let meta = std::fs::metadata(dir).with_context(|| format!("cannot read the source directory {}", dir.display()))?;
+pub fn discover(
+    dir: &Path,
+    want: Want,
+    aof_dir_name: &str,
+    aof_name: &str,
+) -> anyhow::Result<Option<Layout>> {
+    let meta = std::fs::metadata(dir)
+        .with_context(|| format!("cannot read the source directory {}", dir.display()))?;
     if !meta.is_dir() {
         anyhow::bail!("source {} is not a directory", dir.display());
     }
     if want != Want::Redis {
         let mut max_index: Option<u32> = None;
-        for entry in std::fs::read_dir(dir).with_context(|| format!("cannot list {}", dir.display()))? {
+        for entry in
+            std::fs::read_dir(dir).with_context(|| format!("cannot list {}", dir.display()))?
+        {
             let name = entry?.file_name();
             let name = name.to_string_lossy();
             let idx = name
                 .strip_prefix("aof-")
                 .and_then(|r| r.strip_suffix(".aof"))
-                .or_else(|| name.strip_prefix("dump-").and_then(|r| r.strip_suffix(".rdb")))
+                .or_else(|| {
+                    name.strip_prefix("dump-")
+                        .and_then(|r| r.strip_suffix(".rdb"))
+                })
                 .and_then(|n| n.parse::<u32>().ok());
             if let Some(i) = idx {
                 max_index = Some(max_index.map_or(i, |m| m.max(i)));
@@ -89,13 +105,19 @@ pub fn discover(dir: &Path, want: Want, aof_dir_name: &str, aof_name: &str) -> a
             if shards == 0 || shards > 4096 {
                 anyhow::bail!("{}: implausible kevy shard count {shards}", dir.display());
             }
-            return Ok(Some(Layout::Kevy { dir: dir.to_path_buf(), shards }));
+            return Ok(Some(Layout::Kevy {
+                dir: dir.to_path_buf(),
+                shards,
+            }));
         }
     }
     if want != Want::Kevy {
         let aof_dir = dir.join(aof_dir_name);
         if aof_dir.join(format!("{aof_name}.manifest")).exists() {
-            return Ok(Some(Layout::RedisMultiPart { aof_dir, aof_name: aof_name.to_string() }));
+            return Ok(Some(Layout::RedisMultiPart {
+                aof_dir,
+                aof_name: aof_name.to_string(),
+            }));
         }
         if dir.join(aof_name).is_file() {
             anyhow::bail!(
@@ -145,7 +167,12 @@ pub trait Follower: Send {
     fn start_chain(&mut self, reason: &str) -> std::io::Result<ChainStart>;
     /// After a restart: continue `head` at logical offset `end` only if the files are provably the
     /// ones it followed and still hold the last shipped segment's bytes (`last`, checked by CRC).
-    fn resume(&mut self, head: &ChainHead, end: u64, last: Option<&SegmentRef>) -> std::io::Result<bool>;
+    fn resume(
+        &mut self,
+        head: &ChainHead,
+        end: u64,
+        last: Option<&SegmentRef>,
+    ) -> std::io::Result<bool>;
     /// Reads up to `max` bytes of the stream at logical offset `at` from the pinned files.
     fn read(&mut self, at: u64, max: usize) -> std::io::Result<Vec<u8>>;
     /// The stream's current length as the pinned files show it (for lag).
@@ -179,7 +206,9 @@ pub fn read_at(file: &File, offset: u64, len: usize) -> std::io::Result<Vec<u8>>
 /// True when `file` holds, at `seg`'s range shifted by `shift` (file offset = logical − shift),
 /// exactly the bytes the segment's CRC records.
 pub fn holds_segment(file: &File, seg: &SegmentRef, shift: u64) -> std::io::Result<bool> {
-    let Some(offset) = seg.start.checked_sub(shift) else { return Ok(false) };
+    let Some(offset) = seg.start.checked_sub(shift) else {
+        return Ok(false);
+    };
     let len = (seg.end - seg.start) as usize;
     let bytes = read_at(file, offset, len)?;
     Ok(bytes.len() == len && crc32c::crc32c(&bytes) == seg.crc32c)

@@ -51,13 +51,23 @@ impl RedisFollower {
             Err(e) => return Err(e),
         };
         let m = AofManifest::parse(&text).map_err(|e| {
-            std::io::Error::new(std::io::ErrorKind::InvalidData, format!("{}: {e}", self.manifest_path.display()))
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("{}: {e}", self.manifest_path.display()),
+            )
         })?;
-        Ok(Some(Listing { base: m.base().map(|b| b.name.clone()), incrs: m.incrs().map(|i| i.name.clone()).collect() }))
+        Ok(Some(Listing {
+            base: m.base().map(|b| b.name.clone()),
+            incrs: m.incrs().map(|i| i.name.clone()).collect(),
+        }))
     }
 
     fn identity(base: &Option<String>, first_incr: Option<&String>) -> String {
-        format!("redis base={} incr={}", base.as_deref().unwrap_or("none"), first_incr.map_or("none", |s| s.as_str()))
+        format!(
+            "redis base={} incr={}",
+            base.as_deref().unwrap_or("none"),
+            first_incr.map_or("none", |s| s.as_str())
+        )
     }
 
     fn open(&self, name: &str) -> std::io::Result<File> {
@@ -68,14 +78,19 @@ impl RedisFollower {
     /// (pinning them) and treats every file but the last as closed.
     fn locate(&mut self, at: u64) -> std::io::Result<Option<(usize, u64)>> {
         let dir = self.dir.clone();
-        let Some(p) = self.pinned.as_mut() else { return Ok(None) };
+        let Some(p) = self.pinned.as_mut() else {
+            return Ok(None);
+        };
         let mut start = 0u64;
         let n = p.incrs.len();
         for (i, incr) in p.incrs.iter_mut().enumerate() {
             if incr.file.is_none() {
                 incr.file = Some(File::open(dir.join(&incr.name))?);
             }
-            let len = incr.file.as_ref().map_or(Ok(0), |f| f.metadata().map(|m| m.len()))?;
+            let len = incr
+                .file
+                .as_ref()
+                .map_or(Ok(0), |f| f.metadata().map(|m| m.len()))?;
             if at < start + len || i + 1 == n {
                 return Ok(Some((i, start)));
             }
@@ -87,15 +102,26 @@ impl RedisFollower {
 
 fn sniff_format(file: &File) -> std::io::Result<BaseFormat> {
     let head = read_at(file, 0, 6)?;
-    Ok(if head.starts_with(b"REDIS") || head.starts_with(b"VALKEY") { BaseFormat::Rdb } else { BaseFormat::Resp })
+    Ok(
+        if head.starts_with(b"REDIS") || head.starts_with(b"VALKEY") {
+            BaseFormat::Rdb
+        } else {
+            BaseFormat::Resp
+        },
+    )
 }
 
 impl Follower for RedisFollower {
     fn check(&mut self) -> std::io::Result<Check> {
         let Some(list) = self.listing()? else {
-            return Ok(Check::Missing(format!("{} does not exist (is appendonly enabled?)", self.manifest_path.display())));
+            return Ok(Check::Missing(format!(
+                "{} does not exist (is appendonly enabled?)",
+                self.manifest_path.display()
+            )));
         };
-        let Some(p) = self.pinned.as_mut() else { return Ok(Check::NewChain("start".into())) };
+        let Some(p) = self.pinned.as_mut() else {
+            return Ok(Check::NewChain("start".into()));
+        };
         if list.base != p.base_name {
             return Ok(Check::NewChain("rewrite".into()));
         }
@@ -106,45 +132,87 @@ impl Follower for RedisFollower {
             return Ok(Check::NewChain("manifest changed".into()));
         }
         for name in &list.incrs[ours.len()..] {
-            p.incrs.push(Incr { name: name.clone(), file: None });
+            p.incrs.push(Incr {
+                name: name.clone(),
+                file: None,
+            });
         }
         Ok(Check::Continue)
     }
 
     fn start_chain(&mut self, _reason: &str) -> std::io::Result<ChainStart> {
         let list = self.listing()?.ok_or_else(|| {
-            std::io::Error::new(std::io::ErrorKind::NotFound, format!("{} disappeared", self.manifest_path.display()))
+            std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!("{} disappeared", self.manifest_path.display()),
+            )
         })?;
         let mut base = Vec::new();
         if let Some(name) = &list.base {
             let file = self.open(name)?;
             let len = file.metadata()?.len();
-            base.push(PinnedBase { format: sniff_format(&file)?, file, file_name: name.clone(), len });
+            base.push(PinnedBase {
+                format: sniff_format(&file)?,
+                file,
+                file_name: name.clone(),
+                len,
+            });
         }
         let mut incrs = Vec::new();
         for name in &list.incrs {
             // Pin every incr now: after a rewrite Redis deletes the retired ones.
-            incrs.push(Incr { name: name.clone(), file: Some(self.open(name)?) });
+            incrs.push(Incr {
+                name: name.clone(),
+                file: Some(self.open(name)?),
+            });
         }
         let identity = Self::identity(&list.base, list.incrs.first());
-        self.pinned = Some(Pinned { base_name: list.base, incrs });
-        Ok(ChainStart { base, stream_start: 0, identity })
+        self.pinned = Some(Pinned {
+            base_name: list.base,
+            incrs,
+        });
+        Ok(ChainStart {
+            base,
+            stream_start: 0,
+            identity,
+        })
     }
 
-    fn resume(&mut self, head: &ChainHead, end: u64, last: Option<&SegmentRef>) -> std::io::Result<bool> {
-        let Some(list) = self.listing()? else { return Ok(false) };
+    fn resume(
+        &mut self,
+        head: &ChainHead,
+        end: u64,
+        last: Option<&SegmentRef>,
+    ) -> std::io::Result<bool> {
+        let Some(list) = self.listing()? else {
+            return Ok(false);
+        };
         if Self::identity(&list.base, list.incrs.first()) != head.source_identity {
             return Ok(false);
         }
         let mut incrs = Vec::new();
         for name in &list.incrs {
-            let Ok(f) = self.open(name) else { return Ok(false) };
-            incrs.push(Incr { name: name.clone(), file: Some(f) });
+            let Ok(f) = self.open(name) else {
+                return Ok(false);
+            };
+            incrs.push(Incr {
+                name: name.clone(),
+                file: Some(f),
+            });
         }
-        self.pinned = Some(Pinned { base_name: list.base, incrs });
+        self.pinned = Some(Pinned {
+            base_name: list.base,
+            incrs,
+        });
         if let Some(seg) = last {
-            let Some((i, start)) = self.locate(seg.start)? else { return Ok(false) };
-            let file = self.pinned.as_ref().and_then(|p| p.incrs.get(i)).and_then(|x| x.file.as_ref());
+            let Some((i, start)) = self.locate(seg.start)? else {
+                return Ok(false);
+            };
+            let file = self
+                .pinned
+                .as_ref()
+                .and_then(|p| p.incrs.get(i))
+                .and_then(|x| x.file.as_ref());
             match file {
                 Some(f) if holds_segment(f, seg, start)? => {}
                 _ => {
@@ -161,8 +229,14 @@ impl Follower for RedisFollower {
     }
 
     fn read(&mut self, at: u64, max: usize) -> std::io::Result<Vec<u8>> {
-        let Some((i, start)) = self.locate(at)? else { return Ok(Vec::new()) };
-        let file = self.pinned.as_ref().and_then(|p| p.incrs.get(i)).and_then(|x| x.file.as_ref());
+        let Some((i, start)) = self.locate(at)? else {
+            return Ok(Vec::new());
+        };
+        let file = self
+            .pinned
+            .as_ref()
+            .and_then(|p| p.incrs.get(i))
+            .and_then(|x| x.file.as_ref());
         match file {
             Some(f) => read_at(f, at - start, max),
             None => Ok(Vec::new()),
@@ -171,7 +245,11 @@ impl Follower for RedisFollower {
 
     fn stream_len(&mut self) -> u64 {
         self.pinned.as_ref().map_or(0, |p| {
-            p.incrs.iter().filter_map(|i| i.file.as_ref()?.metadata().ok()).map(|m| m.len()).sum()
+            p.incrs
+                .iter()
+                .filter_map(|i| i.file.as_ref()?.metadata().ok())
+                .map(|m| m.len())
+                .sum()
         })
     }
 

@@ -13,10 +13,17 @@ pub fn file_repo(path: &Path) -> Repo {
 
 /// The newest chain of `shard`: its stream start and the concatenated stored segments (checked
 /// to be contiguous).
-pub async fn stored_stream(repo: &Repo, instance: &str, shard: u32) -> Option<(String, u64, Vec<u8>)> {
+pub async fn stored_stream(
+    repo: &Repo,
+    instance: &str,
+    shard: u32,
+) -> Option<(String, u64, Vec<u8>)> {
     let ids = repo.chain_ids(instance, ShardId(shard)).await.unwrap();
     let id = ids.last()?;
-    let head = repo.chain_head(instance, ShardId(shard), id).await.unwrap()?;
+    let head = repo
+        .chain_head(instance, ShardId(shard), id)
+        .await
+        .unwrap()?;
     let segs = repo.segments(instance, ShardId(shard), id).await.unwrap();
     let mut at = head.stream_start;
     let mut out = Vec::new();
@@ -24,14 +31,28 @@ pub async fn stored_stream(repo: &Repo, instance: &str, shard: u32) -> Option<(S
     for (s, _) in segs {
         assert_eq!(s.start, at, "segments of shard {shard} are contiguous");
         at = s.end;
-        out = repo.download(&format!("{dir}{}", s.object), s.crc32c, Some(s.end - s.start), out).await.unwrap();
+        out = repo
+            .download(
+                &format!("{dir}{}", s.object),
+                s.crc32c,
+                Some(s.end - s.start),
+                out,
+            )
+            .await
+            .unwrap();
     }
     Some((id.clone(), head.stream_start, out))
 }
 
 /// Waits (≤ 30 s) until the newest chain of every shard holds exactly the file's bytes after
 /// its start; returns the chain ids.
-pub fn wait_synced(rt: &tokio::runtime::Runtime, repo: &Repo, instance: &str, shards: u32, file_of: impl Fn(u32) -> PathBuf) -> Vec<String> {
+pub fn wait_synced(
+    rt: &tokio::runtime::Runtime,
+    repo: &Repo,
+    instance: &str,
+    shards: u32,
+    file_of: impl Fn(u32) -> PathBuf,
+) -> Vec<String> {
     wait_synced_for(rt, repo, instance, shards, file_of, Duration::from_secs(30))
 }
 
@@ -54,7 +75,12 @@ pub fn wait_synced_for(
                     ids.push(id);
                     break;
                 }
-                assert!(Instant::now() < deadline, "shard {shard}: stored {} of {} bytes", stored.len(), file.len());
+                assert!(
+                    Instant::now() < deadline,
+                    "shard {shard}: stored {} of {} bytes",
+                    stored.len(),
+                    file.len()
+                );
             }
             assert!(Instant::now() < deadline, "shard {shard}: no chain");
             std::thread::sleep(Duration::from_millis(200));
@@ -64,5 +90,7 @@ pub fn wait_synced_for(
 }
 
 pub fn chain_count(rt: &tokio::runtime::Runtime, repo: &Repo, instance: &str, shard: u32) -> usize {
-    rt.block_on(repo.chain_ids(instance, ShardId(shard))).unwrap().len()
+    rt.block_on(repo.chain_ids(instance, ShardId(shard)))
+        .unwrap()
+        .len()
 }
