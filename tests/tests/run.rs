@@ -131,3 +131,33 @@ fn a_server_restart_keeps_the_chain_and_ships_what_follows() {
     );
     a.terminate().unwrap();
 }
+
+#[test]
+fn a_changed_shard_layout_starts_new_chains_on_every_shard() {
+    let mut kevy = KevyServer::start(2).unwrap();
+    let s = Setup::new();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let repo = file_repo(&s.repo_path());
+    let mut a = spawn(&s.args(kevy.dir(), &kevy.url(), "state"));
+    a.wait_for_log("snapshot published", Duration::from_secs(30))
+        .unwrap();
+    workload::mixed(&mut kevy.conn().unwrap(), 41, 500, 100).unwrap();
+    kevy.stop();
+    let dir = kevy.dir().to_path_buf();
+    // The same data directory, now served by 4 shards: kevy reshards its files.
+    let kevy4 = KevyServer::start_on_dir(&dir, 4).unwrap();
+    workload::mixed(&mut kevy4.conn().unwrap(), 42, 500, 100).unwrap();
+    kevy4.wait_aof_flushed().unwrap();
+    a.wait_for_log("shard layout changed", Duration::from_secs(30))
+        .unwrap();
+    wait_synced(&rt, &repo, "t", 4, |i| dir.join(format!("aof-{i}.aof")));
+    for shard in 2..4 {
+        assert!(
+            chain_count(&rt, &repo, "t", shard) >= 1,
+            "shard {shard} is followed after the change"
+        );
+    }
+    assert!(a.is_running());
+    a.terminate().unwrap();
+    drop(kevy);
+}
