@@ -1,11 +1,11 @@
-//! From a validated configuration to the things commands work with: the repository, the
-//! instance name, the server client settings.
+//! From a validated configuration to the things commands work with: the repository (with its
+//! encryption keys), the instance name, the server client settings.
 
 use std::time::Duration;
 
 use aofvault_config::{Config, RepoUrl};
 
-use crate::repo::{Repo, RepoSpec, S3Spec};
+use crate::repo::{Keys, Repo, RepoSpec, S3Spec};
 
 /// The repository location described by the configuration (credentials included, never printed:
 /// `RepoSpec`'s `Debug` shows the URL only).
@@ -36,7 +36,31 @@ pub fn repo_spec(cfg: &Config) -> RepoSpec {
 }
 
 pub fn open_repo(cfg: &Config) -> anyhow::Result<Repo> {
-    Repo::open(&repo_spec(cfg), cfg.repository.compression_level)
+    let keys = encryption_keys(cfg)?;
+    Ok(Repo::open(&repo_spec(cfg), cfg.repository.compression_level)?.with_keys(keys))
+}
+
+/// The age keys of `[repository] encryption_*` (none: objects are written plain). The
+/// configuration checked their shape; this parses them. A key that does not parse is a
+/// configuration error (exit 2) naming where it came from, never its text.
+pub fn encryption_keys(cfg: &Config) -> anyhow::Result<Keys> {
+    let enc = &cfg.repository.encryption;
+    let recipients = if enc.recipients.is_empty() {
+        vec![]
+    } else {
+        vec![(
+            "repository.encryption_recipients (with the recipients file)".to_string(),
+            enc.recipients.join("\n"),
+        )]
+    };
+    let identities = enc.identities.as_ref().map(|s| {
+        (
+            enc.identities_from.as_deref().unwrap_or("the identity"),
+            s.expose(),
+        )
+    });
+    Keys::parse(&recipients, identities)
+        .map_err(|e| anyhow::Error::new(e).context(crate::exit::Failure::Usage))
 }
 
 /// Unix milliseconds now.

@@ -16,6 +16,7 @@ const NAMES: [&str; 3] = ["STATE_DIRECTORY", "XDG_STATE_HOME", "HOME"];
 /// Read during validation: `AWS_ENDPOINT_URL` / `AWS_ENDPOINT`, `AWS_ACCESS_KEY_ID`,
 /// `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`, `AWS_REGION` / `AWS_DEFAULT_REGION`,
 /// `AWS_ALLOW_HTTP`, `AWS_VIRTUAL_HOSTED_STYLE_REQUEST`, `AOFVAULT_SOURCE_PASSWORD`,
+/// `AOFVAULT_ENCRYPTION_IDENTITY`,
 /// `STATE_DIRECTORY` (set by systemd's `StateDirectory=`), `XDG_STATE_HOME`, `HOME`.
 /// `HOSTNAME` is not captured from the process (the host name comes from the system), but a
 /// snapshot built by hand may set it to pin the default instance name.
@@ -62,7 +63,7 @@ impl Env {
 
 /// Whether a variable's value must not be printed.
 fn is_secret(name: &str) -> bool {
-    ["SECRET", "TOKEN", "PASSWORD", "KEY"]
+    ["SECRET", "TOKEN", "PASSWORD", "KEY", "IDENTITY"]
         .iter()
         .any(|word| name.contains(word))
 }

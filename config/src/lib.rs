@@ -28,13 +28,14 @@ mod validate;
 pub use env::Env;
 pub use error::{ConfigError, ConfigErrors, ErrorKind};
 pub use model::{
-    Compact, Config, Log, LogFormat, Metrics, RepoUrl, Repository, Retention, Schedules, Ship,
-    Shutdown, Source, SourceKind, State, Tls, S3,
+    Compact, Config, Encryption, Log, LogFormat, Metrics, RepoUrl, Repository, Retention,
+    Schedules, Ship, Shutdown, Source, SourceKind, State, Tls, S3,
 };
 pub use parse::parse;
 pub use raw::RawConfig;
 pub use schedule::Schedule;
 pub use secret::{Secret, REDACTED};
+pub use validate::encryption::IDENTITY_ENV;
 pub use validate::repository::{check_instance, DEFAULT_ZSTD_LEVEL};
 pub use validate::source::PASSWORD_ENV;
 pub use validate::{check_log_level, SYSTEM_STATE_DIR};

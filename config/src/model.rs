@@ -105,7 +105,30 @@ pub struct Repository {
     pub instance: String,
     /// zstd level 1–22, or 0 for no compression.
     pub compression_level: i32,
+    pub encryption: Encryption,
     pub s3: S3,
+}
+
+/// `[repository] encryption_*`: age keys, checked for shape here and parsed by the agent.
+/// With neither list set, objects are written unencrypted.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Encryption {
+    /// Public keys (`age1...`) new objects are encrypted to: `encryption_recipients` then the
+    /// lines of `encryption_recipients_file`. Not secret.
+    pub recipients: Vec<String>,
+    /// Secret keys (`AGE-SECRET-KEY-1...`, one per line) that read objects back: the
+    /// `encryption_identity_file`, or `AOFVAULT_ENCRYPTION_IDENTITY`.
+    pub identities: Option<Secret>,
+    /// Where `identities` came from (a path, or the variable's name), for messages.
+    pub identities_from: Option<String>,
+}
+
+impl Encryption {
+    /// Whether new objects are encrypted (any key configured: identities alone encrypt to
+    /// their own public keys).
+    pub fn is_on(&self) -> bool {
+        !self.recipients.is_empty() || self.identities.is_some()
+    }
 }
 
 /// `[repository.s3]`, with the `AWS_*` environment filled in.

@@ -91,6 +91,9 @@ pub struct RawRepository {
     pub url: Option<String>,
     pub instance: Option<String>,
     pub compression: Option<String>,
+    pub encryption_recipients: Option<Vec<String>>,
+    pub encryption_recipients_file: Option<PathBuf>,
+    pub encryption_identity_file: Option<PathBuf>,
     pub s3: RawS3,
 }
 

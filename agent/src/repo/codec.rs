@@ -1,19 +1,90 @@
-//! Object payload encoding: zstd (frame checksum on) or raw, and CRC-32C of the uncompressed
-//! bytes, which names and manifests record and every reader checks.
+//! Object payload encoding: zstd (frame checksum on) or raw, optionally then age-encrypted
+//! ([`super::crypt`]), and CRC-32C of the plain bytes, which names and manifests record and every
+//! reader checks after decoding (so a wrong or tampered object is caught even past the cipher).
+//!
+//! Writing: [`Encoder`] wraps a sink (compress, then encrypt). Reading: [`Decoder`] undoes the
+//! compression of bytes that are already decrypted (the repository decrypts as the object
+//! streams in, see `Repo::download`).
 
 use std::io::{self, Write};
 
+use age::stream::StreamWriter;
+
+use super::crypt::Keys;
 use super::keys::Codec;
 
 /// Encodes a whole in-memory payload (segments are bounded by `segment_max`).
-pub fn encode(payload: &[u8], codec: Codec, level: i32) -> io::Result<Vec<u8>> {
-    match codec {
-        Codec::Raw => Ok(payload.to_vec()),
-        Codec::Zstd => {
-            let mut enc = zstd::stream::Encoder::new(Vec::with_capacity(payload.len() / 3 + 64), level)?;
-            enc.include_checksum(true)?;
-            enc.write_all(payload)?;
-            enc.finish()
+pub fn encode(
+    payload: &[u8],
+    codec: Codec,
+    level: i32,
+    keys: Option<&Keys>,
+) -> io::Result<Vec<u8>> {
+    let mut enc = Encoder::new(
+        Vec::with_capacity(payload.len() / 3 + 256),
+        codec,
+        level,
+        keys,
+    )?;
+    enc.write_all(payload)?;
+    enc.finish()
+}
+
+/// A streaming encoder: plain bytes in, stored bytes out to `W`. Call [`Encoder::finish`].
+pub enum Encoder<W: Write> {
+    Raw(W),
+    Zstd(zstd::stream::Encoder<'static, W>),
+    RawAge(StreamWriter<W>),
+    ZstdAge(zstd::stream::Encoder<'static, StreamWriter<W>>),
+}
+
+impl<W: Write> Encoder<W> {
+    /// An encrypted codec needs `keys` with at least one recipient.
+    pub fn new(sink: W, codec: Codec, level: i32, keys: Option<&Keys>) -> io::Result<Self> {
+        let keys = || {
+            keys.filter(|k| k.encrypts())
+                .ok_or_else(|| io::Error::other("an encrypted codec needs encryption recipients"))
+        };
+        Ok(match codec {
+            Codec::Raw => Encoder::Raw(sink),
+            Codec::Zstd => Encoder::Zstd(zstd_encoder(sink, level)?),
+            Codec::RawAge => Encoder::RawAge(keys()?.encrypt(sink)?),
+            Codec::ZstdAge => Encoder::ZstdAge(zstd_encoder(keys()?.encrypt(sink)?, level)?),
+        })
+    }
+
+    /// Ends the stream (zstd frame, last age chunk) and hands the sink back.
+    pub fn finish(self) -> io::Result<W> {
+        match self {
+            Encoder::Raw(w) => Ok(w),
+            Encoder::Zstd(z) => z.finish(),
+            Encoder::RawAge(a) => a.finish(),
+            Encoder::ZstdAge(z) => z.finish()?.finish(),
+        }
+    }
+}
+
+fn zstd_encoder<W: Write>(sink: W, level: i32) -> io::Result<zstd::stream::Encoder<'static, W>> {
+    let mut enc = zstd::stream::Encoder::new(sink, level)?;
+    enc.include_checksum(true)?;
+    Ok(enc)
+}
+
+impl<W: Write> Write for Encoder<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Encoder::Raw(w) => w.write(buf),
+            Encoder::Zstd(z) => z.write(buf),
+            Encoder::RawAge(a) => a.write(buf),
+            Encoder::ZstdAge(z) => z.write(buf),
+        }
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Encoder::Raw(w) => w.flush(),
+            Encoder::Zstd(z) => z.flush(),
+            Encoder::RawAge(a) => a.flush(),
+            Encoder::ZstdAge(z) => z.flush(),
         }
     }
 }
@@ -27,7 +98,11 @@ pub struct CrcWriter<W> {
 
 impl<W: Write> CrcWriter<W> {
     pub fn new(inner: W) -> Self {
-        Self { inner, crc: 0, len: 0 }
+        Self {
+            inner,
+            crc: 0,
+            len: 0,
+        }
     }
     pub fn crc(&self) -> u32 {
         self.crc
@@ -53,6 +128,7 @@ impl<W: Write> Write for CrcWriter<W> {
 }
 
 /// Streaming decoder: compressed bytes in, plain bytes out to `W` (through a [`CrcWriter`]).
+/// For an encrypted codec it undoes the compression only: decryption happens before.
 pub enum Decoder<W: Write> {
     Raw(CrcWriter<W>),
     Zstd(Box<zstd::stream::write::Decoder<'static, CrcWriter<W>>>),
@@ -60,9 +136,11 @@ pub enum Decoder<W: Write> {
 
 impl<W: Write> Decoder<W> {
     pub fn new(codec: Codec, out: W) -> io::Result<Self> {
-        Ok(match codec {
-            Codec::Raw => Decoder::Raw(CrcWriter::new(out)),
-            Codec::Zstd => Decoder::Zstd(Box::new(zstd::stream::write::Decoder::new(CrcWriter::new(out))?)),
+        Ok(match codec.plain() {
+            Codec::Raw | Codec::RawAge => Decoder::Raw(CrcWriter::new(out)),
+            Codec::Zstd | Codec::ZstdAge => Decoder::Zstd(Box::new(
+                zstd::stream::write::Decoder::new(CrcWriter::new(out))?,
+            )),
         })
     }
     pub fn write_all(&mut self, chunk: &[u8]) -> io::Result<()> {
@@ -91,9 +169,11 @@ mod tests {
 
     #[test]
     fn round_trip_and_corruption_is_detected() {
-        let payload: Vec<u8> = (0..100_000u32).flat_map(|i| (i % 251).to_le_bytes()).collect();
+        let payload: Vec<u8> = (0..100_000u32)
+            .flat_map(|i| (i % 251).to_le_bytes())
+            .collect();
         for codec in [Codec::Zstd, Codec::Raw] {
-            let enc = encode(&payload, codec, 3).unwrap();
+            let enc = encode(&payload, codec, 3, None).unwrap();
             let mut d = Decoder::new(codec, Vec::new()).unwrap();
             for chunk in enc.chunks(777) {
                 d.write_all(chunk).unwrap();
@@ -103,11 +183,33 @@ mod tests {
             assert_eq!(len, payload.len() as u64);
             assert_eq!(crc, crc32c::crc32c(&payload));
         }
-        let mut enc = encode(&payload, Codec::Zstd, 3).unwrap();
+        let mut enc = encode(&payload, Codec::Zstd, 3, None).unwrap();
         let mid = enc.len() / 2;
         enc[mid] ^= 0x40;
         let mut d = Decoder::new(Codec::Zstd, Vec::new()).unwrap();
         let r = d.write_all(&enc).and_then(|_| d.finish().map(|_| ()));
-        assert!(r.is_err(), "a flipped byte inside a zstd frame must not decode silently");
+        assert!(
+            r.is_err(),
+            "a flipped byte inside a zstd frame must not decode silently"
+        );
+    }
+
+    #[test]
+    fn encrypted_codecs_hide_the_payload() {
+        let id = age::x25519::Identity::generate();
+        let keys = Keys::parse(&[("r".into(), id.to_public().to_string())], None).unwrap();
+        let payload = b"*3\r\n$3\r\nSET\r\n$14\r\nvisible-secret\r\n$5\r\nvalue\r\n".repeat(50);
+        for codec in [Codec::ZstdAge, Codec::RawAge] {
+            let enc = encode(&payload, codec, 3, Some(&keys)).unwrap();
+            assert!(enc.starts_with(b"age-encryption.org/v1\n"));
+            assert!(
+                !enc.windows(14).any(|w| w == b"visible-secret"),
+                "{codec:?} leaks the payload"
+            );
+            assert!(
+                encode(&payload, codec, 3, None).is_err(),
+                "no recipients, no encrypted object"
+            );
+        }
     }
 }

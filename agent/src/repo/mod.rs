@@ -4,26 +4,37 @@
 //! - [`keys`]: every object name, as pure functions.
 //! - [`store`]: opening `file://`, `s3://` and `memory://` stores.
 //! - [`codec`]: zstd/raw payloads and their CRC-32C.
+//! - [`crypt`]: optional age encryption of bases and segments (recipients write, identities read).
 //! - [`lease`]: one writer per instance.
 //! - [`Repo`] (here): typed, checked reads and create-only writes on top of those.
 //!
 //! Objects are written once: segments and manifests with a create-only put; bases under a fresh
 //! chain id, made visible by the chain head that is written after them.
+//!
+//! With encryption keys ([`Repo::with_keys`]), new bases and segments are compressed, then
+//! encrypted (`.zst.age` / `.raw.age`); `download` decrypts as the object streams in and checks
+//! the CRC-32C of the plain bytes as for any object. Documents (marker, lease, chain heads,
+//! manifests) stay plain: they hold no server data, and the agent reads them back with only
+//! the public key.
 
 pub mod codec;
+pub mod crypt;
 pub mod keys;
 pub mod lease;
 pub mod store;
 
 use std::io::{Read, Write};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
-use aofvault_formats::vault::{ChainHead, FormatMarker, SegmentRef, SnapshotManifest, VaultError, FORMAT_VERSION};
+use aofvault_formats::vault::{
+    ChainHead, FormatMarker, SegmentRef, SnapshotManifest, VaultError, FORMAT_VERSION,
+};
 use bytes::Bytes;
 use futures::StreamExt;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 
+pub use crypt::Keys;
 pub use keys::{Codec, ShardId};
 pub use store::{RepoSpec, S3Spec};
 
@@ -32,7 +43,10 @@ pub use store::{RepoSpec, S3Spec};
 #[derive(Debug, thiserror::Error)]
 pub enum RepoError {
     #[error("repository {url} is unreachable: {source}")]
-    Unreachable { url: String, source: Box<object_store::Error> },
+    Unreachable {
+        url: String,
+        source: Box<object_store::Error>,
+    },
     #[error("object {key} is missing from the repository")]
     NotFound { key: String },
     #[error("object {key} already exists (objects are written once)")]
@@ -45,6 +59,10 @@ pub enum RepoError {
     Format { url: String, source: VaultError },
     #[error("repository {url}: {reason}")]
     Other { url: String, reason: String },
+    #[error("object {key} is encrypted: set [repository] encryption_identity_file (or AOFVAULT_ENCRYPTION_IDENTITY) to the age identity that reads it")]
+    Encrypted { key: String },
+    #[error("cannot decrypt {key}: wrong key (no configured identity opens it; objects written before a key rotation need the old identity too)")]
+    WrongKey { key: String },
 }
 
 impl RepoError {
@@ -72,6 +90,7 @@ pub struct Repo {
     prefix: String,
     url: String,
     pub level: i32,
+    keys: Arc<Keys>,
 }
 
 impl std::fmt::Debug for Repo {
@@ -83,7 +102,25 @@ impl std::fmt::Debug for Repo {
 impl Repo {
     pub fn open(spec: &RepoSpec, compression_level: i32) -> anyhow::Result<Repo> {
         let (store, prefix) = spec.open()?;
-        Ok(Repo { store, prefix, url: spec.display_url(), level: compression_level })
+        Ok(Repo {
+            store,
+            prefix,
+            url: spec.display_url(),
+            level: compression_level,
+            keys: Arc::default(),
+        })
+    }
+
+    /// Encrypts new bases and segments to `keys`' recipients (if any) and reads encrypted
+    /// objects with its identities (if any).
+    pub fn with_keys(mut self, keys: Keys) -> Repo {
+        self.keys = Arc::new(keys);
+        self
+    }
+
+    /// The encryption keys (empty: objects are written plain, encrypted ones cannot be read).
+    pub fn keys(&self) -> &Keys {
+        &self.keys
     }
 
     pub fn url(&self) -> &str {
@@ -92,11 +129,12 @@ impl Repo {
 
     /// The codec new objects are written with.
     pub fn codec(&self) -> Codec {
-        if self.level == 0 {
+        let plain = if self.level == 0 {
             Codec::Raw
         } else {
             Codec::Zstd
-        }
+        };
+        plain.with_encryption(self.keys.encrypts())
     }
 
     fn path(&self, key: &str) -> Path {
@@ -105,27 +143,47 @@ impl Repo {
 
     fn map_err(&self, key: &str, e: object_store::Error) -> RepoError {
         match e {
-            object_store::Error::NotFound { .. } => RepoError::NotFound { key: key.to_string() },
-            object_store::Error::AlreadyExists { .. } => RepoError::AlreadyExists { key: key.to_string() },
-            e => RepoError::Unreachable { url: self.url.clone(), source: Box::new(e) },
+            object_store::Error::NotFound { .. } => RepoError::NotFound {
+                key: key.to_string(),
+            },
+            object_store::Error::AlreadyExists { .. } => RepoError::AlreadyExists {
+                key: key.to_string(),
+            },
+            e => RepoError::Unreachable {
+                url: self.url.clone(),
+                source: Box::new(e),
+            },
         }
     }
 
     /// Create-only put: fails with `AlreadyExists` if anything is there.
     pub async fn put_new(&self, key: &str, data: Bytes) -> Result<()> {
-        let opts = PutOptions { mode: PutMode::Create, ..Default::default() };
-        self.store.put_opts(&self.path(key), PutPayload::from(data), opts).await.map_err(|e| self.map_err(key, e))?;
+        let opts = PutOptions {
+            mode: PutMode::Create,
+            ..Default::default()
+        };
+        self.store
+            .put_opts(&self.path(key), PutPayload::from(data), opts)
+            .await
+            .map_err(|e| self.map_err(key, e))?;
         Ok(())
     }
 
     /// Overwriting put: only the lease uses it.
     pub async fn put_overwrite(&self, key: &str, data: Bytes) -> Result<()> {
-        self.store.put(&self.path(key), PutPayload::from(data)).await.map_err(|e| self.map_err(key, e))?;
+        self.store
+            .put(&self.path(key), PutPayload::from(data))
+            .await
+            .map_err(|e| self.map_err(key, e))?;
         Ok(())
     }
 
     pub async fn get(&self, key: &str) -> Result<Bytes> {
-        let r = self.store.get(&self.path(key)).await.map_err(|e| self.map_err(key, e))?;
+        let r = self
+            .store
+            .get(&self.path(key))
+            .await
+            .map_err(|e| self.map_err(key, e))?;
         r.bytes().await.map_err(|e| self.map_err(key, e))
     }
 
@@ -153,8 +211,17 @@ impl Repo {
         let strip = self.prefix.len();
         while let Some(item) = stream.next().await {
             let meta = item.map_err(|e| self.map_err(prefix, e))?;
-            let key = meta.location.as_ref().get(strip..).unwrap_or_default().to_string();
-            out.push(Listed { key, size: meta.size, last_modified_ms: meta.last_modified.timestamp_millis() });
+            let key = meta
+                .location
+                .as_ref()
+                .get(strip..)
+                .unwrap_or_default()
+                .to_string();
+            out.push(Listed {
+                key,
+                size: meta.size,
+                last_modified_ms: meta.last_modified.timestamp_millis(),
+            });
         }
         out.sort_by(|a, b| a.key.cmp(&b.key));
         Ok(out)
@@ -163,9 +230,16 @@ impl Repo {
     /// The immediate "sub-directories" under `prefix` (names only).
     pub async fn list_dirs(&self, prefix: &str) -> Result<Vec<String>> {
         let full = self.path(prefix);
-        let r = self.store.list_with_delimiter(Some(&full)).await.map_err(|e| self.map_err(prefix, e))?;
-        let mut names: Vec<String> =
-            r.common_prefixes.iter().filter_map(|p| p.filename().map(str::to_string)).collect();
+        let r = self
+            .store
+            .list_with_delimiter(Some(&full))
+            .await
+            .map_err(|e| self.map_err(prefix, e))?;
+        let mut names: Vec<String> = r
+            .common_prefixes
+            .iter()
+            .filter_map(|p| p.filename().map(str::to_string))
+            .collect();
         names.sort();
         Ok(names)
     }
@@ -174,7 +248,8 @@ impl Repo {
     pub async fn ensure_format(&self, now_ms: i64) -> Result<()> {
         match self.check_format().await {
             Err(RepoError::Empty { .. }) => {
-                let marker = serde_json::to_vec_pretty(&FormatMarker::new(now_ms)).unwrap_or_default();
+                let marker =
+                    serde_json::to_vec_pretty(&FormatMarker::new(now_ms)).unwrap_or_default();
                 match self.put_new(keys::FORMAT_MARKER, Bytes::from(marker)).await {
                     Ok(()) | Err(RepoError::AlreadyExists { .. }) => self.check_format().await,
                     Err(e) => Err(e),
@@ -186,19 +261,34 @@ impl Repo {
 
     /// Readers call this first: `Empty` if there is no marker, an error for a newer format.
     pub async fn check_format(&self) -> Result<()> {
-        let bytes = self.get_opt(keys::FORMAT_MARKER).await?.ok_or_else(|| RepoError::Empty {
-            url: self.url.clone(),
-            hint: format!(" (no {} marker: is the URL right, and has an agent shipped yet?)", keys::FORMAT_MARKER),
-        })?;
-        let marker: FormatMarker = serde_json::from_slice(&bytes).map_err(|e| RepoError::Corrupt {
-            key: keys::FORMAT_MARKER.to_string(),
-            reason: e.to_string(),
-        })?;
+        let bytes = self
+            .get_opt(keys::FORMAT_MARKER)
+            .await?
+            .ok_or_else(|| RepoError::Empty {
+                url: self.url.clone(),
+                hint: format!(
+                    " (no {} marker: is the URL right, and has an agent shipped yet?)",
+                    keys::FORMAT_MARKER
+                ),
+            })?;
+        let marker: FormatMarker =
+            serde_json::from_slice(&bytes).map_err(|e| RepoError::Corrupt {
+                key: keys::FORMAT_MARKER.to_string(),
+                reason: e.to_string(),
+            })?;
         if marker.format != "aofvault" {
-            return Err(RepoError::Other { url: self.url.clone(), reason: format!("format {:?} is not aofvault", marker.format) });
+            return Err(RepoError::Other {
+                url: self.url.clone(),
+                reason: format!("format {:?} is not aofvault", marker.format),
+            });
         }
         if marker.version > FORMAT_VERSION {
-            return Err(RepoError::Format { url: self.url.clone(), source: VaultError::NewerFormat { found: marker.version } });
+            return Err(RepoError::Format {
+                url: self.url.clone(),
+                source: VaultError::NewerFormat {
+                    found: marker.version,
+                },
+            });
         }
         Ok(())
     }
@@ -214,10 +304,22 @@ impl Repo {
         self.list_dirs(&keys::chains_prefix(instance, shard)).await
     }
 
-    pub async fn chain_head(&self, instance: &str, shard: ShardId, chain: &str) -> Result<Option<ChainHead>> {
+    pub async fn chain_head(
+        &self,
+        instance: &str,
+        shard: ShardId,
+        chain: &str,
+    ) -> Result<Option<ChainHead>> {
         let key = keys::chain_head(instance, shard, chain);
-        let Some(bytes) = self.get_opt(&key).await? else { return Ok(None) };
-        ChainHead::from_json(&bytes).map(Some).map_err(|e| RepoError::Corrupt { key, reason: e.to_string() })
+        let Some(bytes) = self.get_opt(&key).await? else {
+            return Ok(None);
+        };
+        ChainHead::from_json(&bytes)
+            .map(Some)
+            .map_err(|e| RepoError::Corrupt {
+                key,
+                reason: e.to_string(),
+            })
     }
 
     pub async fn put_chain_head(&self, head: &ChainHead) -> Result<()> {
@@ -228,7 +330,12 @@ impl Repo {
 
     /// The segments of a chain, sorted by start offset, as a listing shows them (sizes are the
     /// stored sizes, which restore uses for progress).
-    pub async fn segments(&self, instance: &str, shard: ShardId, chain: &str) -> Result<Vec<(SegmentRef, u64)>> {
+    pub async fn segments(
+        &self,
+        instance: &str,
+        shard: ShardId,
+        chain: &str,
+    ) -> Result<Vec<(SegmentRef, u64)>> {
         let dir = keys::chain_dir(instance, shard, chain);
         let mut segs: Vec<(SegmentRef, u64)> = self
             .list(&dir)
@@ -258,27 +365,49 @@ impl Repo {
         let end = start + payload.len() as u64;
         let object = keys::segment_object(start, end, seen.0, seen.1, crc, codec);
         let key = format!("{}{}", keys::chain_dir(instance, shard, chain), object);
-        let data = codec::encode(payload, codec, self.level).map_err(|e| RepoError::Other {
-            url: self.url.clone(),
-            reason: format!("compressing {key}: {e}"),
+        let data = codec::encode(payload, codec, self.level, Some(&self.keys)).map_err(|e| {
+            RepoError::Other {
+                url: self.url.clone(),
+                reason: format!("encoding {key}: {e}"),
+            }
         })?;
         match self.put_new(&key, Bytes::from(data)).await {
             // A retry after a lost reply: the same name means the same bytes (the crc is in it).
             Ok(()) | Err(RepoError::AlreadyExists { .. }) => {}
             Err(e) => return Err(e),
         }
-        Ok(SegmentRef { start, end, object, crc32c: crc, first_seen_ms: seen.0, last_seen_ms: seen.1 })
+        Ok(SegmentRef {
+            start,
+            end,
+            object,
+            crc32c: crc,
+            first_seen_ms: seen.0,
+            last_seen_ms: seen.1,
+        })
     }
 
     /// Streams a local file (already pinned by the caller's open descriptor) into `key`,
     /// compressed, with bounded memory. Returns (plain size, crc32c).
-    pub async fn put_file(&self, key: &str, file: std::fs::File, limit: Option<u64>) -> Result<(u64, u32)> {
+    pub async fn put_file(
+        &self,
+        key: &str,
+        file: std::fs::File,
+        limit: Option<u64>,
+    ) -> Result<(u64, u32)> {
         use tokio::io::AsyncWriteExt;
         let codec = self.codec();
         let level = self.level;
+        let keys = self.keys.clone();
         let url = self.url.clone();
-        let io_err = |e: std::io::Error| RepoError::Other { url: url.clone(), reason: format!("uploading {key}: {e}") };
-        let mut writer = object_store::buffered::BufWriter::with_capacity(self.store.clone(), self.path(key), 8 << 20);
+        let io_err = |e: std::io::Error| RepoError::Other {
+            url: url.clone(),
+            reason: format!("uploading {key}: {e}"),
+        };
+        let mut writer = object_store::buffered::BufWriter::with_capacity(
+            self.store.clone(),
+            self.path(key),
+            8 << 20,
+        );
         let (tx, mut rx) = tokio::sync::mpsc::channel::<std::io::Result<Vec<u8>>>(4);
         // Reading and compressing run on a blocking thread; the async side only uploads.
         let reader = tokio::task::spawn_blocking(move || -> std::io::Result<(u64, u32)> {
@@ -286,40 +415,24 @@ impl Repo {
                 Some(n) => Box::new(file.take(n)),
                 None => Box::new(file),
             };
-            let sink = ChannelWriter { tx: tx.clone(), buf: Vec::with_capacity(1 << 20) };
+            let sink = ChannelWriter {
+                tx: tx.clone(),
+                buf: Vec::with_capacity(1 << 20),
+            };
+            let mut enc = codec::Encoder::new(sink, codec, level, Some(&keys))?;
             let mut crc = 0u32;
             let mut total = 0u64;
             let mut buf = vec![0u8; 1 << 20];
-            let finish = |sink: ChannelWriter| -> std::io::Result<()> { sink.close() };
-            match codec {
-                Codec::Raw => {
-                    let mut sink = sink;
-                    loop {
-                        let n = input.read(&mut buf)?;
-                        if n == 0 {
-                            break;
-                        }
-                        crc = crc32c::crc32c_append(crc, &buf[..n]);
-                        total += n as u64;
-                        sink.write_all(&buf[..n])?;
-                    }
-                    finish(sink)?;
+            loop {
+                let n = input.read(&mut buf)?;
+                if n == 0 {
+                    break;
                 }
-                Codec::Zstd => {
-                    let mut enc = zstd::stream::Encoder::new(sink, level)?;
-                    enc.include_checksum(true)?;
-                    loop {
-                        let n = input.read(&mut buf)?;
-                        if n == 0 {
-                            break;
-                        }
-                        crc = crc32c::crc32c_append(crc, &buf[..n]);
-                        total += n as u64;
-                        enc.write_all(&buf[..n])?;
-                    }
-                    finish(enc.finish()?)?;
-                }
+                crc = crc32c::crc32c_append(crc, &buf[..n]);
+                total += n as u64;
+                enc.write_all(&buf[..n])?;
             }
+            enc.finish()?.close()?;
             Ok((total, crc))
         });
         let mut failed = None;
@@ -360,29 +473,109 @@ impl Repo {
 
     /// Downloads `key`, decodes it into `out` as it arrives, and checks the plain bytes against
     /// `crc` and `size`. Memory stays bounded by one network chunk.
-    pub async fn download<W: Write>(&self, key: &str, crc: u32, size: Option<u64>, out: W) -> Result<W> {
+    pub async fn download<W: Write>(
+        &self,
+        key: &str,
+        crc: u32,
+        size: Option<u64>,
+        out: W,
+    ) -> Result<W> {
         let codec = Codec::from_name(key).ok_or_else(|| RepoError::Corrupt {
             key: key.to_string(),
             reason: "unknown codec suffix".into(),
         })?;
-        let corrupt = |reason: String| RepoError::Corrupt { key: key.to_string(), reason };
-        let r = self.store.get(&self.path(key)).await.map_err(|e| self.map_err(key, e))?;
+        let corrupt = |reason: String| RepoError::Corrupt {
+            key: key.to_string(),
+            reason,
+        };
+        if codec.is_encrypted() && !self.keys.can_decrypt() {
+            return Err(RepoError::Encrypted {
+                key: key.to_string(),
+            });
+        }
+        let r = self
+            .store
+            .get(&self.path(key))
+            .await
+            .map_err(|e| self.map_err(key, e))?;
         let mut stream = r.into_stream();
         let mut dec = codec::Decoder::new(codec, out).map_err(|e| corrupt(e.to_string()))?;
-        while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|e| self.map_err(key, e))?;
-            dec.write_all(&chunk).map_err(|e| corrupt(format!("cannot decode: {e}")))?;
+        if codec.is_encrypted() {
+            dec = self.decrypt_into(key, stream, dec).await?;
+        } else {
+            while let Some(chunk) = stream.next().await {
+                let chunk = chunk.map_err(|e| self.map_err(key, e))?;
+                dec.write_all(&chunk)
+                    .map_err(|e| corrupt(format!("cannot decode: {e}")))?;
+            }
         }
-        let (got_crc, len, out) = dec.finish().map_err(|e| corrupt(format!("cannot decode: {e}")))?;
+        let (got_crc, len, out) = dec
+            .finish()
+            .map_err(|e| corrupt(format!("cannot decode: {e}")))?;
         if let Some(size) = size {
             if len != size {
                 return Err(corrupt(format!("{len} bytes where {size} were recorded")));
             }
         }
         if got_crc != crc {
-            return Err(corrupt(format!("checksum {got_crc:08x} where {crc:08x} was recorded")));
+            return Err(corrupt(format!(
+                "checksum {got_crc:08x} where {crc:08x} was recorded"
+            )));
         }
         Ok(out)
+    }
+
+    /// Decrypts an age object as it streams in and feeds the plain bytes to `dec`. A failure of
+    /// the store stays a store error (transient); everything else names the object.
+    async fn decrypt_into<W: Write>(
+        &self,
+        key: &str,
+        stream: futures::stream::BoxStream<'static, object_store::Result<Bytes>>,
+        mut dec: codec::Decoder<W>,
+    ) -> Result<codec::Decoder<W>> {
+        use futures::{AsyncReadExt, TryStreamExt};
+        // The reader below sees only io::Error: keep the store's own error aside.
+        let store_failure: Arc<Mutex<Option<object_store::Error>>> = Arc::default();
+        let slot = store_failure.clone();
+        let input = stream
+            .map_err(move |e| {
+                slot.lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .get_or_insert(e);
+                std::io::Error::other("the object store failed")
+            })
+            .into_async_read();
+        let fail = |reason: crypt::Unreadable| -> RepoError {
+            if let Some(e) = store_failure
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take()
+            {
+                return self.map_err(key, e);
+            }
+            let key = key.to_string();
+            match reason {
+                crypt::Unreadable::NoIdentity => RepoError::Encrypted { key },
+                crypt::Unreadable::WrongKey => RepoError::WrongKey { key },
+                crypt::Unreadable::Damaged(reason) => RepoError::Corrupt { key, reason },
+            }
+        };
+        let mut plain = self.keys.decrypt(input).await.map_err(fail)?;
+        let mut buf = vec![0u8; 64 << 10];
+        loop {
+            let n = plain
+                .read(&mut buf)
+                .await
+                .map_err(|e| fail(crypt::Unreadable::Damaged(format!("cannot decrypt: {e}"))))?;
+            if n == 0 {
+                break;
+            }
+            dec.write_all(&buf[..n]).map_err(|e| RepoError::Corrupt {
+                key: key.to_string(),
+                reason: format!("cannot decode: {e}"),
+            })?;
+        }
+        Ok(dec)
     }
 
     /// Snapshot ids of an instance, oldest first.
@@ -392,21 +585,36 @@ impl Repo {
             .list(&prefix)
             .await?
             .into_iter()
-            .filter_map(|l| l.key.strip_prefix(&prefix)?.strip_suffix(".json").map(str::to_string))
+            .filter_map(|l| {
+                l.key
+                    .strip_prefix(&prefix)?
+                    .strip_suffix(".json")
+                    .map(str::to_string)
+            })
             .collect())
     }
 
     pub async fn snapshot(&self, instance: &str, id: &str) -> Result<SnapshotManifest> {
         let key = keys::snapshot(instance, id);
         let bytes = self.get(&key).await?;
-        SnapshotManifest::from_json(&bytes).map_err(|e| RepoError::Corrupt { key, reason: e.to_string() })
+        SnapshotManifest::from_json(&bytes).map_err(|e| RepoError::Corrupt {
+            key,
+            reason: e.to_string(),
+        })
     }
 
     /// Publishes a manifest, create-only, after checking it.
     pub async fn put_snapshot(&self, m: &SnapshotManifest) -> Result<()> {
-        m.validate().map_err(|e| RepoError::Format { url: self.url.clone(), source: e })?;
+        m.validate().map_err(|e| RepoError::Format {
+            url: self.url.clone(),
+            source: e,
+        })?;
         let key = keys::snapshot(&m.instance, &m.id);
-        self.put_new(&key, Bytes::from(serde_json::to_vec_pretty(m).unwrap_or_default())).await
+        self.put_new(
+            &key,
+            Bytes::from(serde_json::to_vec_pretty(m).unwrap_or_default()),
+        )
+        .await
     }
 }
 
@@ -423,7 +631,9 @@ impl ChannelWriter {
             return Ok(());
         }
         let chunk = std::mem::replace(&mut self.buf, Vec::with_capacity(1 << 20));
-        self.tx.blocking_send(Ok(chunk)).map_err(|_| std::io::Error::other("upload stopped"))
+        self.tx
+            .blocking_send(Ok(chunk))
+            .map_err(|_| std::io::Error::other("upload stopped"))
     }
     fn close(mut self) -> std::io::Result<()> {
         self.send()

@@ -1,5 +1,5 @@
 //! `[repository]` and `[repository.s3]`: the repository URL, the instance name, compression,
-//! and the S3 client options, with the standard `AWS_*` variables filling what the file
+//! encryption keys (in [`super::encryption`]), and the S3 client options, with the standard `AWS_*` variables filling what the file
 //! leaves unset (the file wins, as with other S3 tools' explicit options).
 
 use std::path::{Path, PathBuf};
@@ -49,6 +49,12 @@ pub(super) fn validate(
         url: url.unwrap_or_else(|| RepoUrl::File(state.dir.join("repository"))),
         instance,
         compression_level,
+        encryption: super::encryption::validate(
+            raw.encryption_recipients,
+            raw.encryption_recipients_file.as_deref(),
+            raw.encryption_identity_file.as_deref(),
+            check,
+        ),
         s3: s3(raw.s3, is_s3, check),
     }
 }
