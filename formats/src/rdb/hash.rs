@@ -23,7 +23,7 @@ use super::error::{display_key, PackError, RdbError};
 use super::listpack::Listpack;
 use super::packed::Packed;
 use super::source::Source;
-use super::value::{capacity, packed};
+use super::value::packed;
 use super::ziplist::Ziplist;
 use super::{zipmap, Flavor};
 
@@ -35,11 +35,11 @@ pub(crate) fn read_hash<R: BufRead>(
     type_id: u8,
     flavor: Flavor,
     key: &[u8],
-) -> Result<Vec<HashField>, RdbError> {
+    out: &mut Vec<HashField>,
+) -> Result<(), RdbError> {
     match (type_id, flavor) {
         (4, _) => {
             let count = src.read_len("hash length")?;
-            let mut out = Vec::with_capacity(capacity(count));
             for _ in 0..count {
                 let field = src.read_string("hash field")?;
                 let value = src.read_string("hash value")?;
@@ -49,27 +49,25 @@ pub(crate) fn read_hash<R: BufRead>(
                     expire_at_ms: None,
                 });
             }
-            Ok(out)
+            Ok(())
         }
         (9, _) => packed(src, key, "zipmap of hash", |data| {
-            Ok(zipmap::pairs(data)?
-                .into_iter()
-                .map(|(field, value)| HashField {
-                    field,
-                    value,
-                    expire_at_ms: None,
-                })
-                .collect())
+            let pairs = zipmap::pairs(data)?.into_iter();
+            out.extend(pairs.map(|(field, value)| HashField {
+                field,
+                value,
+                expire_at_ms: None,
+            }));
+            Ok(())
         }),
         (13, _) => packed(src, key, "ziplist of hash", |data| {
-            pairs(Ziplist::new(data)?)
+            pairs(Ziplist::new(data)?, out)
         }),
         (16, _) => packed(src, key, "listpack of hash", |data| {
-            pairs(Listpack::new(data)?)
+            pairs(Listpack::new(data)?, out)
         }),
         (22, Flavor::Valkey) => {
             let count = src.read_len("hash length")?;
-            let mut out = Vec::with_capacity(capacity(count));
             for _ in 0..count {
                 let field = src.read_string("hash field")?;
                 let value = src.read_string("hash value")?;
@@ -86,7 +84,7 @@ pub(crate) fn read_hash<R: BufRead>(
                     expire_at_ms,
                 });
             }
-            Ok(out)
+            Ok(())
         }
         (22 | 24, Flavor::Redis) => {
             // Type 24 stores field TTLs relative to the smallest one; 22 stores them absolute.
@@ -98,7 +96,6 @@ pub(crate) fn read_hash<R: BufRead>(
                 None
             };
             let count = src.read_len("hash length")?;
-            let mut out = Vec::with_capacity(capacity(count));
             for _ in 0..count {
                 let at = src.offset();
                 let ttl = src.read_len("hash field ttl")?;
@@ -120,7 +117,7 @@ pub(crate) fn read_hash<R: BufRead>(
                     expire_at_ms,
                 });
             }
-            Ok(out)
+            Ok(())
         }
         (23 | 25, Flavor::Redis) => {
             if type_id == 25 {
@@ -128,7 +125,7 @@ pub(crate) fn read_hash<R: BufRead>(
                 src.read_i64_le("hash minimum expiry")?;
             }
             packed(src, key, "listpack of hash with field expiries", |data| {
-                triplets(Listpack::new(data)?)
+                triplets(Listpack::new(data)?, out)
             })
         }
         _ => Err(RdbError::Invalid {
@@ -149,8 +146,7 @@ fn bad_expiry(at: u64, key: &[u8]) -> RdbError {
 }
 
 /// field, value pairs.
-fn pairs<'a>(mut items: impl Packed<'a>) -> Result<Vec<HashField>, PackError> {
-    let mut out = Vec::with_capacity(items.capacity_hint() / 2);
+fn pairs<'a>(mut items: impl Packed<'a>, out: &mut Vec<HashField>) -> Result<(), PackError> {
     while let Some(field) = items.next_item()? {
         let value = items.expect_item("hash field without a value")?;
         out.push(HashField {
@@ -159,12 +155,11 @@ fn pairs<'a>(mut items: impl Packed<'a>) -> Result<Vec<HashField>, PackError> {
             expire_at_ms: None,
         });
     }
-    Ok(out)
+    Ok(())
 }
 
 /// field, value, expiry triplets (expiry 0 = none).
-fn triplets<'a>(mut items: impl Packed<'a>) -> Result<Vec<HashField>, PackError> {
-    let mut out = Vec::with_capacity(items.capacity_hint() / 3);
+fn triplets<'a>(mut items: impl Packed<'a>, out: &mut Vec<HashField>) -> Result<(), PackError> {
     while let Some(field) = items.next_item()? {
         let value = items.expect_item("hash field without a value")?;
         let at = items.position();
@@ -180,5 +175,5 @@ fn triplets<'a>(mut items: impl Packed<'a>) -> Result<Vec<HashField>, PackError>
             expire_at_ms,
         });
     }
-    Ok(out)
+    Ok(())
 }

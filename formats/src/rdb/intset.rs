@@ -4,7 +4,16 @@
 use super::error::PackError;
 use super::text;
 
+/// Every member of an intset as bytes.
+#[cfg(test)]
 pub(crate) fn members(data: &[u8]) -> Result<Vec<Vec<u8>>, PackError> {
+    let mut out = Vec::new();
+    members_into(data, &mut out)?;
+    Ok(out)
+}
+
+/// Appends every member of an intset to `out`, as decimal text.
+pub(crate) fn members_into(data: &[u8], out: &mut Vec<Vec<u8>>) -> Result<(), PackError> {
     let header = data
         .get(..8)
         .ok_or(PackError::new(0, "intset shorter than its header"))?;
@@ -20,18 +29,16 @@ pub(crate) fn members(data: &[u8]) -> Result<Vec<Vec<u8>>, PackError> {
             "intset length disagrees with the string length",
         ));
     }
-    Ok(body
-        .chunks_exact(width)
-        .map(|c| {
-            let v = match *c {
-                [a, b] => i64::from(i16::from_le_bytes([a, b])),
-                [a, b, c, d] => i64::from(i32::from_le_bytes([a, b, c, d])),
-                [a, b, c, d, e, f, g, h] => i64::from_le_bytes([a, b, c, d, e, f, g, h]),
-                _ => 0, // unreachable: chunks_exact yields `width`-sized chunks
-            };
-            text::int(v)
-        })
-        .collect())
+    out.extend(body.chunks_exact(width).map(|c| {
+        let v = match *c {
+            [a, b] => i64::from(i16::from_le_bytes([a, b])),
+            [a, b, c, d] => i64::from(i32::from_le_bytes([a, b, c, d])),
+            [a, b, c, d, e, f, g, h] => i64::from_le_bytes([a, b, c, d, e, f, g, h]),
+            _ => 0, // unreachable: chunks_exact yields `width`-sized chunks
+        };
+        text::int(v)
+    }));
+    Ok(())
 }
 
 #[cfg(test)]

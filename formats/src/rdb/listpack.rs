@@ -52,10 +52,6 @@ impl<'a> Listpack<'a> {
 }
 
 impl<'a> Packed<'a> for Listpack<'a> {
-    fn capacity_hint(&self) -> usize {
-        self.declared.unwrap_or(0).min(4096)
-    }
-
     fn next_item(&mut self) -> Result<Option<Item<'a>>, PackError> {
         let data = self.data;
         let at = self.pos;
@@ -154,13 +150,20 @@ fn backlen_size(size: usize) -> usize {
     }
 }
 
-/// Every element of a listpack as bytes (list nodes, set members, hash/zset pairs flattened).
-pub(crate) fn elements(data: &[u8]) -> Result<Vec<Vec<u8>>, PackError> {
-    let mut lp = Listpack::new(data)?;
-    let mut out = Vec::with_capacity(lp.capacity_hint());
-    while let Some(item) = lp.next_item()? {
+/// Appends every element of a listpack to `out`, as bytes.
+pub(crate) fn elements_into(data: &[u8], out: &mut Vec<Vec<u8>>) -> Result<(), PackError> {
+    let mut items = Listpack::new(data)?;
+    while let Some(item) = items.next_item()? {
         out.push(item.to_bytes());
     }
+    Ok(())
+}
+
+/// Every element of a listpack as bytes.
+#[cfg(test)]
+pub(crate) fn elements(data: &[u8]) -> Result<Vec<Vec<u8>>, PackError> {
+    let mut out = Vec::new();
+    elements_into(data, &mut out)?;
     Ok(out)
 }
 

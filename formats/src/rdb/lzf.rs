@@ -42,6 +42,13 @@ pub(crate) fn decompress_into(
         i += 1;
         if ctrl < 32 {
             let run = usize::from(ctrl) + 1;
+            if i + 32 <= input.len() && o + 32 <= out_len {
+                // Fast path: a fixed-size copy (inlined); bytes past `run` are overwritten later.
+                out[o..o + 32].copy_from_slice(&input[i..i + 32]);
+                i += run;
+                o += run;
+                continue;
+            }
             let literal = input
                 .get(i..i + run)
                 .ok_or(PackError::new(i, "LZF literal runs past the end"))?;
@@ -74,7 +81,11 @@ pub(crate) fn decompress_into(
             if o + len > out_len {
                 return Err(PackError::new(i, "LZF output longer than announced"));
             }
-            if distance >= len {
+            if distance >= len && len <= 16 && o + 16 <= out_len {
+                // Fast path as for literals: the first `len` bytes are right, the rest is
+                // overwritten later.
+                out.copy_within(from..from + 16, o);
+            } else if distance >= len {
                 out.copy_within(from..from + len, o);
             } else {
                 // Overlapping: each byte copies one produced `distance` bytes earlier.
@@ -120,5 +131,74 @@ mod tests {
         assert!(decompress(&[0x20, 0x05], 2).is_err()); // reference before start
         assert!(decompress(&[0x05, b'a'], 6).is_err()); // literal past end
         assert!(decompress(&[0x00, b'a'], 1 << 40).is_err()); // impossible expansion
+    }
+    /// The format as written down, one byte at a time, to check the fast paths against.
+    fn reference(input: &[u8]) -> Option<Vec<u8>> {
+        let (mut i, mut out) = (0, Vec::new());
+        while i < input.len() {
+            let ctrl = usize::from(input[i]);
+            i += 1;
+            if ctrl < 32 {
+                out.extend_from_slice(input.get(i..i + ctrl + 1)?);
+                i += ctrl + 1;
+            } else {
+                let mut len = ctrl >> 5;
+                if len == 7 {
+                    len += usize::from(*input.get(i)?);
+                    i += 1;
+                }
+                let distance = ((ctrl & 0x1f) << 8 | usize::from(*input.get(i)?)) + 1;
+                i += 1;
+                for _ in 0..len + 2 {
+                    out.push(out[out.len().checked_sub(distance)?]);
+                }
+            }
+        }
+        Some(out)
+    }
+
+    #[test]
+    fn fast_paths_agree_with_the_reference() {
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move |n: u64| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % n) as usize
+        };
+        for _ in 0..2000 {
+            // A random valid stream: literals of 1-32 bytes, back-references of 3-264 bytes at
+            // distances up to what exists (often short, so copies overlap).
+            let (mut input, mut produced) = (Vec::new(), 0usize);
+            for _ in 0..1 + next(40) {
+                if produced == 0 || next(3) == 0 {
+                    let run = 1 + next(32);
+                    input.push((run - 1) as u8);
+                    input.extend((0..run).map(|_| next(256) as u8));
+                    produced += run;
+                } else {
+                    let span = if next(2) == 0 { 8 } else { 262 };
+                    let len = 3 + next(span);
+                    let near = if next(2) == 0 { 20 } else { 8192 };
+                    let distance = 1 + next(produced.min(near) as u64);
+                    let l = len - 2;
+                    let d = distance - 1;
+                    if l < 7 {
+                        input.push(((l as u8) << 5) | (d >> 8) as u8);
+                    } else {
+                        input.extend_from_slice(&[0xE0 | (d >> 8) as u8, (l - 7) as u8]);
+                    }
+                    input.push(d as u8);
+                    produced += len;
+                }
+            }
+            let want = reference(&input).unwrap();
+            assert_eq!(want.len(), produced);
+            assert_eq!(decompress(&input, want.len()).unwrap(), want);
+            assert!(decompress(&input, want.len() + 1).is_err());
+            if !want.is_empty() {
+                assert!(decompress(&input, want.len() - 1).is_err());
+            }
+        }
     }
 }

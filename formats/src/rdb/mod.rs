@@ -97,6 +97,7 @@ pub struct RdbReader<R: BufRead> {
     pending_expire: Option<i64>,
     checksum: ChecksumStatus,
     state: State,
+    gather: value::Gather,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -150,6 +151,7 @@ impl<R: BufRead> RdbReader<R> {
             pending_expire: None,
             checksum: ChecksumStatus::Pending,
             state: State::Reading,
+            gather: value::Gather::default(),
         })
     }
 
@@ -262,7 +264,7 @@ impl<R: BufRead> RdbReader<R> {
                 type_id => {
                     let key = self.src.read_string("key")?;
                     let expire_at_ms = self.pending_expire.take();
-                    if let Some(value) = value::read_value(&mut self.src, at, type_id, self.flavor, &key)? {
+                    if let Some(value) = value::read_value(&mut self.src, &mut self.gather, at, type_id, self.flavor, &key)? {
                         return Ok(Some(Record::Entry(Entry { db: self.db, key, value, expire_at_ms })));
                     }
                 }

@@ -41,8 +41,6 @@ pub(crate) trait Packed<'a> {
     fn next_item(&mut self) -> Result<Option<Item<'a>>, super::error::PackError>;
     /// Position inside the container, for error reports.
     fn position(&self) -> usize;
-    /// The element count from the header, capped, to size a vector before parsing.
-    fn capacity_hint(&self) -> usize;
 
     /// The next element, which must exist (the second or third of a pair or triplet).
     fn expect_item(&mut self, what: &'static str) -> Result<Item<'a>, super::error::PackError> {

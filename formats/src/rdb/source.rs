@@ -154,6 +154,21 @@ impl<R: BufRead> Source<R> {
         Ok(out)
     }
 
+    /// The common case of a string: a 1-byte length below 64 and its bytes, all in the buffer.
+    /// `None` when the next string is anything else (the caller then takes the general path).
+    #[inline]
+    pub(crate) fn try_short_string(&mut self) -> Option<Vec<u8>> {
+        let buf = self.inner.fill_buf().ok()?;
+        let first = *buf.get(self.pos)?;
+        if first >= 0x40 {
+            return None;
+        }
+        let end = self.pos + 1 + usize::from(first);
+        let out = buf.get(self.pos + 1..end)?.to_vec();
+        self.pos = end;
+        Some(out)
+    }
+
     /// Reads exactly `n` bytes into a new vector.
     pub(crate) fn read_bytes(&mut self, n: usize, what: &'static str) -> Result<Vec<u8>, RdbError> {
         if let Ok(buf) = self.inner.fill_buf() {

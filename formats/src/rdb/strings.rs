@@ -67,6 +67,9 @@ impl<R: BufRead> Source<R> {
 
     /// A string in any encoding, as its bytes.
     pub(crate) fn read_string(&mut self, what: &'static str) -> Result<Vec<u8>, RdbError> {
+        if let Some(short) = self.try_short_string() {
+            return Ok(short);
+        }
         let at = self.offset();
         match self.read_len_or_special(what)? {
             Len::Plain(n) => {

@@ -6,7 +6,7 @@
 
 use std::io::BufRead;
 
-use crate::model::{Bytes, Value};
+use crate::model::{Bytes, HashField, Value};
 
 use super::error::{PackError, RdbError};
 use super::listpack::{self, Listpack};
@@ -21,22 +21,64 @@ pub(crate) fn capacity(count: u64) -> usize {
     count.min(4096) as usize
 }
 
+/// Most elements a [`Gather`] buffer keeps between values (a bigger one is freed).
+const GATHER_KEEP: usize = 1 << 16;
+
+/// Reusable buffers in which a collection's elements are gathered before the collection's own,
+/// exactly sized vector is allocated at the end. Besides sparing regrowth, this orders the
+/// allocations well for malloc: the many small element allocations reuse the chunks the
+/// previous value freed, and the one large allocation comes last.
+#[derive(Default)]
+pub(crate) struct Gather {
+    items: Vec<Bytes>,
+    scored: Vec<(Bytes, f64)>,
+    fields: Vec<HashField>,
+}
+
+/// Runs `fill` on the emptied `buf`, then moves what it gathered into a new exact-size vector.
+fn gathered<T>(
+    buf: &mut Vec<T>,
+    fill: impl FnOnce(&mut Vec<T>) -> Result<(), RdbError>,
+) -> Result<Vec<T>, RdbError> {
+    buf.clear();
+    let result = fill(buf).map(|()| {
+        // Not `mem::take`: the buffer is kept for the next value, the result is exact-size.
+        let mut exact = Vec::with_capacity(buf.len());
+        exact.append(buf);
+        exact
+    });
+    buf.clear();
+    if buf.capacity() > GATHER_KEEP {
+        *buf = Vec::new();
+    }
+    result
+}
+
 /// Reads the value of type `type_id` for `key`, whose record starts (at its type byte) at
 /// `record_at`. `Ok(None)` for an empty collection.
 pub(crate) fn read_value<R: BufRead>(
     src: &mut Source<R>,
+    gather: &mut Gather,
     record_at: u64,
     type_id: u8,
     flavor: Flavor,
     key: &[u8],
 ) -> Result<Option<Value>, RdbError> {
+    let items = &mut gather.items;
+    let scored = &mut gather.scored;
     let value = match type_id {
         0 => Value::String(src.read_string("string value")?),
-        1 => Value::List(read_strings(src, "list element")?),
-        2 => Value::Set(read_strings(src, "set member")?),
-        3 => Value::ZSet(read_zset_text_scores(src, key)?),
-        4 | 9 | 13 | 16 | 22..=25 => Value::Hash(hash::read_hash(src, type_id, flavor, key)?),
-        5 => Value::ZSet(read_zset_binary_scores(src)?),
+        1 => Value::List(gathered(items, |out| {
+            read_strings(src, "list element", out)
+        })?),
+        2 => Value::Set(gathered(items, |out| read_strings(src, "set member", out))?),
+        3 => Value::ZSet(gathered(scored, |out| {
+            read_zset_text_scores(src, key, out)
+        })?),
+        4 | 9 | 13 | 16 | 22..=25 => Value::Hash(gathered(&mut gather.fields, |out| {
+            hash::read_hash(src, type_id, flavor, key, out)
+        })?),
+        5 => Value::ZSet(gathered(scored, |out| read_zset_binary_scores(src, out))?),
         6 | 7 => {
             let id = src.read_len("module id")?;
             return Err(RdbError::Module {
@@ -45,16 +87,34 @@ pub(crate) fn read_value<R: BufRead>(
                 module: module::module_name(id),
             });
         }
-        10 => Value::List(packed(src, key, "ziplist of list", ziplist::elements)?),
-        11 => Value::Set(packed(src, key, "intset", intset::members)?),
-        12 => Value::ZSet(packed(src, key, "ziplist of zset", zset_from_ziplist)?),
-        14 => Value::List(read_quicklist(src, key)?),
+        10 => Value::List(gathered(items, |out| {
+            packed(src, key, "ziplist of list", |data| {
+                ziplist::elements_into(data, out)
+            })
+        })?),
+        11 => Value::Set(gathered(items, |out| {
+            packed(src, key, "intset", |data| intset::members_into(data, out))
+        })?),
+        12 => Value::ZSet(gathered(scored, |out| {
+            packed(src, key, "ziplist of zset", |data| {
+                zset_pairs(Ziplist::new(data)?, out)
+            })
+        })?),
+        14 => Value::List(gathered(items, |out| read_quicklist(src, key, out))?),
         15 | 19 | 21 => {
             return stream::read_stream(src, type_id, key).map(|s| Some(Value::Stream(Box::new(s))))
         }
-        17 => Value::ZSet(packed(src, key, "listpack of zset", zset_from_listpack)?),
-        18 => Value::List(read_quicklist2(src, key)?),
-        20 => Value::Set(packed(src, key, "listpack of set", listpack::elements)?),
+        17 => Value::ZSet(gathered(scored, |out| {
+            packed(src, key, "listpack of zset", |data| {
+                zset_pairs(Listpack::new(data)?, out)
+            })
+        })?),
+        18 => Value::List(gathered(items, |out| read_quicklist2(src, key, out))?),
+        20 => Value::Set(gathered(items, |out| {
+            packed(src, key, "listpack of set", |data| {
+                listpack::elements_into(data, out)
+            })
+        })?),
         _ => {
             return Err(RdbError::Invalid {
                 offset: record_at,
@@ -90,22 +150,21 @@ pub(crate) fn packed<R: BufRead, T>(
 fn read_strings<R: BufRead>(
     src: &mut Source<R>,
     what: &'static str,
-) -> Result<Vec<Bytes>, RdbError> {
+    out: &mut Vec<Bytes>,
+) -> Result<(), RdbError> {
     let count = src.read_len(what)?;
-    let mut out = Vec::with_capacity(capacity(count));
     for _ in 0..count {
         out.push(src.read_string(what)?);
     }
-    Ok(out)
+    Ok(())
 }
-
 /// Type 3: members with scores as length-prefixed text (253 = NaN, 254 = +inf, 255 = -inf).
 fn read_zset_text_scores<R: BufRead>(
     src: &mut Source<R>,
     key: &[u8],
-) -> Result<Vec<(Bytes, f64)>, RdbError> {
+    out: &mut Vec<(Bytes, f64)>,
+) -> Result<(), RdbError> {
     let count = src.read_len("zset length")?;
-    let mut out = Vec::with_capacity(capacity(count));
     for _ in 0..count {
         let member = src.read_string("zset member")?;
         let at = src.offset();
@@ -126,24 +185,28 @@ fn read_zset_text_scores<R: BufRead>(
         };
         out.push((member, score));
     }
-    Ok(out)
+    Ok(())
 }
 
 /// Type 5: members with 8-byte little-endian binary scores.
-fn read_zset_binary_scores<R: BufRead>(src: &mut Source<R>) -> Result<Vec<(Bytes, f64)>, RdbError> {
+fn read_zset_binary_scores<R: BufRead>(
+    src: &mut Source<R>,
+    out: &mut Vec<(Bytes, f64)>,
+) -> Result<(), RdbError> {
     let count = src.read_len("zset length")?;
-    let mut out = Vec::with_capacity(capacity(count));
     for _ in 0..count {
         let member = src.read_string("zset member")?;
         let score = f64::from_le_bytes(src.read_array("zset score")?);
         out.push((member, score));
     }
-    Ok(out)
+    Ok(())
 }
 
 /// (member, score) pairs from a listpack or ziplist, scores stored as integers or text.
-pub(crate) fn zset_pairs<'a>(mut items: impl Packed<'a>) -> Result<Vec<(Bytes, f64)>, PackError> {
-    let mut out = Vec::with_capacity(items.capacity_hint() / 2);
+fn zset_pairs<'a>(
+    mut items: impl Packed<'a>,
+    out: &mut Vec<(Bytes, f64)>,
+) -> Result<(), PackError> {
     while let Some(member) = items.next_item()? {
         let at = items.position();
         let score = items.expect_item("zset member without a score")?;
@@ -152,52 +215,40 @@ pub(crate) fn zset_pairs<'a>(mut items: impl Packed<'a>) -> Result<Vec<(Bytes, f
             .ok_or(PackError::new(at, "zset score is not a number"))?;
         out.push((member.to_bytes(), score));
     }
-    Ok(out)
-}
-
-fn zset_from_listpack(data: &[u8]) -> Result<Vec<(Bytes, f64)>, PackError> {
-    zset_pairs(Listpack::new(data)?)
-}
-
-fn zset_from_ziplist(data: &[u8]) -> Result<Vec<(Bytes, f64)>, PackError> {
-    zset_pairs(Ziplist::new(data)?)
+    Ok(())
 }
 
 /// Type 14 (Redis 3.2–6.2): nodes, each a ziplist of elements.
-fn read_quicklist<R: BufRead>(src: &mut Source<R>, key: &[u8]) -> Result<Vec<Bytes>, RdbError> {
+fn read_quicklist<R: BufRead>(
+    src: &mut Source<R>,
+    key: &[u8],
+    out: &mut Vec<Bytes>,
+) -> Result<(), RdbError> {
     let nodes = src.read_len("quicklist node count")?;
-    let mut out = Vec::new();
     for _ in 0..nodes {
         packed(src, key, "ziplist of quicklist node", |data| {
-            let mut zl = Ziplist::new(data)?;
-            out.reserve(zl.capacity_hint());
-            while let Some(item) = zl.next_item()? {
-                out.push(item.to_bytes());
-            }
-            Ok(())
+            ziplist::elements_into(data, out)
         })?;
     }
-    Ok(out)
+    Ok(())
 }
 
 const CONTAINER_PLAIN: u64 = 1;
 const CONTAINER_PACKED: u64 = 2;
 
 /// Type 18 (Redis ≥ 7): nodes, each a listpack of elements or one plain (large) element.
-fn read_quicklist2<R: BufRead>(src: &mut Source<R>, key: &[u8]) -> Result<Vec<Bytes>, RdbError> {
+fn read_quicklist2<R: BufRead>(
+    src: &mut Source<R>,
+    key: &[u8],
+    out: &mut Vec<Bytes>,
+) -> Result<(), RdbError> {
     let nodes = src.read_len("quicklist node count")?;
-    let mut out = Vec::new();
     for _ in 0..nodes {
         let at = src.offset();
         match src.read_len("quicklist container")? {
             CONTAINER_PLAIN => out.push(src.read_string("quicklist plain node")?),
             CONTAINER_PACKED => packed(src, key, "listpack of quicklist node", |data| {
-                let mut lp = Listpack::new(data)?;
-                out.reserve(lp.capacity_hint());
-                while let Some(item) = lp.next_item()? {
-                    out.push(item.to_bytes());
-                }
-                Ok(())
+                listpack::elements_into(data, out)
             })?,
             other => {
                 return Err(RdbError::Invalid {
@@ -210,5 +261,5 @@ fn read_quicklist2<R: BufRead>(src: &mut Source<R>, key: &[u8]) -> Result<Vec<By
             }
         }
     }
-    Ok(out)
+    Ok(())
 }

@@ -54,10 +54,6 @@ impl<'a> Packed<'a> for Ziplist<'a> {
         self.pos
     }
 
-    fn capacity_hint(&self) -> usize {
-        self.declared.unwrap_or(0).min(4096)
-    }
-
     fn next_item(&mut self) -> Result<Option<Item<'a>>, PackError> {
         let data = self.data;
         let mut at = self.pos;
@@ -140,13 +136,20 @@ impl<'a> Packed<'a> for Ziplist<'a> {
     }
 }
 
-/// Every element of a ziplist as bytes.
-pub(crate) fn elements(data: &[u8]) -> Result<Vec<Vec<u8>>, PackError> {
-    let mut zl = Ziplist::new(data)?;
-    let mut out = Vec::with_capacity(zl.capacity_hint());
-    while let Some(item) = zl.next_item()? {
+/// Appends every element of a ziplist to `out`, as bytes.
+pub(crate) fn elements_into(data: &[u8], out: &mut Vec<Vec<u8>>) -> Result<(), PackError> {
+    let mut items = Ziplist::new(data)?;
+    while let Some(item) = items.next_item()? {
         out.push(item.to_bytes());
     }
+    Ok(())
+}
+
+/// Every element of a ziplist as bytes.
+#[cfg(test)]
+pub(crate) fn elements(data: &[u8]) -> Result<Vec<Vec<u8>>, PackError> {
+    let mut out = Vec::new();
+    elements_into(data, &mut out)?;
     Ok(out)
 }
 
