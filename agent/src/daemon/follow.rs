@@ -142,8 +142,9 @@ impl Daemon {
                     Event::ChainStarted { shard, head, reason } => {
                         heads[shard as usize] = Some(*head);
                         if published_start && reason != "resumed" {
-                            // One manifest for the shards a multi-shard rewrite renews together.
-                            snapshot_due.get_or_insert((Instant::now() + Duration::from_secs(2), reason));
+                            // Published at the next tick: one manifest for the shards a
+                            // multi-shard rewrite renews within the same second.
+                            snapshot_due.get_or_insert((Instant::now(), reason));
                         }
                     }
                     Event::Stopped { shard, error } => {
@@ -236,6 +237,12 @@ impl Daemon {
                 ?deadline,
                 "shutdown deadline reached; unstored bytes will be shipped by the next start"
             );
+        }
+        // A chain that began since the last manifest gets one now, so that "latest" names it.
+        if let Some((_, reason)) = snapshot_due {
+            if heads.iter().all(Option::is_some) {
+                self.publish(&shared, &record, &heads, &reason).await;
+            }
         }
         let doc = status_file::StatusDoc::new(
             &self.instance,

@@ -215,6 +215,7 @@ pub(crate) fn watched_dir(layout: &Layout) -> PathBuf {
     match layout {
         Layout::Kevy { dir, .. } => dir.clone(),
         Layout::RedisMultiPart { aof_dir, .. } => aof_dir.clone(),
+        Layout::RedisSingle { path } => path.parent().map(Path::to_path_buf).unwrap_or_default(),
     }
 }
 

@@ -1,5 +1,6 @@
 //! The server's files: finding them ([`discover`]) and following one shard's AOF stream
-//! ([`Follower`], implemented for kevy in [`kevy`] and for Redis/Valkey ≥ 7 in [`redis`]).
+//! ([`Follower`], implemented for kevy in [`kevy`], for Redis/Valkey ≥ 7 in [`redis`] and for
+//! Redis ≤ 6's single file in [`single`]).
 //!
 //! A follower turns a shard's changing files into a *logical stream*: a byte sequence that only
 //! grows for as long as continuity holds (kevy: one AOF file; Redis: the incr files of one base,
@@ -9,6 +10,7 @@
 
 pub mod kevy;
 pub mod redis;
+pub mod single;
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -19,15 +21,25 @@ use aofvault_formats::vault::{BaseFormat, ChainHead, SegmentRef, ServerLayout};
 /// What the agent follows, as found on disk.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Layout {
-    Kevy { dir: PathBuf, shards: u32 },
-    RedisMultiPart { aof_dir: PathBuf, aof_name: String },
+    Kevy {
+        dir: PathBuf,
+        shards: u32,
+    },
+    RedisMultiPart {
+        aof_dir: PathBuf,
+        aof_name: String,
+    },
+    /// Redis ≤ 6: one `appendonly.aof` in the data directory.
+    RedisSingle {
+        path: PathBuf,
+    },
 }
 
 impl Layout {
     pub fn shards(&self) -> u32 {
         match self {
             Layout::Kevy { shards, .. } => *shards,
-            Layout::RedisMultiPart { .. } => 1,
+            Layout::RedisMultiPart { .. } | Layout::RedisSingle { .. } => 1,
         }
     }
 
@@ -45,6 +57,12 @@ impl Layout {
                     .map(|n| n.to_string_lossy().into_owned())
                     .unwrap_or_default(),
             },
+            Layout::RedisSingle { path } => ServerLayout::RedisSingle {
+                aof_name: path
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
+            },
         }
     }
 
@@ -54,6 +72,7 @@ impl Layout {
             Layout::RedisMultiPart { aof_dir, aof_name } => {
                 Box::new(redis::RedisFollower::new(aof_dir, aof_name))
             }
+            Layout::RedisSingle { path } => Box::new(single::SingleFollower::new(path)),
         }
     }
 }
@@ -66,7 +85,7 @@ pub enum Want {
     Redis,
 }
 
-/// Looks for a kevy data dir or a Redis ≥ 7 `appendonlydir` under `dir`. `Ok(None)` means
+/// Looks for a kevy data dir, a Redis ≥ 7 `appendonlydir` or a Redis ≤ 6 `appendonly.aof` in `dir`. `Ok(None)` means
 /// nothing is there yet (the caller says "is appendonly enabled?" and keeps watching).
 pub fn discover(
     dir: &Path,
@@ -120,10 +139,9 @@ pub fn discover(
             }));
         }
         if dir.join(aof_name).is_file() {
-            anyhow::bail!(
-                "{} is a single-file AOF (Redis ≤ 6); this version of aofvault follows multi-part AOFs (Redis ≥ 7) and kevy",
-                dir.join(aof_name).display()
-            );
+            return Ok(Some(Layout::RedisSingle {
+                path: dir.join(aof_name),
+            }));
         }
     }
     Ok(None)

@@ -1,0 +1,182 @@
+//! Following a Redis ≤ 6 single-file AOF (`appendonly.aof`), optionally opening with an RDB
+//! preamble (`aof-use-rdb-preamble yes`).
+//!
+//! The stream is the file itself; when it starts with an RDB, that preamble (up to and including
+//! its checksum) is the chain's base and the stream starts after it. A rewrite replaces the file
+//! by rename (a new inode) → a new chain; a file that shrank or no longer holds the bytes read →
+//! continuity is lost → a new chain.
+
+use std::fs::File;
+use std::io::{BufReader, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+
+use aofvault_formats::rdb::RdbReader;
+use aofvault_formats::vault::{BaseFormat, ChainHead, SegmentRef};
+
+use super::{holds_segment, identity_of, read_at, ChainStart, Check, Follower, PinnedBase};
+
+pub struct SingleFollower {
+    path: PathBuf,
+    pinned: Option<Pinned>,
+}
+
+struct Pinned {
+    file: File,
+    id: String,
+    read_end: u64,
+    tail: Vec<u8>,
+}
+
+fn invalid(path: &Path, e: impl std::fmt::Display) -> std::io::Error {
+    std::io::Error::new(
+        std::io::ErrorKind::InvalidData,
+        format!("{}: {e}", path.display()),
+    )
+}
+
+impl SingleFollower {
+    pub fn new(path: &Path) -> Self {
+        SingleFollower {
+            path: path.to_path_buf(),
+            pinned: None,
+        }
+    }
+
+    /// Length of the RDB preamble (0 when the file is plain RESP).
+    fn preamble_len(&self, file: &File) -> std::io::Result<u64> {
+        let head = read_at(file, 0, 5)?;
+        if head != b"REDIS" {
+            return Ok(0);
+        }
+        let mut f = file.try_clone()?;
+        f.seek(SeekFrom::Start(0))?;
+        let mut rdb = RdbReader::new(BufReader::new(f)).map_err(|e| invalid(&self.path, e))?;
+        while rdb
+            .next_record()
+            .map_err(|e| invalid(&self.path, e))?
+            .is_some()
+        {}
+        Ok(rdb.offset())
+    }
+
+    fn identity(id: &str) -> String {
+        format!("single aof={id}")
+    }
+}
+
+impl Follower for SingleFollower {
+    fn check(&mut self) -> std::io::Result<Check> {
+        let meta = match std::fs::metadata(&self.path) {
+            Ok(m) => m,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let msg = format!(
+                    "{} does not exist (is appendonly enabled?)",
+                    self.path.display()
+                );
+                return Ok(Check::Missing(msg));
+            }
+            Err(e) => return Err(e),
+        };
+        let Some(p) = self.pinned.as_ref() else {
+            return Ok(Check::NewChain("start".into()));
+        };
+        if identity_of(&meta) != p.id {
+            return Ok(Check::NewChain("rewrite".into()));
+        }
+        let at = p.read_end - p.tail.len() as u64;
+        if meta.len() < p.read_end || read_at(&p.file, at, p.tail.len())? != p.tail {
+            return Ok(Check::NewChain("truncated".into()));
+        }
+        Ok(Check::Continue)
+    }
+
+    fn start_chain(&mut self, _reason: &str) -> std::io::Result<ChainStart> {
+        let file = File::open(&self.path)?;
+        let id = identity_of(&file.metadata()?);
+        let preamble = self.preamble_len(&file)?;
+        let mut base = Vec::new();
+        if preamble > 0 {
+            let mut copy = file.try_clone()?;
+            copy.seek(SeekFrom::Start(0))?;
+            let file_name = self
+                .path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            base.push(PinnedBase {
+                file: copy,
+                file_name,
+                format: BaseFormat::Rdb,
+                len: preamble,
+            });
+        }
+        let tail = read_at(
+            &file,
+            preamble.saturating_sub(64),
+            preamble.min(64) as usize,
+        )?;
+        self.pinned = Some(Pinned {
+            file,
+            id: id.clone(),
+            read_end: preamble,
+            tail,
+        });
+        Ok(ChainStart {
+            base,
+            stream_start: preamble,
+            identity: Self::identity(&id),
+        })
+    }
+
+    fn resume(
+        &mut self,
+        head: &ChainHead,
+        end: u64,
+        last: Option<&SegmentRef>,
+    ) -> std::io::Result<bool> {
+        let Ok(file) = File::open(&self.path) else {
+            return Ok(false);
+        };
+        let id = identity_of(&file.metadata()?);
+        if Self::identity(&id) != head.source_identity || file.metadata()?.len() < end {
+            return Ok(false);
+        }
+        if let Some(seg) = last {
+            if !holds_segment(&file, seg, 0)? {
+                return Ok(false);
+            }
+        }
+        let tail = read_at(&file, end.saturating_sub(64), end.min(64) as usize)?;
+        self.pinned = Some(Pinned {
+            file,
+            id,
+            read_end: end,
+            tail,
+        });
+        Ok(true)
+    }
+
+    fn read(&mut self, at: u64, max: usize) -> std::io::Result<Vec<u8>> {
+        let Some(p) = self.pinned.as_mut() else {
+            return Ok(Vec::new());
+        };
+        let data = read_at(&p.file, at, max)?;
+        let end = at + data.len() as u64;
+        if end > p.read_end && !data.is_empty() {
+            p.read_end = end;
+            p.tail = read_at(&p.file, end.saturating_sub(64), end.min(64) as usize)?;
+        }
+        Ok(data)
+    }
+
+    fn stream_len(&mut self) -> u64 {
+        self.pinned
+            .as_ref()
+            .and_then(|p| p.file.metadata().ok())
+            .map_or(0, |m| m.len())
+    }
+
+    fn describe(&self) -> String {
+        self.path.display().to_string()
+    }
+}
