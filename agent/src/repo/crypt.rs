@@ -293,4 +293,78 @@ mod tests {
         assert_eq!(keys.recipients(), vec![public]);
         assert!(!format!("{keys:?}").contains("AGE-SECRET"));
     }
+
+    /// Through the repository: segments and streamed files are stored encrypted and read back
+    /// only with the identity; without it, or with another, the error names the object.
+    #[tokio::test]
+    async fn repository_objects_are_encrypted_and_read_back() {
+        use crate::repo::{Codec, Repo, RepoError, RepoSpec, ShardId};
+        let (secret, public) = identity();
+        let spec = RepoSpec::Memory(format!("crypt-{}", rand::random::<u64>()));
+        let writer = Repo::open(&spec, 3)
+            .unwrap()
+            .with_keys(Keys::parse(&[("r".into(), public)], None).unwrap());
+        assert_eq!(writer.codec(), Codec::ZstdAge);
+        let payload = b"*3\r\n$3\r\nSET\r\n$9\r\nsecretkey\r\n$5\r\nhello\r\n".repeat(1000);
+        let seg = writer
+            .put_segment("i", ShardId(0), "c", 0, &payload, (1, 2))
+            .await
+            .unwrap();
+        assert!(seg.object.ends_with(".zst.age"), "{}", seg.object);
+        let key = format!(
+            "{}{}",
+            crate::repo::keys::chain_dir("i", ShardId(0), "c"),
+            seg.object
+        );
+        let stored = writer.get(&key).await.unwrap();
+        assert!(!stored.windows(9).any(|w| w == b"secretkey"));
+
+        let file = tempfile::tempfile().unwrap();
+        std::io::Write::write_all(&mut &file, &payload).unwrap();
+        std::io::Seek::rewind(&mut &file).unwrap();
+        let base_key = "i/base-0.zst.age";
+        let (size, crc) = writer.put_file(base_key, file, None).await.unwrap();
+        assert_eq!(
+            (size, crc),
+            (payload.len() as u64, crc32c::crc32c(&payload))
+        );
+
+        let reader = Repo::open(&spec, 3)
+            .unwrap()
+            .with_keys(Keys::parse(&[], Some(("id", &secret))).unwrap());
+        for k in [key.as_str(), base_key] {
+            let got = reader
+                .download(k, crc, Some(size), Vec::new())
+                .await
+                .unwrap();
+            assert_eq!(got, payload);
+            let e = writer
+                .download(k, crc, Some(size), Vec::new())
+                .await
+                .unwrap_err();
+            assert!(
+                matches!(&e, RepoError::Encrypted { key } if key == k),
+                "{e}"
+            );
+            assert!(e.to_string().contains("encryption_identity_file"), "{e}");
+        }
+        let (other, _) = identity();
+        let stranger = Repo::open(&spec, 3)
+            .unwrap()
+            .with_keys(Keys::parse(&[], Some(("id", &other))).unwrap());
+        let e = stranger
+            .download(&key, crc, None, Vec::new())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&e, RepoError::WrongKey { key: k } if *k == key),
+            "{e}"
+        );
+        // The checksum of the plain bytes is still checked after decryption.
+        let e = reader
+            .download(&key, crc ^ 1, None, Vec::new())
+            .await
+            .unwrap_err();
+        assert!(matches!(e, RepoError::Corrupt { .. }), "{e}");
+    }
 }
