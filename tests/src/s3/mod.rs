@@ -28,6 +28,10 @@ use objects::probe;
 
 pub const ACCESS_KEY: &str = "K";
 pub const SECRET_KEY: &str = "S";
+/// A second credential of the same identity, whose secret is long and unique enough to be
+/// searched for in logs and objects (the secrets test); `S` would match everywhere.
+pub const LONG_ACCESS_KEY: &str = "AKIAAOFVAULTTESTLONG";
+pub const LONG_SECRET_KEY: &str = "s3secret-7f3c9a1e5b2d4f6a8c0e1b3d5f7a9c2e-aofvault";
 pub const REGION: &str = "us-east-1";
 pub const BUCKET: &str = "aofvault-test";
 /// An object the readiness check writes and reads (outside any test's prefix).
@@ -115,7 +119,7 @@ impl S3Server {
             std::fs::create_dir(&dir).with_context(|| format!("creating {}", dir.display()))?;
         }
         let identities = format!(
-            r#"{{"identities":[{{"name":"ci","credentials":[{{"accessKey":"{ACCESS_KEY}","secretKey":"{SECRET_KEY}"}}],"actions":["Admin","Read","Write","List","Tagging"]}}]}}"#
+            r#"{{"identities":[{{"name":"ci","credentials":[{{"accessKey":"{ACCESS_KEY}","secretKey":"{SECRET_KEY}"}},{{"accessKey":"{LONG_ACCESS_KEY}","secretKey":"{LONG_SECRET_KEY}"}}],"actions":["Admin","Read","Write","List","Tagging"]}}]}}"#
         );
         let config = root.path().join("s3.json");
         std::fs::write(&config, identities)
