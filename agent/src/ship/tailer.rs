@@ -57,12 +57,19 @@ pub enum TailError {
     },
     #[error("shard {shard}: {source}")]
     Repo { shard: u32, source: RepoError },
+    /// Storing a new chain's base failed. Whatever the cause (the store went away in the middle
+    /// of a multi-second upload, a reset connection), the chain start is owed and retried with
+    /// backoff: the old chain is drained, nothing is lost by waiting, and giving up would stop
+    /// the shard until a restart.
+    #[error("shard {shard}: storing the base of a new chain: {source}")]
+    BaseUpload { shard: u32, source: RepoError },
 }
 
 impl TailError {
     fn transient(&self) -> bool {
         match self {
             TailError::Repo { source, .. } => source.is_transient(),
+            TailError::BaseUpload { .. } => true,
             TailError::Io { source, .. } => source.kind() == std::io::ErrorKind::NotFound,
             _ => false,
         }
@@ -368,7 +375,10 @@ impl Tailer {
                 .repo
                 .put_file(&key, part.file, Some(part.len))
                 .await
-                .map_err(|e| self.repo_err(e))?;
+                .map_err(|source| TailError::BaseUpload {
+                    shard: self.shard,
+                    source,
+                })?;
             Counters::add(&self.shared.counters.bytes_shipped, size);
             base.push(BasePart {
                 format: part.format,
