@@ -161,3 +161,60 @@ fn a_changed_shard_layout_starts_new_chains_on_every_shard() {
     a.terminate().unwrap();
     drop(kevy);
 }
+
+#[test]
+fn metrics_and_status_show_what_was_shipped() {
+    let kevy = KevyServer::start(2).unwrap();
+    let s = Setup::new();
+    let port = aofvault_tests::free_port();
+    let cfg = s.tmp.path().join("m.toml");
+    std::fs::write(&cfg, format!("[metrics]\nlisten = \"127.0.0.1:{port}\"\n")).unwrap();
+    let mut args = s.args(kevy.dir(), &kevy.url(), "state");
+    args.extend(["--config".to_string(), cfg.display().to_string()]);
+    let mut a = spawn(&args);
+    a.wait_for_log("snapshot published", Duration::from_secs(30))
+        .unwrap();
+    workload::mixed(&mut kevy.conn().unwrap(), 51, 500, 100).unwrap();
+    kevy.wait_aof_flushed().unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let dir = kevy.dir().to_path_buf();
+    wait_synced(&rt, &file_repo(&s.repo_path()), "t", 2, |i| {
+        dir.join(format!("aof-{i}.aof"))
+    });
+    std::thread::sleep(Duration::from_millis(1500));
+
+    use std::io::{Read, Write};
+    let mut sock = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    sock.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut body = String::new();
+    sock.read_to_string(&mut body).unwrap();
+    assert!(body.starts_with("HTTP/1.1 200"), "{body}");
+    let value = |name: &str| -> f64 {
+        body.lines()
+            .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
+            .unwrap_or_else(|| panic!("no {name} in {body}"))
+    };
+    assert!(value("aofvault_shipped_bytes_total ") > 0.0);
+    assert!(value("aofvault_shipped_objects_total ") >= 2.0);
+    assert_eq!(value("aofvault_lag_bytes{shard=\"0\"} "), 0.0);
+    assert!(value("aofvault_last_snapshot_timestamp_seconds ") > 1.7e9);
+
+    let mut st = s.args(kevy.dir(), &kevy.url(), "state");
+    st.extend(["status".to_string(), "--json".to_string()]);
+    let st: Vec<&str> = st.iter().map(String::as_str).collect();
+    let status = agent::run(&st, &[]).unwrap().ok().unwrap().json().unwrap();
+    assert_eq!(status["running"], true);
+    for shard in status["shards"].as_array().unwrap() {
+        assert_eq!(shard["state"], "following");
+        assert_eq!(shard["lag_bytes"], 0);
+        assert!(shard["chain"].is_string());
+        assert!(shard["shipped_offset"].as_u64().unwrap() > 9);
+    }
+    assert!(status["schedules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|j| j["job"] == "snapshot" && j["next"].is_string()));
+    a.terminate().unwrap();
+}
