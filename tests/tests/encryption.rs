@@ -227,8 +227,7 @@ fn redis_stream_size(r: &RedisServer) -> Vec<u64> {
     let manifest = std::fs::read_to_string(dir.join("appendonly.aof.manifest")).unwrap();
     let incr = manifest
         .lines()
-        .filter(|l| l.ends_with("type i"))
-        .last()
+        .rfind(|l| l.ends_with("type i"))
         .unwrap()
         .split(' ')
         .nth(1)

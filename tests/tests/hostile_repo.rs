@@ -109,11 +109,14 @@ fn dump(url: &str) -> Keyspace {
     keyspace::dump(&mut aofvault_tests::connect(url).unwrap(), &[0]).unwrap()
 }
 
+/// Changes the manifest (or, through the repository's path, another document).
+type Change = Box<dyn Fn(&Path, &mut Value)>;
+
 /// One hostile change: what it does to the manifest (or the repository), and what the
 /// refusal must say.
 struct Case {
     name: &'static str,
-    change: Box<dyn Fn(&Path, &mut Value)>,
+    change: Change,
     says: &'static [&'static str],
     /// Whether restore reads what was changed (a restore of a snapshot reads the manifest,
     /// not the chain heads: it must then succeed on the manifest's objects alone).
@@ -191,7 +194,7 @@ fn hostile_manifests_and_heads_are_refused_by_verify_and_restore_and_nothing_is_
 
     let escape = tmp.path().join("escaped");
     let absolute = escape.display().to_string();
-    let cases = vec![
+    let cases = [
         Case {
             name: "a segment named with ..",
             change: Box::new(|_, m| {

@@ -110,6 +110,9 @@ impl<W: Write> CrcWriter<W> {
     pub fn len(&self) -> u64 {
         self.len
     }
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
     pub fn into_inner(self) -> W {
         self.inner
     }
