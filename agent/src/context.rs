@@ -59,8 +59,13 @@ pub fn encryption_keys(cfg: &Config) -> anyhow::Result<Keys> {
             s.expose(),
         )
     });
-    Keys::parse(&recipients, identities)
-        .map_err(|e| anyhow::Error::new(e).context(crate::exit::Failure::Usage))
+    let keys = Keys::parse(&recipients, identities)
+        .map_err(|e| anyhow::Error::new(e).context(crate::exit::Failure::Usage))?;
+    if keys.encrypts() {
+        // Public keys only: fine to log.
+        tracing::debug!(recipients = ?keys.recipients(), can_decrypt = keys.can_decrypt(), "encryption at rest on");
+    }
+    Ok(keys)
 }
 
 /// Unix milliseconds now.
