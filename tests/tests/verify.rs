@@ -86,7 +86,10 @@ fn verify_names_every_damaged_object_and_restore_refuses_leaving_nothing_complet
     // with writes right after it, `run` stops the shard; see the report of issue 6.)
     let _: () = redis::cmd("BGSAVE").query(&mut conn).unwrap();
     std::thread::sleep(Duration::from_millis(1500));
-    workload::mixed(&mut conn, 22, 2000, 300).unwrap();
+    workload::mixed(&mut conn, 22, 1000, 300).unwrap();
+    // Two bursts a few ship intervals apart: the new chains get several segments.
+    std::thread::sleep(Duration::from_millis(2500));
+    workload::mixed(&mut conn, 23, 1000, 300).unwrap();
     kevy.wait_aof_flushed().unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
     let plan = loop {
@@ -143,11 +146,17 @@ fn verify_names_every_damaged_object_and_restore_refuses_leaving_nothing_complet
     let mid = bytes.len() / 2;
     bytes[mid] ^= 0x01;
     std::fs::write(&flipped, bytes).unwrap();
-    let seg1 = plan["plan"]["shards"][1]["segments"][0]["object"]
-        .as_str()
-        .unwrap();
+    // The first of several segments: named by a manifest, or followed by the others (a gap).
+    let segs1 = plan["plan"]["shards"][1]["segments"].as_array().unwrap();
+    assert!(
+        segs1.len() >= 2,
+        "shard 1's chain has several segments: {plan}"
+    );
+    let seg1 = segs1[0]["object"].as_str().unwrap();
     let (deleted_key, deleted) = repo.object(&plan, 1, seg1);
     std::fs::remove_file(&deleted).unwrap();
+    // "<chain>/seg-<start>-<end>": how a finding names a deleted segment either way.
+    let deleted_range = deleted_key[..deleted_key.find("seg-").unwrap() + 4 + 33].to_string();
     let base0 = plan["plan"]["shards"][0]["base"][0]["object"]
         .as_str()
         .unwrap();
@@ -168,7 +177,7 @@ fn verify_names_every_damaged_object_and_restore_refuses_leaving_nothing_complet
         out.stdout,
         out.stderr
     );
-    for key in [&flipped_key, &deleted_key, &truncated_key] {
+    for key in [&flipped_key, &deleted_range, &truncated_key] {
         assert!(
             out.stdout.contains(&format!("PROBLEM {key}")),
             "verify names {key}:\n{}",

@@ -134,18 +134,15 @@ pub fn feed_shard(
     let reader = file.take(s.stream_end - from);
     let what = format!("shard {}: AOF stream", s.shard);
     let mut last = from;
-    for_each_item(
-        BufReader::with_capacity(BASE_BUFFER, reader),
-        from,
-        |item, end| {
-            out.sink.consumed(end - last);
-            last = end;
-            match item {
-                Item::Command(args) => out.source_command(args, opts),
-                Item::Timestamp(_) => Ok(()),
-            }
-        },
-    )
+    // `for_each_item` reads in large chunks itself: no BufReader in between.
+    for_each_item(reader, from, |item, end| {
+        out.sink.consumed(end - last);
+        last = end;
+        match item {
+            Item::Command(args) => out.source_command(args, opts),
+            Item::Timestamp(_) => Ok(()),
+        }
+    })
     .with_context(|| what.clone())?;
     Ok(out.stats)
 }
@@ -259,10 +256,7 @@ pub fn last_flush_end(s: &StagedShard) -> anyhow::Result<Option<u64>> {
         let mut f =
             File::open(&s.stream).with_context(|| format!("opening {}", s.stream.display()))?;
         f.seek(SeekFrom::Start(s.prefix))?;
-        Ok(BufReader::with_capacity(
-            BASE_BUFFER,
-            f.take(s.stream_end - s.stream_start),
-        ))
+        Ok(f.take(s.stream_end - s.stream_start))
     };
     if !contains_ignore_case(open()?, b"flush")? {
         return Ok(None);

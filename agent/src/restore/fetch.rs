@@ -10,7 +10,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -93,8 +93,6 @@ impl Drop for StagingDir {
         }
     }
 }
-
-use std::os::unix::fs::DirBuilderExt;
 
 /// Creates (or truncates) a private file.
 pub fn create_private(path: &Path) -> anyhow::Result<File> {

@@ -15,26 +15,19 @@
 use std::time::Duration;
 
 use anyhow::Context;
-use futures::stream::FuturesOrdered;
-use futures::StreamExt;
 use redis::aio::MultiplexedConnection;
-use redis::{AsyncConnectionConfig, Value};
+use redis::AsyncConnectionConfig;
 use serde::Serialize;
 use tokio::sync::mpsc;
 
-use super::feed::{feed_shard, FeedOptions, FeedStats, Sink};
+use super::feed::{feed_shard, FeedOptions, FeedStats};
 use super::fetch::{fetch, StagingDir};
 use super::plan::Plan;
 use super::progress::Progress;
-use super::translate::{label, Kind};
+use super::send::{send_client, send_tcp, Batch, BatchSink, TcpTarget, IN_FLIGHT};
+use super::translate::Kind;
 use crate::repo::Repo;
 
-/// Commands per pipelined batch.
-const BATCH: usize = 1000;
-/// A batch is also sent once it holds this many bytes of arguments.
-const BATCH_BYTES: usize = 4 << 20;
-/// Batches on the wire per connection.
-const IN_FLIGHT: usize = 4;
 /// Error replies kept for the report.
 const KEEP_ERRORS: usize = 10;
 
@@ -130,127 +123,6 @@ async fn keyspace(conn: &mut MultiplexedConnection) -> anyhow::Result<Vec<(Strin
     Ok(out)
 }
 
-/// A batch on its way to the server.
-struct Batch {
-    pipe: redis::Pipeline,
-    bytes: usize,
-}
-
-/// Builds batches on the blocking side.
-struct BatchSink {
-    tx: mpsc::Sender<Batch>,
-    batch: Batch,
-    progress: Progress,
-}
-
-impl BatchSink {
-    fn flush(&mut self) -> anyhow::Result<()> {
-        if self.batch.pipe.is_empty() {
-            return Ok(());
-        }
-        let full = std::mem::replace(
-            &mut self.batch,
-            Batch {
-                pipe: redis::Pipeline::with_capacity(BATCH),
-                bytes: 0,
-            },
-        );
-        self.tx
-            .blocking_send(full)
-            .map_err(|_| anyhow::anyhow!("the replay stopped"))
-    }
-}
-
-impl Sink for BatchSink {
-    fn command(&mut self, args: &[&[u8]]) -> anyhow::Result<()> {
-        let size: usize = args.iter().map(|a| a.len()).sum();
-        let mut cmd = redis::Cmd::with_capacity(args.len(), size);
-        for a in args {
-            cmd.arg(*a);
-        }
-        self.batch.pipe.add_command(cmd);
-        self.batch.bytes += size;
-        if self.batch.pipe.len() >= BATCH || self.batch.bytes >= BATCH_BYTES {
-            self.flush()?;
-        }
-        Ok(())
-    }
-
-    fn consumed(&mut self, n: u64) {
-        self.progress.add_bytes(n);
-    }
-}
-
-/// Per-shard result of the async side.
-#[derive(Default)]
-struct Sent {
-    commands: u64,
-    errors: u64,
-    first_errors: Vec<String>,
-}
-
-async fn send_all(
-    conn: MultiplexedConnection,
-    mut rx: mpsc::Receiver<Batch>,
-    shard: u32,
-    progress: Progress,
-) -> anyhow::Result<Sent> {
-    let mut sent = Sent::default();
-    let mut inflight = FuturesOrdered::new();
-    let mut open = true;
-    loop {
-        // Polling `inflight` is what puts a pushed batch on the wire: keep polling it while
-        // waiting for the decoder.
-        let (batch, result) = tokio::select! {
-            biased;
-            Some(done) = inflight.next(), if !inflight.is_empty() => done,
-            next = rx.recv(), if open && inflight.len() < IN_FLIGHT => {
-                match next {
-                    Some(batch) => {
-                        let mut c = conn.clone();
-                        inflight.push_back(async move {
-                            let n = batch.pipe.len();
-                            let r = c.send_packed_commands(&batch.pipe, 0, n).await;
-                            (batch, r)
-                        });
-                    }
-                    None => open = false,
-                }
-                continue;
-            }
-            else => break,
-        };
-        let replies =
-            result.with_context(|| format!("shard {shard}: the target stopped answering"))?;
-        sent.commands += batch.pipe.len() as u64;
-        progress.add_commands(batch.pipe.len() as u64);
-        for (i, reply) in replies.iter().enumerate() {
-            if let Value::ServerError(e) = reply {
-                sent.errors += 1;
-                if sent.first_errors.len() < KEEP_ERRORS {
-                    let args: Vec<&[u8]> = batch
-                        .pipe
-                        .cmd_iter()
-                        .nth(i)
-                        .map(|c| {
-                            c.args_iter()
-                                .filter_map(|a| match a {
-                                    redis::Arg::Simple(b) => Some(b),
-                                    _ => None,
-                                })
-                                .collect()
-                        })
-                        .unwrap_or_default();
-                    sent.first_errors
-                        .push(format!("shard {shard}: `{}`: {e}", label(&args)));
-                }
-            }
-        }
-    }
-    drop(conn);
-    Ok(sent)
-}
-
 /// Outcome of [`replay`].
 pub enum Outcome {
     /// The target holds keys and `--force` was not given.
@@ -282,29 +154,32 @@ pub async fn replay(repo: &Repo, plan: &Plan, url: &str, force: bool) -> anyhow:
         now_ms: crate::context::now_ms(),
     };
     let mut tasks = Vec::new();
+    let tcp = TcpTarget::from_url(url);
     for s in staged {
-        let conn = target
-            .client
-            .get_multiplexed_async_connection_with_config(&config())
-            .await
-            .with_context(|| format!("cannot connect to {}", shown(url)))?;
         let (tx, rx) = mpsc::channel::<Batch>(IN_FLIGHT);
         let shard = s.shard;
         let p = progress.clone();
         let producer = tokio::task::spawn_blocking(move || -> anyhow::Result<FeedStats> {
-            let mut sink = BatchSink {
-                tx,
-                batch: Batch {
-                    pipe: redis::Pipeline::with_capacity(BATCH),
-                    bytes: 0,
-                },
-                progress: p,
-            };
+            let mut sink = BatchSink::new(tx, p);
             let stats = feed_shard(&s, &opts, &mut sink)?;
             sink.flush()?;
             Ok(stats)
         });
-        let consumer = tokio::spawn(send_all(conn, rx, shard, progress.clone()));
+        let consumer = match &tcp {
+            Some(t) => {
+                let t = t.clone();
+                let p = progress.clone();
+                tokio::spawn(async move { send_tcp(&t, rx, shard, p).await })
+            }
+            None => {
+                let conn = target
+                    .client
+                    .get_multiplexed_async_connection_with_config(&config())
+                    .await
+                    .with_context(|| format!("cannot connect to {}", shown(url)))?;
+                tokio::spawn(send_client(conn, rx, shard, progress.clone()))
+            }
+        };
         tasks.push((shard, producer, consumer));
     }
     let mut report = Report {

@@ -9,7 +9,8 @@
 //! - [`fetch`] downloads every object into a staging directory, each checked (CRC-32C, size)
 //!   before anything reaches the target;
 //! - [`to_dir`] renames the staged files into the server's layout (or converts them), the
-//!   "looks complete" marker last; or [`live`] replays them, pipelined, shards in parallel;
+//!   "looks complete" marker last; or [`live`] replays them, pipelined, shards in parallel,
+//!   through [`send`];
 //! - [`feed`] turns staged bases and streams into commands for the target, reading through
 //!   [`stream`]; [`translate`] is the table of what changes between kevy and Redis;
 //! - [`progress`] shows it all.
@@ -19,6 +20,7 @@ pub mod fetch;
 pub mod live;
 pub mod plan;
 pub mod progress;
+pub mod send;
 pub mod stream;
 pub mod to_dir;
 pub mod translate;

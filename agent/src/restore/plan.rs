@@ -188,6 +188,12 @@ pub async fn extended_segments(
             continue;
         }
         if seg.start != end {
+            tracing::warn!(
+                shard = cut.shard,
+                chain = %cut.chain,
+                "stored segments stop at offset {end} and go on at {}: a restore stops at the gap (`aofvault verify` reports it)",
+                seg.start
+            );
             break;
         }
         end = seg.end;

@@ -12,7 +12,7 @@ use aofvault_formats::aof::KEVY_AOF_MAGIC;
 use aofvault_formats::resp;
 
 /// Initial buffer size.
-const CHUNK: usize = 4 << 20;
+const CHUNK: usize = 1 << 20;
 /// Largest single command or annotation accepted (bulk strings are at most 512 MiB).
 const MAX_ITEM: usize = 1 << 30;
 /// Longest annotation line Redis writes or reads.

@@ -13,13 +13,12 @@ use anyhow::Context;
 use aofvault_formats::kevy::KevySnapReader;
 use aofvault_formats::model::Record;
 use aofvault_formats::rdb::RdbReader;
-use aofvault_formats::vault::{BaseFormat, SnapshotManifest};
+use aofvault_formats::vault::{BaseFormat, SegmentRef, ShardCut, SnapshotManifest};
 use futures::StreamExt;
 use serde::Serialize;
 
 use crate::repo::{keys, Repo, RepoError, ShardId};
 use crate::restore::fetch::{create_private, StagingDir};
-use crate::restore::plan::extended_segments;
 use crate::restore::stream::{for_each_item, Item};
 
 /// Objects checked at the same time.
@@ -86,8 +85,14 @@ fn as_finding(key: &str, e: RepoError) -> anyhow::Result<Finding> {
     }
 }
 
-/// Runs every check of `scope` over `instance`.
-pub async fn check(repo: &Repo, instance: &str, scope: &Scope) -> anyhow::Result<Report> {
+/// Runs every check of `scope` over `instance`. A gap in a chain counts once the segment after
+/// it is `grace_ms` old (while an agent runs, uploads may finish out of order).
+pub async fn check(
+    repo: &Repo,
+    instance: &str,
+    scope: &Scope,
+    grace_ms: i64,
+) -> anyhow::Result<Report> {
     let mut report = Report {
         instance: instance.to_string(),
         ..Report::default()
@@ -141,7 +146,19 @@ pub async fn check(repo: &Repo, instance: &str, scope: &Scope) -> anyhow::Result
             let segs = if *scope == Scope::One(id.clone()) || !chains_seen.insert(dir.clone()) {
                 cut.segments.clone()
             } else {
-                extended_segments(repo, instance, cut).await?
+                let (run, gap) = chain_run(repo, instance, cut).await?;
+                if let Some(g) =
+                    gap.filter(|g| crate::context::now_ms() - g.next_seen_ms >= grace_ms)
+                {
+                    report.findings.push(finding(
+                        format!("{dir}seg-{:016x}-{:016x}", g.start, g.end),
+                        format!(
+                            "missing: the chain's segments stop at offset {} and go on at {}; a restore stops at the gap",
+                            g.start, g.end
+                        ),
+                    ));
+                }
+                run
             };
             for s in segs {
                 let e = Expect {
@@ -177,6 +194,46 @@ pub async fn check(repo: &Repo, instance: &str, scope: &Scope) -> anyhow::Result
     report.findings.sort();
     report.findings.dedup();
     Ok(report)
+}
+
+/// A hole in a chain's stored segments.
+struct Gap {
+    start: u64,
+    end: u64,
+    /// When the agent saw the segment after the hole.
+    next_seen_ms: i64,
+}
+
+/// The segments a latest restore reads for `cut` (the manifest's, then every stored segment
+/// continuing them), and the first gap after them if stored segments go on beyond one.
+async fn chain_run(
+    repo: &Repo,
+    instance: &str,
+    cut: &ShardCut,
+) -> anyhow::Result<(Vec<SegmentRef>, Option<Gap>)> {
+    let listed = repo
+        .segments(instance, ShardId(cut.shard), &cut.chain)
+        .await?;
+    let mut run = cut.segments.clone();
+    let mut end = cut.end;
+    for (seg, _) in listed {
+        if seg.start < end {
+            continue;
+        }
+        if seg.start != end {
+            return Ok((
+                run,
+                Some(Gap {
+                    start: end,
+                    end: seg.start,
+                    next_seen_ms: seg.last_seen_ms,
+                }),
+            ));
+        }
+        end = seg.end;
+        run.push(seg);
+    }
+    Ok((run, None))
 }
 
 /// Records an object once; the same name with other contents is itself a finding.

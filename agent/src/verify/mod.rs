@@ -26,6 +26,10 @@ use crate::repo::Repo;
 use crate::restore::plan::Selection;
 use check::{Finding, Scope};
 
+/// The scheduled drill runs beside a live agent: a gap whose next segment is younger than this
+/// may be an upload still in flight.
+const SCHEDULED_GAP_GRACE_MS: i64 = 60_000;
+
 pub async fn run(cfg: &Config, args: &VerifyArgs, out: &mut dyn Write) -> anyhow::Result<u8> {
     if args.against.is_some() {
         return crate::drift::run(cfg, args, out).await;
@@ -46,7 +50,7 @@ async fn verify(cfg: &Config, args: &VerifyArgs, out: &mut dyn Write) -> anyhow:
         Some(id) => Scope::One(id.clone()),
         None => Scope::All,
     };
-    let mut report = check::check(&repo, &instance, &scope).await?;
+    let mut report = check::check(&repo, &instance, &scope, 0).await?;
     let deep = if args.deep {
         let sel = match &args.snapshot {
             Some(id) => Selection::Snapshot { id: id.clone() },
@@ -132,7 +136,7 @@ pub async fn scheduled(repo: &Repo, instance: &str) -> anyhow::Result<()> {
         tracing::warn!(instance, "verify: no snapshot yet, nothing to check");
         return Ok(());
     }
-    let report = check::check(repo, instance, &Scope::Latest).await?;
+    let report = check::check(repo, instance, &Scope::Latest, SCHEDULED_GAP_GRACE_MS).await?;
     for f in &report.findings {
         tracing::error!(object = %f.object, problem = %f.problem, "verify: problem in the repository");
     }

@@ -1,0 +1,172 @@
+#!/usr/bin/env bash
+# Restore speed and memory, against the plain tools, on the same data in the same run.
+#
+# For each server kind (redis-server 7, kevy with 4 shards):
+#  1. a source server is filled with KEYS keys (80 % strings of 64-200 bytes, 10 % hashes of 4
+#     fields, 10 % lists of 4 items; one write command per key) and `aofvault backup` ships it
+#     into a file:// repository (zstd);
+#  2. live: `aofvault restore --to` into a fresh server of the same kind, against
+#     `redis-cli --pipe` of the very same commands (the source's AOF stream) into another fresh
+#     server of that kind; both end with the same DBSIZE (checked);
+#  3. files: `aofvault restore --to-dir` (download, decode, CRC check, fsync, rename) against a
+#     plain download of the repository's objects (`cp -r` of the file:// repository + fsync of
+#     every file) and against a plain copy of the restored files (`cp -r` + fsync);
+#  4. peak RSS of each restore (`/usr/bin/time -v`).
+# Prints one line per measurement and the ratios (pipe time / restore time: > 1 means the
+# restore is faster; restore time / plain time for files: 1.20 = 20 % overhead).
+#
+# Usage: scripts/bench-restore.sh [KEYS] [KINDS]     e.g. scripts/bench-restore.sh 500000 "redis kevy"
+# Needs redis-server, redis-cli, kevy (~/.cargo/bin/kevy or KEVY_BIN), cargo, python3, /usr/bin/time.
+set -euo pipefail
+
+keys=${1:-500000}
+kinds=${2:-"redis kevy"}
+repo_root=$(cd "$(dirname "$0")/.." && pwd)
+work=${KEEP_DIR:-$(mktemp -d -t aofvault-bench-restore.XXXXXX)}
+mkdir -p "$work"
+kevy_bin=${KEVY_BIN:-$HOME/.cargo/bin/kevy}
+pids=()
+
+cleanup() {
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    if [[ -z "${KEEP_DIR:-}" ]]; then rm -rf "$work"; fi
+}
+trap cleanup EXIT
+
+echo "building aofvault (release)..." >&2
+(cd "$repo_root" && cargo build --release -p aofvault >&2)
+bin="$repo_root/target/release/aofvault"
+
+now() { date +%s.%N; }
+port() { echo $((20000 + RANDOM % 30000)); }
+
+wait_ping() { # port
+    for _ in $(seq 1 600); do
+        if [[ "$(redis-cli -p "$1" ping 2>/dev/null)" == "PONG" ]]; then return; fi
+        sleep 0.05
+    done
+    echo "server on port $1 did not start" >&2
+    exit 1
+}
+
+start() { # kind dir port -> starts a server, records its pid
+    local kind=$1 dir=$2 p=$3
+    mkdir -p "$dir"
+    if [[ $kind == redis ]]; then
+        redis-server --port "$p" --bind 127.0.0.1 --dir "$dir" --appendonly yes --save '' --auto-aof-rewrite-percentage 0 \
+            --logfile "$dir/../redis-$p.log" --daemonize no &
+    else
+        printf '[persistence]\naof = true\nappendfsync = "everysec"\n' >"$dir/../kevy-$p.toml"
+        env -u KEVY_DIR "$kevy_bin" --config "$dir/../kevy-$p.toml" --bind 127.0.0.1 --port "$p" \
+            --dir "$dir" --threads 4 >"$dir/../kevy-$p.log" 2>&1 &
+    fi
+    pids+=($!)
+    wait_ping "$p"
+}
+
+dbsize() { redis-cli -p "$1" dbsize; }
+
+# The data: one RESP command per key.
+python3 - "$keys" >"$work/load.resp" <<'PY'
+import random, sys
+n = int(sys.argv[1])
+rng = random.Random(42)
+out = sys.stdout.buffer
+def text(k):  # hex: compresses about 2:1, like real data rather than "xxxx"
+    return rng.randbytes(k // 2).hex()
+def cmd(*args):
+    parts = [b"*%d\r\n" % len(args)]
+    for a in args:
+        a = a if isinstance(a, bytes) else str(a).encode()
+        parts.append(b"$%d\r\n%s\r\n" % (len(a), a))
+    out.write(b"".join(parts))
+for i in range(n):
+    k = i % 10
+    if k == 8:
+        cmd("HSET", f"h:{i}", "f1", f"a{i}", "f2", text(16), "f3", text(24), "f4", str(i))
+    elif k == 9:
+        cmd("RPUSH", f"l:{i}", f"x{i}", text(30), "z", str(i))
+    else:
+        cmd("SET", f"s:{i}", text(60 + (i * 7) % 140))
+PY
+
+printf '%-6s %-34s %10s %12s\n' kind measurement seconds peak_rss_kib
+report() { printf '%-6s %-34s %10.2f %12s\n' "$1" "$2" "$3" "${4:--}"; }
+
+rss_of() { grep 'Maximum resident' "$1" | awk '{print $NF}'; }
+
+for kind in $kinds; do
+    d="$work/$kind"
+    mkdir -p "$d"
+    src_port=$(port)
+    start "$kind" "$d/source" "$src_port"
+    redis-cli -p "$src_port" --pipe <"$work/load.resp" >/dev/null 2>&1 || true
+    sleep 2 # kevy writes its AOF within a second (everysec)
+    src_keys=$(dbsize "$src_port")
+    "$bin" backup --source "$d/source" --server "redis://127.0.0.1:$src_port" --repo "file://$d/repo" \
+        --instance b --state-dir "$d/state" >/dev/null 2>"$d/backup.log"
+    # The same commands as the restore replays: the source's AOF stream.
+    if [[ $kind == redis ]]; then
+        cat "$d"/source/appendonlydir/*.incr.aof >"$d/same.resp"
+    else
+        : >"$d/same.resp"
+        for f in "$d"/source/aof-*.aof; do tail -c +10 "$f" >>"$d/same.resp"; done
+    fi
+    stream_mb=$(du -m "$d/same.resp" | cut -f1)
+    repo_mb=$(du -sm "$d/repo" | cut -f1)
+
+    pipe_port=$(port)
+    start "$kind" "$d/pipe-target" "$pipe_port"
+    t0=$(now)
+    redis-cli -p "$pipe_port" --pipe <"$d/same.resp" >"$d/pipe.out" 2>&1 || true
+    t1=$(now)
+    pipe_s=$(echo "$t1 - $t0" | bc)
+    report "$kind" "redis-cli --pipe (${stream_mb} MiB)" "$pipe_s"
+
+    live_port=$(port)
+    start "$kind" "$d/live-target" "$live_port"
+    t0=$(now)
+    /usr/bin/time -v "$bin" --repo "file://$d/repo" --instance b --state-dir "$d/state" \
+        restore --to "redis://127.0.0.1:$live_port" >"$d/live.out" 2>"$d/live.time"
+    t1=$(now)
+    live_s=$(echo "$t1 - $t0" | bc)
+    report "$kind" "aofvault restore --to" "$live_s" "$(rss_of "$d/live.time")"
+
+    pipe_keys=$(dbsize "$pipe_port")
+    live_keys=$(dbsize "$live_port")
+    if [[ "$src_keys" != "$live_keys" || "$src_keys" != "$pipe_keys" ]]; then
+        echo "key counts differ: source $src_keys, pipe $pipe_keys, restore $live_keys" >&2
+        exit 1
+    fi
+
+    t0=$(now)
+    /usr/bin/time -v "$bin" --repo "file://$d/repo" --instance b --state-dir "$d/state" \
+        restore --to-dir "$d/files" >"$d/files.out" 2>"$d/files.time"
+    t1=$(now)
+    files_s=$(echo "$t1 - $t0" | bc)
+    files_mb=$(du -sm "$d/files" | cut -f1)
+    report "$kind" "aofvault restore --to-dir (${files_mb} MiB)" "$files_s" "$(rss_of "$d/files.time")"
+    t0=$(now)
+    cp -r "$d/repo" "$d/download"
+    find "$d/download" -type f -exec sync {} +
+    t1=$(now)
+    download_s=$(echo "$t1 - $t0" | bc)
+    report "$kind" "plain download: cp + fsync of the repo" "$download_s"
+    t0=$(now)
+    cp -r "$d/files" "$d/copy"
+    find "$d/copy" -type f -exec sync {} +
+    t1=$(now)
+    copy_s=$(echo "$t1 - $t0" | bc)
+    report "$kind" "plain copy + fsync of the restored files" "$copy_s"
+
+    echo "$kind: $src_keys keys, AOF stream ${stream_mb} MiB, repository ${repo_mb} MiB (zstd)"
+    echo "$kind: live restore vs redis-cli --pipe: $(echo "scale=2; $pipe_s / $live_s" | bc)x" \
+        "(pipe time / restore time)"
+    echo "$kind: file restore vs a plain download of the repository objects:" \
+        "$(echo "scale=2; $files_s / $download_s" | bc)x; vs a plain copy of the restored files:" \
+        "$(echo "scale=2; $files_s / $copy_s" | bc)x (restore time / plain time)"
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    pids=()
+done
