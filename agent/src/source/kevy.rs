@@ -17,7 +17,9 @@ use std::time::{Duration, Instant};
 use aofvault_formats::aof::kevy_header_len;
 use aofvault_formats::vault::{BaseFormat, ChainHead, SegmentRef};
 
-use super::{holds_segment, identity_of, read_at, ChainStart, Check, Follower, PinnedBase};
+use super::{
+    holds_segment, identity_of, read_at, ChainStart, Check, Follower, PinnedBase, Tracked,
+};
 
 /// How long a new dump may stand before its AOF reset shows.
 pub const RESET_GRACE: Duration = Duration::from_secs(1);
@@ -29,15 +31,11 @@ pub struct KevyFollower {
 }
 
 struct Pinned {
-    aof: File,
+    aof: Tracked,
     aof_id: String,
     dump_id: Option<String>,
     /// When a dump different from `dump_id` was first seen.
     dump_change_seen: Option<Instant>,
-    read_end: u64,
-    /// The last bytes read, ending at `read_end`: if the file no longer holds them there, it was
-    /// truncated and re-grown behind our back.
-    tail: Vec<u8>,
 }
 
 /// `dev:ino:mtime:size` of the dump: a renamed-in dump may reuse a freed inode number.
@@ -67,15 +65,6 @@ impl KevyFollower {
             "kevy aof={aof_id} dump={}",
             dump_id.as_deref().unwrap_or("none")
         )
-    }
-
-    fn truncated(p: &Pinned) -> std::io::Result<bool> {
-        let size = p.aof.metadata()?.len();
-        if size < p.read_end {
-            return Ok(true);
-        }
-        let at = p.read_end - p.tail.len() as u64;
-        Ok(read_at(&p.aof, at, p.tail.len())? != p.tail)
     }
 
     /// For a chain that starts while both files exist, with no history: does the AOF come after
@@ -127,7 +116,7 @@ impl Follower for KevyFollower {
                     "a new snapshot was written; waiting for the AOF reset".into(),
                 ));
             }
-            if Self::truncated(p)? {
+            if p.aof.truncated()? {
                 return Ok(Check::NewChain("save".into()));
             }
             tracing::warn!(
@@ -138,7 +127,7 @@ impl Follower for KevyFollower {
             p.dump_change_seen = None;
             return Ok(Check::Continue);
         }
-        if Self::truncated(p)? {
+        if p.aof.truncated()? {
             return Ok(Check::NewChain("truncated".into()));
         }
         Ok(Check::Continue)
@@ -178,12 +167,10 @@ impl Follower for KevyFollower {
         let stream_start = kevy_header_len(&head) as u64;
         let identity = Self::identity(&aof_id, &dump_id);
         self.pinned = Some(Pinned {
-            aof,
+            aof: Tracked::new(aof, stream_start)?,
             aof_id,
             dump_id,
             dump_change_seen: None,
-            read_end: stream_start,
-            tail: head[..stream_start as usize].to_vec(),
         });
         Ok(ChainStart {
             base,
@@ -212,44 +199,24 @@ impl Follower for KevyFollower {
                 return Ok(false);
             }
         }
-        let tail_len = end.min(64) as usize;
-        let tail = read_at(&aof, end - tail_len as u64, tail_len)?;
         self.pinned = Some(Pinned {
-            aof,
+            aof: Tracked::new(aof, end)?,
             aof_id,
             dump_id,
             dump_change_seen: None,
-            read_end: end,
-            tail,
         });
         Ok(true)
     }
 
     fn read(&mut self, at: u64, max: usize) -> std::io::Result<Vec<u8>> {
-        let Some(p) = self.pinned.as_mut() else {
-            return Ok(Vec::new());
-        };
-        let data = read_at(&p.aof, at, max)?;
-        let end = at + data.len() as u64;
-        if end > p.read_end {
-            p.read_end = end;
-            let keep = data.len().min(64);
-            p.tail = data[data.len() - keep..].to_vec();
-            if keep < 64 {
-                let need = (64 - keep).min((end - keep as u64) as usize);
-                let mut t = read_at(&p.aof, end - keep as u64 - need as u64, need)?;
-                t.extend_from_slice(&p.tail);
-                p.tail = t;
-            }
+        match self.pinned.as_mut() {
+            Some(p) => p.aof.read(at, max),
+            None => Ok(Vec::new()),
         }
-        Ok(data)
     }
 
     fn stream_len(&mut self) -> u64 {
-        self.pinned
-            .as_ref()
-            .and_then(|p| p.aof.metadata().ok())
-            .map_or(0, |m| m.len())
+        self.pinned.as_ref().map_or(0, |p| p.aof.size())
     }
 
     fn describe(&self) -> String {

@@ -231,3 +231,52 @@ pub fn holds_segment(file: &File, seg: &SegmentRef, shift: u64) -> std::io::Resu
     let bytes = read_at(file, offset, len)?;
     Ok(bytes.len() == len && crc32c::crc32c(&bytes) == seg.crc32c)
 }
+
+/// A pinned file followed by offset, with the last bytes read remembered: if the file no longer
+/// holds them where they were, it was truncated (and perhaps re-grown) behind the follower's back.
+#[derive(Debug)]
+pub struct Tracked {
+    pub file: File,
+    read_end: u64,
+    tail: Vec<u8>,
+}
+
+/// How many trailing bytes [`Tracked`] remembers.
+const TAIL: u64 = 64;
+
+impl Tracked {
+    /// Follows `file`, whose bytes up to `end` are already accounted for.
+    pub fn new(file: File, end: u64) -> std::io::Result<Tracked> {
+        let tail = read_at(&file, end.saturating_sub(TAIL), end.min(TAIL) as usize)?;
+        Ok(Tracked {
+            file,
+            read_end: end,
+            tail,
+        })
+    }
+
+    /// Reads up to `max` bytes at `at`, remembering the end of what was read.
+    pub fn read(&mut self, at: u64, max: usize) -> std::io::Result<Vec<u8>> {
+        let data = read_at(&self.file, at, max)?;
+        let end = at + data.len() as u64;
+        if end > self.read_end {
+            self.read_end = end;
+            self.tail = read_at(&self.file, end.saturating_sub(TAIL), end.min(TAIL) as usize)?;
+        }
+        Ok(data)
+    }
+
+    /// True when the file is shorter than what was read, or no longer holds the last bytes read.
+    pub fn truncated(&self) -> std::io::Result<bool> {
+        if self.file.metadata()?.len() < self.read_end {
+            return Ok(true);
+        }
+        let at = self.read_end - self.tail.len() as u64;
+        Ok(read_at(&self.file, at, self.tail.len())? != self.tail)
+    }
+
+    /// The file's current size.
+    pub fn size(&self) -> u64 {
+        self.file.metadata().map_or(0, |m| m.len())
+    }
+}

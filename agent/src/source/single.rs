@@ -13,7 +13,9 @@ use std::path::{Path, PathBuf};
 use aofvault_formats::rdb::RdbReader;
 use aofvault_formats::vault::{BaseFormat, ChainHead, SegmentRef};
 
-use super::{holds_segment, identity_of, read_at, ChainStart, Check, Follower, PinnedBase};
+use super::{
+    holds_segment, identity_of, read_at, ChainStart, Check, Follower, PinnedBase, Tracked,
+};
 
 pub struct SingleFollower {
     path: PathBuf,
@@ -21,10 +23,8 @@ pub struct SingleFollower {
 }
 
 struct Pinned {
-    file: File,
+    file: Tracked,
     id: String,
-    read_end: u64,
-    tail: Vec<u8>,
 }
 
 fn invalid(path: &Path, e: impl std::fmt::Display) -> std::io::Error {
@@ -83,8 +83,7 @@ impl Follower for SingleFollower {
         if identity_of(&meta) != p.id {
             return Ok(Check::NewChain("rewrite".into()));
         }
-        let at = p.read_end - p.tail.len() as u64;
-        if meta.len() < p.read_end || read_at(&p.file, at, p.tail.len())? != p.tail {
+        if p.file.truncated()? {
             return Ok(Check::NewChain("truncated".into()));
         }
         Ok(Check::Continue)
@@ -110,16 +109,9 @@ impl Follower for SingleFollower {
                 len: preamble,
             });
         }
-        let tail = read_at(
-            &file,
-            preamble.saturating_sub(64),
-            preamble.min(64) as usize,
-        )?;
         self.pinned = Some(Pinned {
-            file,
+            file: Tracked::new(file, preamble)?,
             id: id.clone(),
-            read_end: preamble,
-            tail,
         });
         Ok(ChainStart {
             base,
@@ -146,34 +138,22 @@ impl Follower for SingleFollower {
                 return Ok(false);
             }
         }
-        let tail = read_at(&file, end.saturating_sub(64), end.min(64) as usize)?;
         self.pinned = Some(Pinned {
-            file,
+            file: Tracked::new(file, end)?,
             id,
-            read_end: end,
-            tail,
         });
         Ok(true)
     }
 
     fn read(&mut self, at: u64, max: usize) -> std::io::Result<Vec<u8>> {
-        let Some(p) = self.pinned.as_mut() else {
-            return Ok(Vec::new());
-        };
-        let data = read_at(&p.file, at, max)?;
-        let end = at + data.len() as u64;
-        if end > p.read_end && !data.is_empty() {
-            p.read_end = end;
-            p.tail = read_at(&p.file, end.saturating_sub(64), end.min(64) as usize)?;
+        match self.pinned.as_mut() {
+            Some(p) => p.file.read(at, max),
+            None => Ok(Vec::new()),
         }
-        Ok(data)
     }
 
     fn stream_len(&mut self) -> u64 {
-        self.pinned
-            .as_ref()
-            .and_then(|p| p.file.metadata().ok())
-            .map_or(0, |m| m.len())
+        self.pinned.as_ref().map_or(0, |p| p.file.size())
     }
 
     fn describe(&self) -> String {
