@@ -31,6 +31,38 @@ fn config(
         .unwrap()
 }
 
+/// The daemon, in-process.
+struct Daemon {
+    token: CancellationToken,
+    handle: tokio::task::JoinHandle<anyhow::Result<()>>,
+    _hup: tokio::sync::mpsc::Sender<()>,
+}
+
+impl Daemon {
+    fn start(rt: &tokio::runtime::Runtime, cfg: aofvault_config::Config) -> Daemon {
+        let token = CancellationToken::new();
+        let (hup, hup_rx) = tokio::sync::mpsc::channel(1);
+        let reload = cfg.clone();
+        let run = aofvault::daemon::run(
+            cfg,
+            token.clone(),
+            hup_rx,
+            Box::new(move || Ok(reload.clone())),
+        );
+        Daemon {
+            token,
+            handle: rt.spawn(run),
+            _hup: hup,
+        }
+    }
+
+    /// Cancels and waits for a clean stop.
+    fn stop(self, rt: &tokio::runtime::Runtime) {
+        self.token.cancel();
+        rt.block_on(self.handle).unwrap().unwrap();
+    }
+}
+
 #[test]
 fn kevy_aof_is_shipped_byte_for_byte() {
     let kevy = KevyServer::start(4).unwrap();
@@ -42,15 +74,7 @@ fn kevy_aof_is_shipped_byte_for_byte() {
         &kevy.url(),
     );
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let token = CancellationToken::new();
-    let (_hup_tx, hup_rx) = tokio::sync::mpsc::channel(1);
-    let c2 = cfg.clone();
-    let daemon = rt.spawn(aofvault::daemon::run(
-        cfg,
-        token.clone(),
-        hup_rx,
-        Box::new(move || Ok(c2.clone())),
-    ));
+    let d = Daemon::start(&rt, cfg);
 
     let mut conn = kevy.conn().unwrap();
     workload::mixed(&mut conn, 7, 3000, 500).unwrap();
@@ -76,8 +100,7 @@ fn kevy_aof_is_shipped_byte_for_byte() {
             std::thread::sleep(Duration::from_millis(200));
         }
     }
-    token.cancel();
-    rt.block_on(daemon).unwrap().unwrap();
+    d.stop(&rt);
     // A snapshot names all four shards.
     let ids = rt.block_on(repo.snapshot_ids("smoke")).unwrap();
     assert!(!ids.is_empty(), "a snapshot was published");
@@ -98,15 +121,7 @@ fn kevy_rewrite_and_save_start_new_chains() {
         &kevy.url(),
     );
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let token = CancellationToken::new();
-    let (_hup_tx, hup_rx) = tokio::sync::mpsc::channel(1);
-    let c2 = cfg.clone();
-    let daemon = rt.spawn(aofvault::daemon::run(
-        cfg,
-        token.clone(),
-        hup_rx,
-        Box::new(move || Ok(c2.clone())),
-    ));
+    let d = Daemon::start(&rt, cfg);
     let repo = Repo::open(&RepoSpec::File(tmp.path().join("repo")), 3).unwrap();
     let aof = |s: u32| kevy.dir().join(format!("aof-{s}.aof"));
     let mut conn = kevy.conn().unwrap();
@@ -161,8 +176,7 @@ fn kevy_rewrite_and_save_start_new_chains() {
             "the base is the dump written by SAVE"
         );
     }
-    token.cancel();
-    rt.block_on(daemon).unwrap().unwrap();
+    d.stop(&rt);
 }
 
 fn redis_files(dir: &std::path::Path) -> (String, Vec<String>) {
@@ -185,15 +199,7 @@ fn redis_incr_is_shipped_and_a_rewrite_starts_a_chain_on_the_new_base() {
         &redis.url(),
     );
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let token = CancellationToken::new();
-    let (_hup_tx, hup_rx) = tokio::sync::mpsc::channel(1);
-    let c2 = cfg.clone();
-    let daemon = rt.spawn(aofvault::daemon::run(
-        cfg,
-        token.clone(),
-        hup_rx,
-        Box::new(move || Ok(c2.clone())),
-    ));
+    let d = Daemon::start(&rt, cfg);
     let repo = Repo::open(&RepoSpec::File(tmp.path().join("repo")), 3).unwrap();
     let mut conn = redis.conn().unwrap();
     workload::mixed(&mut conn, 5, 2000, 300).unwrap();
@@ -228,6 +234,5 @@ fn redis_incr_is_shipped_and_a_rewrite_starts_a_chain_on_the_new_base() {
     assert_eq!(head.base[0].file_name, base);
     let bytes = std::fs::read(redis.dir().join("appendonlydir").join(&base)).unwrap();
     assert_eq!(head.base[0].crc32c, crc32c::crc32c(&bytes));
-    token.cancel();
-    rt.block_on(daemon).unwrap().unwrap();
+    d.stop(&rt);
 }
