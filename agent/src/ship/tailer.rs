@@ -8,7 +8,7 @@
 
 use std::time::{Duration, Instant};
 
-use aofvault_formats::aof::safe_prefix;
+use aofvault_formats::aof::{safe_prefix, AofError};
 use aofvault_formats::vault::{BasePart, ChainHead, ServerLayout, FORMAT_VERSION};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
@@ -447,16 +447,12 @@ impl Tailer {
                 return Ok(());
             }
             let start = open.end;
-            let safe = safe_prefix(&self.pending, start).map_err(|e| {
-                let aofvault_formats::aof::AofError::Invalid { offset, reason } = e;
-                TailError::Corrupt {
-                    shard: self.shard,
-                    file: self.follower.describe(),
-                    offset,
-                    reason,
-                    shipped: start,
+            let safe = match safe_prefix(&self.pending, start) {
+                Ok(safe) => safe,
+                Err(AofError::Invalid { offset, reason }) => {
+                    return Err(self.corrupt(start, offset, reason).await);
                 }
-            })?;
+            };
             if safe.len == 0 {
                 if self.pending.len() >= self.limit {
                     // One command (or transaction) is bigger than a segment: allow it, up to 32×.
@@ -477,47 +473,75 @@ impl Tailer {
             if !(force || full || self.last_ship.elapsed() >= self.settings.interval) {
                 return Ok(());
             }
-            let seen = self.seen.unwrap_or((now_ms(), now_ms()));
-            let t0 = Instant::now();
-            let seg = self
-                .repo
-                .put_segment(
-                    &self.instance,
-                    ShardId(self.shard),
-                    &self.chain_id(),
-                    start,
-                    &self.pending[..safe.len],
-                    seen,
-                )
-                .await
-                .map_err(|e| self.repo_err(e))?;
-            let c = &self.shared.counters;
-            Counters::add(&c.upload_micros_total, t0.elapsed().as_micros() as u64);
-            Counters::add(&c.uploads_total, 1);
-            Counters::add(&c.objects_shipped, 1);
-            Counters::add(&c.bytes_shipped, safe.len as u64);
-            self.pending.drain(..safe.len);
-            self.seen = if self.pending.is_empty() {
-                None
-            } else {
-                Some((seen.1, seen.1))
-            };
-            self.last_ship = Instant::now();
-            self.limit = self.settings.segment_max;
-            let end = seg.end;
-            if let Some(open) = self.chain.as_mut() {
-                open.end = end;
-            }
-            let len = safe.len as u64;
-            self.shared.update(self.shard, |s| {
-                s.shipped_offset = end;
-                s.last_upload_ms = Some(now_ms());
-                s.segments_shipped += 1;
-                s.bytes_shipped += len;
-            });
+            self.store(start, safe.len).await?;
             if got == 0 && !full && self.pending.is_empty() {
                 return Ok(());
             }
+        }
+    }
+
+    /// Stores the first `len` pending bytes (whole commands, from logical offset `start`) as one
+    /// segment and moves the chain's end past them.
+    async fn store(&mut self, start: u64, len: usize) -> Result<(), TailError> {
+        let seen = self.seen.unwrap_or((now_ms(), now_ms()));
+        let t0 = Instant::now();
+        let seg = self
+            .repo
+            .put_segment(
+                &self.instance,
+                ShardId(self.shard),
+                &self.chain_id(),
+                start,
+                &self.pending[..len],
+                seen,
+            )
+            .await
+            .map_err(|e| self.repo_err(e))?;
+        let c = &self.shared.counters;
+        Counters::add(&c.upload_micros_total, t0.elapsed().as_micros() as u64);
+        Counters::add(&c.uploads_total, 1);
+        Counters::add(&c.objects_shipped, 1);
+        Counters::add(&c.bytes_shipped, len as u64);
+        self.pending.drain(..len);
+        self.seen = if self.pending.is_empty() {
+            None
+        } else {
+            Some((seen.1, seen.1))
+        };
+        self.last_ship = Instant::now();
+        self.limit = self.settings.segment_max;
+        let end = seg.end;
+        if let Some(open) = self.chain.as_mut() {
+            open.end = end;
+        }
+        self.shared.update(self.shard, |s| {
+            s.shipped_offset = end;
+            s.last_upload_ms = Some(now_ms());
+            s.segments_shipped += 1;
+            s.bytes_shipped += len as u64;
+        });
+        Ok(())
+    }
+
+    /// Invalid bytes at logical `offset`: the whole commands before them are good data and are
+    /// stored first (a corruption in the middle of an AOF must not cost what precedes it), then
+    /// the shard stops, naming the file and the offset. A transient store error is returned
+    /// instead, so the next pass tries again.
+    async fn corrupt(&mut self, start: u64, offset: u64, reason: String) -> TailError {
+        let good = (offset.saturating_sub(start) as usize).min(self.pending.len());
+        if let Ok(safe) = safe_prefix(&self.pending[..good], start) {
+            if safe.len > 0 {
+                if let Err(e) = self.store(start, safe.len).await {
+                    return e;
+                }
+            }
+        }
+        TailError::Corrupt {
+            shard: self.shard,
+            file: self.follower.describe(),
+            offset,
+            reason,
+            shipped: self.chain.as_ref().map_or(start, |o| o.end),
         }
     }
 
