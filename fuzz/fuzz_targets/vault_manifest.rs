@@ -16,7 +16,10 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(m.shards.len() as u64, u64::from(m.layout.shards()));
         for cut in &m.shards {
             assert!(plain(&cut.chain));
-            assert!(cut.base.iter().all(|b| plain(&b.object) && plain(&b.file_name)));
+            assert!(cut
+                .base
+                .iter()
+                .all(|b| plain(&b.object) && plain(&b.file_name)));
             let mut at = cut.stream_start;
             for seg in &cut.segments {
                 assert!(plain(&seg.object));
@@ -30,7 +33,10 @@ fuzz_target!(|data: &[u8]| {
     }
     if let Ok(head) = ChainHead::from_json(data) {
         assert!(plain(&head.chain) && plain(&head.instance));
-        assert!(head.base.iter().all(|b| plain(&b.object) && plain(&b.file_name)));
+        assert!(head
+            .base
+            .iter()
+            .all(|b| plain(&b.object) && plain(&b.file_name)));
         let json = serde_json::to_vec(&head).expect("a parsed head serializes");
         assert_eq!(ChainHead::from_json(&json).as_ref(), Ok(&head));
     }
