@@ -94,6 +94,8 @@ pub struct Tailer {
     pub events: mpsc::Sender<Event>,
     chain: Option<Open>,
     pending: Vec<u8>,
+    /// Length of the prefix of `pending` already known to end at a safe cut.
+    scanned: usize,
     seen: Option<(i64, i64)>,
     last_ship: Instant,
     limit: usize,
@@ -131,6 +133,7 @@ impl Tailer {
             events,
             chain: None,
             pending: Vec::new(),
+            scanned: 0,
             seen: None,
             last_ship: Instant::now(),
             limit,
@@ -347,6 +350,7 @@ impl Tailer {
         let base_size = head.base.iter().map(|b| b.size).sum::<u64>() + stream_start;
         self.chain = Some(Open { head, end });
         self.pending.clear();
+        self.scanned = 0;
         self.seen = None;
         self.shared.update(self.shard, |s| {
             s.chain = Some(chain);
@@ -447,13 +451,18 @@ impl Tailer {
                 return Ok(());
             }
             let start = open.end;
-            let safe = match safe_prefix(&self.pending, start) {
-                Ok(safe) => safe,
+            // Only the bytes after the known safe prefix are scanned: under a steady load a
+            // tailer wakes on every write, and rescanning the whole pending buffer each time
+            // would cost quadratic CPU.
+            let known = self.scanned.min(self.pending.len());
+            let safe = match safe_prefix(&self.pending[known..], start + known as u64) {
+                Ok(more) => known + more.len,
                 Err(AofError::Invalid { offset, reason }) => {
                     return Err(self.corrupt(start, offset, reason).await);
                 }
             };
-            if safe.len == 0 {
+            self.scanned = safe;
+            if safe == 0 {
                 if self.pending.len() >= self.limit {
                     // One command (or transaction) is bigger than a segment: allow it, up to 32×.
                     if self.limit >= self.settings.segment_max * 32 {
@@ -473,7 +482,7 @@ impl Tailer {
             if !(force || full || self.last_ship.elapsed() >= self.settings.interval) {
                 return Ok(());
             }
-            self.store(start, safe.len).await?;
+            self.store(start, safe).await?;
             if got == 0 && !full && self.pending.is_empty() {
                 return Ok(());
             }
@@ -503,6 +512,7 @@ impl Tailer {
         Counters::add(&c.objects_shipped, 1);
         Counters::add(&c.bytes_shipped, len as u64);
         self.pending.drain(..len);
+        self.scanned = self.scanned.saturating_sub(len);
         self.seen = if self.pending.is_empty() {
             None
         } else {
