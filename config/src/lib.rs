@@ -28,7 +28,7 @@ mod validate;
 pub use env::Env;
 pub use error::{ConfigError, ConfigErrors, ErrorKind};
 pub use model::{
-    Compact, Config, Encryption, Log, LogFormat, Metrics, RepoUrl, Repository, Retention,
+    Compact, Config, Drift, Encryption, Log, LogFormat, Metrics, RepoUrl, Repository, Retention,
     Schedules, Ship, Shutdown, Source, SourceKind, State, Tls, S3,
 };
 pub use parse::parse;

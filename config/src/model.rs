@@ -27,6 +27,7 @@ pub struct Config {
     pub log: Log,
     pub state: State,
     pub shutdown: Shutdown,
+    pub drift: Drift,
 }
 
 /// Which server family the source directory belongs to.
@@ -176,6 +177,19 @@ pub struct Schedules {
     pub verify: Option<Schedule>,
     pub prune: Option<Schedule>,
     pub drift_check: Option<Schedule>,
+}
+
+/// `[drift]`: the drift check's load on the live server.
+#[derive(Debug, Clone, Serialize)]
+pub struct Drift {
+    /// Keys compared: `0` = every key, else that many random keys of each side.
+    pub sample: u64,
+    /// Commands per second the check may send to the live server.
+    pub rate: u32,
+    /// How long a re-check waits for the repository to cover the moment a difference was
+    /// seen.
+    #[serde(serialize_with = "duration")]
+    pub settle: Duration,
 }
 
 /// `[retention]`: a snapshot is kept if any rule keeps it; with no rule set, all are kept.

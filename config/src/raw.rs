@@ -30,6 +30,7 @@ pub struct RawConfig {
     pub log: RawLog,
     pub state: RawState,
     pub shutdown: RawShutdown,
+    pub drift: RawDrift,
     /// Keys [`crate::parse`] had to drop (unknown, or of the wrong type). They are reported
     /// by [`RawConfig::validate`] together with every other mistake.
     #[serde(skip)]
@@ -139,6 +140,15 @@ pub struct RawSchedule {
     pub verify: Option<String>,
     pub prune: Option<String>,
     pub drift_check: Option<String>,
+}
+
+/// `[drift]`: how `verify --against` and `[schedule] drift_check` read the live server.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawDrift {
+    pub sample: Option<i64>,
+    pub rate: Option<i64>,
+    pub settle: Option<String>,
 }
 
 /// `[retention]`: which snapshots `prune` keeps.

@@ -16,10 +16,11 @@ use std::time::Duration;
 use crate::env::Env;
 use crate::error::{ConfigErrors, ErrorKind};
 use crate::model::{
-    Compact, Config, Log, LogFormat, Metrics, Retention, Schedules, Ship, Shutdown, State,
+    Compact, Config, Drift, Log, LogFormat, Metrics, Retention, Schedules, Ship, Shutdown, State,
 };
 use crate::raw::{
-    RawCompact, RawConfig, RawLog, RawMetrics, RawRetention, RawSchedule, RawShip, RawState,
+    RawCompact, RawConfig, RawDrift, RawLog, RawMetrics, RawRetention, RawSchedule, RawShip,
+    RawState,
 };
 
 pub(crate) use check::Check;
@@ -62,6 +63,7 @@ impl RawConfig {
                 SECOND..=10 * MINUTE,
             ),
         };
+        let drift = drift(self.drift, &mut check);
         check.finish(Config {
             source,
             repository,
@@ -73,7 +75,23 @@ impl RawConfig {
             log,
             state,
             shutdown,
+            drift,
         })
+    }
+}
+
+fn drift(raw: RawDrift, check: &mut Check) -> Drift {
+    let sample = check.int("drift.sample", raw.sample, 0, 0..=100_000_000);
+    let rate = check.int("drift.rate", raw.rate, 1000, 1..=1_000_000);
+    Drift {
+        sample: u64::try_from(sample).unwrap_or(0),
+        rate: u32::try_from(rate).unwrap_or(1000),
+        settle: check.duration(
+            "drift.settle",
+            raw.settle.as_deref(),
+            10 * SECOND,
+            Duration::ZERO..=10 * MINUTE,
+        ),
     }
 }
 
