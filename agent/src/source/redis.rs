@@ -18,6 +18,7 @@ pub struct RedisFollower {
     dir: PathBuf,
     manifest_path: PathBuf,
     pinned: Option<Pinned>,
+    cache: Option<((u64, i64, i64, u64), Listing)>,
 }
 
 struct Incr {
@@ -30,6 +31,7 @@ struct Pinned {
     incrs: Vec<Incr>,
 }
 
+#[derive(Clone)]
 struct Listing {
     base: Option<String>,
     incrs: Vec<String>,
@@ -41,10 +43,25 @@ impl RedisFollower {
             dir: aof_dir.to_path_buf(),
             manifest_path: aof_dir.join(format!("{aof_name}.manifest")),
             pinned: None,
+            cache: None,
         }
     }
 
-    fn listing(&self) -> std::io::Result<Option<Listing>> {
+    /// The manifest's base and incr names. Parsed again only when the file changed (Redis
+    /// replaces it by rename): a tailer under load looks many times a second.
+    fn listing(&mut self) -> std::io::Result<Option<Listing>> {
+        use std::os::unix::fs::MetadataExt;
+        let meta = match std::fs::metadata(&self.manifest_path) {
+            Ok(m) => m,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let stamp = (meta.ino(), meta.mtime(), meta.mtime_nsec(), meta.size());
+        if let Some((s, l)) = &self.cache {
+            if *s == stamp {
+                return Ok(Some(l.clone()));
+            }
+        }
         let text = match std::fs::read(&self.manifest_path) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -56,10 +73,12 @@ impl RedisFollower {
                 format!("{}: {e}", self.manifest_path.display()),
             )
         })?;
-        Ok(Some(Listing {
+        let listing = Listing {
             base: m.base().map(|b| b.name.clone()),
             incrs: m.incrs().map(|i| i.name.clone()).collect(),
-        }))
+        };
+        self.cache = Some((stamp, listing.clone()));
+        Ok(Some(listing))
     }
 
     fn identity(base: &Option<String>, first_incr: Option<&String>) -> String {
