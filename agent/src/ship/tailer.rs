@@ -4,7 +4,9 @@
 //! Invariants: the chain's segments are contiguous from `stream_start`; a segment is stored
 //! before `end` moves past it; a new chain is started only after the old one's pinned files
 //! were drained. Transient store errors keep the bytes in memory and retry with backoff (the
-//! lag grows and is reported); invalid AOF bytes stop the shard, naming file and offset.
+//! lag grows and is reported); invalid AOF bytes stop the shard, naming file and offset, after
+//! the whole commands before them are stored — until the server replaces the file (a rewrite,
+//! or a repaired and truncated AOF), when shipping resumes on a new chain.
 
 use std::time::{Duration, Instant};
 
@@ -101,6 +103,8 @@ pub struct Tailer {
     limit: usize,
     /// A new chain is owed (its start failed transiently): retried before anything else.
     owed_chain: Option<String>,
+    /// Stopped at invalid AOF bytes: only watching for the files to be replaced.
+    halted: bool,
 }
 
 fn now_ms() -> i64 {
@@ -138,6 +142,7 @@ impl Tailer {
             last_ship: Instant::now(),
             limit,
             owed_chain: None,
+            halted: false,
         }
     }
 
@@ -167,15 +172,21 @@ impl Tailer {
         let mut backoff = Backoff::new(Duration::from_millis(200), MAX_BACKOFF);
         let mut delay = Duration::ZERO;
         loop {
+            // While bytes wait for their upload, file events are not needed: the due read will
+            // take everything written meanwhile. Under load this keeps a tailer to about two
+            // passes per interval instead of one per write.
+            let listen = self.pending.is_empty();
             tokio::select! {
                 _ = cancel.cancelled() => break,
-                _ = wake.changed() => {}
+                _ = wake.changed(), if listen => {}
                 _ = tokio::time::sleep(delay) => {}
             }
             match self.step(false).await {
                 Ok(()) => {
                     backoff = Backoff::new(Duration::from_millis(200), MAX_BACKOFF);
-                    self.shared.update(self.shard, |s| s.last_error = None);
+                    if !self.halted {
+                        self.shared.update(self.shard, |s| s.last_error = None);
+                    }
                     delay = self.next_wake();
                 }
                 Err(e) if e.transient() => {
@@ -188,12 +199,21 @@ impl Tailer {
                         s.last_error = Some(msg);
                     });
                 }
-                Err(e) => return self.stop(e).await,
+                Err(e) => {
+                    self.stopped(&e).await;
+                    // Invalid bytes are the server's to repair or rewrite: keep watching the
+                    // files, and ship again from a new chain once they are replaced.
+                    if !matches!(e, TailError::Corrupt { .. }) {
+                        return Err(e);
+                    }
+                    self.halted = true;
+                    delay = self.settings.poll;
+                }
             }
             self.report();
         }
         // Shutdown: store what is complete, within the daemon's deadline.
-        if self.chain.is_some() {
+        if self.chain.is_some() && !self.halted {
             if let Err(e) = self.ship_available(true).await {
                 tracing::warn!(shard = self.shard, error = %e, "final flush failed; the next start continues from the repository");
             }
@@ -204,7 +224,7 @@ impl Tailer {
         Ok(())
     }
 
-    async fn stop(&mut self, e: TailError) -> Result<(), TailError> {
+    async fn stopped(&mut self, e: &TailError) {
         tracing::error!(shard = self.shard, error = %e, "shard stopped");
         let msg = e.to_string();
         Counters::add(&self.shared.counters.upload_errors, 1);
@@ -219,7 +239,6 @@ impl Tailer {
                 error: msg,
             })
             .await;
-        Err(e)
     }
 
     /// When to look again without an event: at the due upload of pending bytes, or the poll tick.
@@ -236,6 +255,21 @@ impl Tailer {
 
     /// One pass: set up the chain if needed, react to what the files show, ship.
     pub async fn step(&mut self, force: bool) -> Result<(), TailError> {
+        if self.halted {
+            // Stopped at invalid bytes: nothing more is read from these files. A rewrite (or
+            // a repaired, truncated file) replaces them; then a new chain starts from there.
+            match self.follower.check().map_err(|e| self.io(e))? {
+                Check::NewChain(reason) => {
+                    tracing::info!(shard = self.shard, %reason, "the AOF was replaced after the invalid bytes; shipping again on a new chain");
+                    self.halted = false;
+                    self.pending.clear();
+                    self.seen = None;
+                    self.start_chain(&reason).await?;
+                    self.shared.update(self.shard, |s| s.last_error = None);
+                }
+                _ => return Ok(()),
+            }
+        }
         if let Some(reason) = self.owed_chain.clone() {
             self.start_chain(&reason).await?;
         }
