@@ -72,7 +72,7 @@ t3=$(date +%s.%N); start_agent; wait_lag0; t4=$(date +%s.%N)
 COLD_RATE=$(python3 -c "print(round($s1/1048576/($t4-$t3),1))")
 HWM_COLD=$(hwm_kb $AGENT)
 # Reference: a plain copy of the same file onto the same disk, synced.
-t5=$(date +%s.%N); cp "$(incr)" "$W/copy"; sync "$W/copy"; t6=$(date +%s.%N)
+t5=$(date +%s.%N); dd if="$(incr)" of="$W/copy" bs=1M conv=fsync status=none; t6=$(date +%s.%N)
 RAW_COPY=$(python3 -c "print(round($s1/1048576/($t6-$t5),1))")
 kill -TERM $AGENT; wait $AGENT || true
 
