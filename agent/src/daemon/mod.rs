@@ -253,7 +253,13 @@ pub async fn backup_once(
     let instance = cfg.repository.instance.clone();
     let lease = Lease::acquire(&repo, &instance, Duration::from_secs(30)).await?;
     let result = async {
-        let mut server = Server::connect(cfg).await.unwrap_or(None);
+        let mut server = match Server::connect(cfg).await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), "server not reachable; backing up from the files alone");
+                None
+            }
+        };
         let server_version = match server.as_mut() {
             Some(s) => s.version().await,
             None => None,
