@@ -8,6 +8,10 @@
 //! *that shard* only, while in one keyspace it would also delete what the other shards already
 //! replayed. Such a shard is therefore replayed from just after its last flush, without its
 //! base — which is exactly the state that flush left — and the flush itself is not sent.
+//!
+//! For a kevy target, the renames of a shard's stream are found first and replayed as their
+//! effect ([`super::renames`]): every command and base key is written under the name its object
+//! has at the end, and no `RENAME` is sent.
 
 use std::fs::File;
 use std::io::{BufReader, Read, Seek, SeekFrom};
@@ -20,6 +24,7 @@ use aofvault_formats::render::{self, Dialect};
 use aofvault_formats::vault::BaseFormat;
 
 use super::fetch::{StagedBase, StagedShard};
+use super::renames::Renames;
 use super::stream::{for_each_item, Item};
 use super::translate::{self, Kind};
 
@@ -55,14 +60,24 @@ pub struct FeedStats {
     pub lossy_reason: Option<&'static str>,
     /// The logical offset the stream was replayed from, when a flush made the base irrelevant.
     pub replayed_from_flush: Option<u64>,
+    /// Renames replayed as their effect (kevy targets).
+    pub renames: u64,
 }
 
 struct Counting<'a> {
     sink: &'a mut dyn Sink,
     stats: FeedStats,
+    renames: Option<Renames>,
 }
 
 impl Counting<'_> {
+    /// A base key under the name its object has at the end of the stream.
+    fn relabel(&mut self, key: &mut Vec<u8>, at: u64) {
+        if let Some(new) = self.renames.as_mut().and_then(|r| r.label(key, at)) {
+            *key = new;
+        }
+    }
+
     fn send(&mut self, args: &[&[u8]]) -> anyhow::Result<()> {
         self.stats.commands += 1;
         self.sink.command(args)
@@ -73,8 +88,31 @@ impl Counting<'_> {
         self.send(&refs)
     }
 
-    /// Translates a source command and sends the result.
-    fn source_command(&mut self, args: &[&[u8]], opts: &FeedOptions) -> anyhow::Result<()> {
+    /// Translates a source command that ends at logical offset `at` and sends the result.
+    fn source_command(
+        &mut self,
+        args: &[&[u8]],
+        opts: &FeedOptions,
+        at: u64,
+    ) -> anyhow::Result<()> {
+        if let Some(r) = self.renames.as_mut() {
+            if r.replaces(args) {
+                if let Some(del) = r.at_rename(at) {
+                    if let Some(del) = del {
+                        self.send_owned(&del)?;
+                    }
+                    return Ok(());
+                }
+            }
+            if let Some(cmd) = r.rewrite(args, at) {
+                let refs: Vec<&[u8]> = cmd.iter().map(Vec::as_slice).collect();
+                return self.translated(&refs, opts);
+            }
+        }
+        self.translated(args, opts)
+    }
+
+    fn translated(&mut self, args: &[&[u8]], opts: &FeedOptions) -> anyhow::Result<()> {
         let Some(name) = args.first() else {
             return Ok(());
         };
@@ -100,15 +138,30 @@ pub fn feed_shard(
     opts: &FeedOptions,
     sink: &mut dyn Sink,
 ) -> anyhow::Result<FeedStats> {
-    let mut out = Counting {
-        sink,
-        stats: FeedStats::default(),
-    };
     let reset = if opts.merge && opts.from == Kind::Kevy {
         last_flush_end(s)?
     } else {
         None
     };
+    let renames = match opts.to {
+        Kind::Kevy => Renames::scan(s, reset.unwrap_or(s.stream_start))?,
+        Kind::Redis => None,
+    };
+    let mut out = Counting {
+        sink,
+        stats: FeedStats {
+            renames: renames.as_ref().map_or(0, |r| r.len() as u64),
+            ..FeedStats::default()
+        },
+        renames,
+    };
+    if out.stats.renames > 0 {
+        tracing::info!(
+            shard = s.shard,
+            renames = out.stats.renames,
+            "renames are replayed as their effect: keys are written under their final names"
+        );
+    }
     let mut from = s.stream_start;
     let mut db = 0u32;
     match reset {
@@ -119,7 +172,7 @@ pub fn feed_shard(
         }
         None => {
             for part in &s.base {
-                db = feed_base(part, opts, db, &mut out)
+                db = feed_base(part, opts, db, s.stream_start, &mut out)
                     .with_context(|| format!("shard {}: base {}", s.shard, part.part.file_name))?;
             }
         }
@@ -139,7 +192,7 @@ pub fn feed_shard(
         out.sink.consumed(end - last);
         last = end;
         match item {
-            Item::Command(args) => out.source_command(args, opts),
+            Item::Command(args) => out.source_command(args, opts, end),
             Item::Timestamp(_) => Ok(()),
         }
     })
@@ -147,11 +200,13 @@ pub fn feed_shard(
     Ok(out.stats)
 }
 
-/// Feeds one base part; returns the database selected at its end.
+/// Feeds one base part (its keys as they are at logical offset `at`, where the stream
+/// starts); returns the database selected at its end.
 fn feed_base(
     part: &StagedBase,
     opts: &FeedOptions,
     mut db: u32,
+    at: u64,
     out: &mut Counting<'_>,
 ) -> anyhow::Result<u32> {
     let file =
@@ -165,8 +220,9 @@ fn feed_base(
         BaseFormat::KevySnap => {
             let mut r = KevySnapReader::new(reader, opts.now_ms)?;
             let mut last = 0;
-            while let Some(entry) = r.next_entry()? {
+            while let Some(mut entry) = r.next_entry()? {
                 out.stats.base_keys += 1;
+                out.relabel(&mut entry.key, at);
                 for cmd in render::entry_commands(&entry, dialect) {
                     out.send_owned(&cmd)?;
                 }
@@ -177,9 +233,12 @@ fn feed_base(
         BaseFormat::Rdb => {
             let mut r = RdbReader::new(reader)?;
             let mut last = 0;
-            while let Some(record) = r.next_record()? {
+            while let Some(mut record) = r.next_record()? {
                 out.sink.consumed(r.offset() - last);
                 last = r.offset();
+                if let Record::Entry(e) = &mut record {
+                    out.relabel(&mut e.key, at);
+                }
                 match &record {
                     Record::Entry(e) => {
                         out.stats.base_keys += 1;
@@ -213,7 +272,7 @@ fn feed_base(
             for_each_item(rest, offset, |item, _| match item {
                 Item::Command(args) => {
                     db = selected_db(args).unwrap_or(db);
-                    out.source_command(args, opts)
+                    out.source_command(args, opts, at)
                 }
                 Item::Timestamp(_) => Ok(()),
             })?;
@@ -226,7 +285,7 @@ fn feed_base(
                 match item {
                     Item::Command(args) => {
                         db = selected_db(args).unwrap_or(db);
-                        out.source_command(args, opts)
+                        out.source_command(args, opts, at)
                     }
                     Item::Timestamp(_) => Ok(()),
                 }
@@ -275,7 +334,7 @@ pub fn last_flush_end(s: &StagedShard) -> anyhow::Result<Option<u64>> {
 }
 
 /// Whether `needle` (lowercase ASCII) occurs in the bytes of `r`, ignoring ASCII case.
-fn contains_ignore_case(mut r: impl Read, needle: &[u8]) -> anyhow::Result<bool> {
+pub(super) fn contains_ignore_case(mut r: impl Read, needle: &[u8]) -> anyhow::Result<bool> {
     let mut buf = vec![0u8; BASE_BUFFER];
     let keep = needle.len() - 1;
     let mut have = 0;

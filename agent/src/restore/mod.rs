@@ -12,14 +12,19 @@
 //!   "looks complete" marker last; or [`live`] replays them, pipelined, shards in parallel,
 //!   through [`send`];
 //! - [`feed`] turns staged bases and streams into commands for the target, reading through
-//!   [`stream`]; [`translate`] is the table of what changes between kevy and Redis;
+//!   [`stream`]; [`translate`] is the table of what changes between kevy and Redis, [`keys`]
+//!   where each command's keys are, and [`renames`] writes renamed keys under their final
+//!   names for kevy targets (kevy cannot replay a `RENAME`);
 //! - [`progress`] shows it all.
 
 pub mod feed;
 pub mod fetch;
+pub mod files;
+pub mod keys;
 pub mod live;
 pub mod plan;
 pub mod progress;
+pub mod renames;
 pub mod send;
 pub mod stream;
 pub mod to_dir;

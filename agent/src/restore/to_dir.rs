@@ -1,7 +1,8 @@
 //! `restore --to-dir DIR`: the files a server loads at start.
 //!
 //! - kevy: per shard `dump-{i}.rdb` (the KEVYSNAP base, when the chain has one) and
-//!   `aof-{i}.aof` (`KEVYAOF1\n` + the stream), then `shards.meta`;
+//!   `aof-{i}.aof` (`KEVYAOF1\n` + the stream, with the commands kevy's own start-up replay
+//!   would drop rewritten into ones it applies: [`super::files`]), then `shards.meta`;
 //! - Redis ≥ 7: `<aof_dir>/<aof_name>.1.base.rdb|aof` and `.1.incr.aof`, then the manifest;
 //! - Redis ≤ 6: `<aof_name>` (base then stream in one file);
 //! - across kinds, or to another kevy shard count: the base decoded and every command translated
@@ -21,14 +22,14 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context};
 use aofvault_formats::aof::KEVY_AOF_MAGIC;
 use aofvault_formats::kevy::{Routing, ShardsMeta};
-use aofvault_formats::resp;
 use aofvault_formats::vault::{check_name, BaseFormat, ServerLayout};
 
-use super::feed::{feed_shard, FeedOptions, FeedStats, Sink};
+use super::feed::{feed_shard, FeedOptions, FeedStats};
 use super::fetch::{create_private, fetch, sync_all, StagedShard, StagingDir};
+use super::files::{kevy_shard_files, resp_file, KevyFiles};
 use super::plan::Plan;
 use super::progress::Progress;
-use super::translate::{route, Kind, Route};
+use super::translate::Kind;
 use crate::repo::Repo;
 
 /// What to write.
@@ -216,6 +217,7 @@ type Staged = (Vec<Output>, Output, Vec<FeedStats>);
 /// The server's own files, renamed from the staging area.
 fn same_kind(plan: &Plan, staged: &[StagedShard], work: &Path) -> anyhow::Result<Staged> {
     let mut outputs = Vec::new();
+    let mut stats = Vec::new();
     let marker = match &plan.layout {
         ServerLayout::Kevy {
             shards,
@@ -230,15 +232,20 @@ fn same_kind(plan: &Plan, staged: &[StagedShard], work: &Path) -> anyhow::Result
                             b.part.format
                         );
                     }
+                }
+                // What kevy's own replay would drop is rewritten (see `files`).
+                let files = kevy_shard_files(s, work)?;
+                if let Some(dump) = files.dump {
                     outputs.push(Output {
-                        staged: b.path.clone(),
+                        staged: dump,
                         dest: format!("dump-{}.rdb", s.shard).into(),
                     });
                 }
                 outputs.push(Output {
-                    staged: s.stream.clone(),
+                    staged: files.aof,
                     dest: format!("aof-{}.aof", s.shard).into(),
                 });
+                stats.extend(files.stats);
             }
             let meta = match shards_meta.as_deref().map(ShardsMeta::parse) {
                 Some(Ok(m)) if m.shards == *shards => m.render(),
@@ -308,7 +315,7 @@ fn same_kind(plan: &Plan, staged: &[StagedShard], work: &Path) -> anyhow::Result
             }
         }
     };
-    Ok((outputs, marker, Vec::new()))
+    Ok((outputs, marker, stats))
 }
 
 fn small_file(work: &Path, name: &str, bytes: &[u8], dest: PathBuf) -> anyhow::Result<Output> {
@@ -317,44 +324,6 @@ fn small_file(work: &Path, name: &str, bytes: &[u8], dest: PathBuf) -> anyhow::R
     f.write_all(bytes)
         .with_context(|| format!("writing {}", path.display()))?;
     Ok(Output { staged: path, dest })
-}
-
-/// Commands written into a RESP file.
-struct RespFile {
-    w: BufWriter<File>,
-    scratch: Vec<u8>,
-}
-
-impl Sink for RespFile {
-    fn command(&mut self, args: &[&[u8]]) -> anyhow::Result<()> {
-        self.scratch.clear();
-        resp::encode_command(args, &mut self.scratch);
-        Ok(self.w.write_all(&self.scratch)?)
-    }
-}
-
-/// Commands routed by key into per-shard kevy AOFs.
-struct KevyFiles {
-    files: Vec<RespFile>,
-    routing: Routing,
-}
-
-impl Sink for KevyFiles {
-    fn command(&mut self, args: &[&[u8]]) -> anyhow::Result<()> {
-        match route(args, self.files.len() as u32, self.routing)? {
-            Route::Shard(i) => self.files[i as usize].command(args),
-            Route::All => self.files.iter_mut().try_for_each(|f| f.command(args)),
-        }
-    }
-}
-
-fn resp_file(path: &Path, header: &[u8]) -> anyhow::Result<RespFile> {
-    let mut w = BufWriter::with_capacity(1 << 20, create_private(path)?);
-    w.write_all(header)?;
-    Ok(RespFile {
-        w,
-        scratch: Vec::new(),
-    })
 }
 
 /// Decoded, translated and re-encoded files (another kind, or another kevy shard count).

@@ -2,8 +2,9 @@
 //!
 //! A restore across kinds replays the source's AOF commands into a server of the other kind.
 //! Most commands mean the same thing in both; this table lists the ones that do not, and what a
-//! restore sends instead. It is one function on purpose ([`translate`]): the fidelity work for
-//! kevy (issue 8) extends this table and nothing else.
+//! restore sends instead. It is one function on purpose ([`translate`]), plus the one rewrite
+//! that needs the whole stream first, `RENAME` ([`super::renames`]). docs/COMPATIBILITY.md says
+//! why each row exists and what no restore can recover.
 //!
 //! | from → to | command | sent instead | why |
 //! |---|---|---|---|
@@ -13,15 +14,19 @@
 //! | Redis → kevy | `SET k v … PXAT ms` / `EXAT s` | `SET k v [NX\|XX]` + `PEXPIREAT k ms` / `EXPIREAT k s` | kevy 1.19 answers a syntax error to PXAT/EXAT, and Redis writes every `SET … EX` as `PXAT` |
 //! | Redis → kevy | `SET k v … KEEPTTL` | `SET k v [NX\|XX]`, counted as a lost TTL | kevy has no way to overwrite a value and keep its TTL; Redis writes `INCRBYFLOAT` this way. The restore warns with the count |
 //! | Redis → kevy | `HMSET` | `HSET` | kevy has no HMSET (same meaning) |
-//! | any → kevy | `MSET`/`MSETNX k v …` | one `SET k v` per pair | keys of one command may live in different shards (an `MSETNX` in an AOF did set every key) |
-//! | any → kevy | `DEL`/`UNLINK k …` | one command per key | same |
+//! | any → kevy | `MSET`/`MSETNX k v …` | one `SET k v` per pair | kevy's start-up replay answers every `MSET` with an arity error (MSET is served by its runtime, not its store), so an `MSET` in a kevy file is lost at load; and keys of one command may live in different shards (an `MSETNX` in an AOF did set every key) |
+//! | any → kevy | `DEL`/`UNLINK k …` | one command per key | keys may live in different shards |
+//! | any → kevy | `RENAME`/`RENAMENX src dst` | nothing: every command on `src` before it is written for `dst`, the overwritten `dst` under a private name deleted there ([`super::renames`]) | kevy's replay has no `RENAME` (same-shard renames are logged, then dropped at load), and a cross-shard rename cannot be written into per-shard files |
 //! | kevy → Redis | `SET … PXAT`/`EXAT`/`KEEPTTL` | nothing | kevy 1.19 logs these although it rejected them with a syntax error: they never took effect, but Redis would apply them |
+//! | kevy → Redis | `SPOP k [n]` | unchanged, counted as lossy | kevy logs the command, not the members it popped; Redis pops members of its own choosing. The members cannot be known from the bytes |
 //! | any | anything else | unchanged | |
 //!
 //! `FLUSHALL`/`FLUSHDB` pass through; in a kevy AOF they concern one shard only, which the
 //! caller handles (see `feed`), and [`route`] sends them to every shard of a kevy target.
 
 use std::fmt;
+
+pub use super::keys::key_positions;
 
 /// One command: its arguments, name first.
 pub type Command = Vec<Vec<u8>>;
@@ -99,7 +104,7 @@ pub fn passes_unchanged(name: &[u8], from: Kind, to: Kind) -> bool {
     match (from, to) {
         (Kind::Redis, Kind::Redis) => true,
         (Kind::Kevy, Kind::Kevy) => !is(&["MSET", "MSETNX", "DEL", "UNLINK"]),
-        (Kind::Kevy, Kind::Redis) => !is(&["SET"]),
+        (Kind::Kevy, Kind::Redis) => !is(&["SET", "SPOP"]),
         (Kind::Redis, Kind::Kevy) => !is(&[
             "SELECT", "MULTI", "EXEC", "SET", "HMSET", "MSET", "MSETNX", "DEL", "UNLINK",
         ]),
@@ -202,7 +207,16 @@ fn set_for_kevy(args: &[&[u8]]) -> Translation {
     Translation { commands, lossy }
 }
 
+/// Why a kevy `SPOP` replayed into Redis may differ (see the table).
+pub const SPOP_LOSSY: &str = "SPOP from a kevy AOF: kevy logs the command, not the members it popped, so Redis pops members of its own choosing";
+
 fn kevy_to_redis(name: &[u8], args: &[&[u8]]) -> Translation {
+    if eq(name, "SPOP") {
+        return Translation {
+            commands: vec![owned(args)],
+            lossy: Some(SPOP_LOSSY),
+        };
+    }
     if eq(name, "SET")
         && args
             .iter()
@@ -220,64 +234,6 @@ pub enum Route {
     Shard(u32),
     /// Every shard (`FLUSHALL`, `FLUSHDB`).
     All,
-}
-
-/// Positions of the keys of a command, for the multi-key commands that [`translate`] does not
-/// split (they must have all their keys in one shard).
-fn key_positions(args: &[&[u8]]) -> Vec<usize> {
-    let name = args[0];
-    let n = args.len();
-    let two = [
-        "RENAME",
-        "RENAMENX",
-        "COPY",
-        "SMOVE",
-        "LMOVE",
-        "BLMOVE",
-        "RPOPLPUSH",
-        "BRPOPLPUSH",
-        "ZRANGESTORE",
-        "GEOSEARCHSTORE",
-    ];
-    let all_after_name = [
-        "SINTERSTORE",
-        "SUNIONSTORE",
-        "SDIFFSTORE",
-        "PFMERGE",
-        "DEL",
-        "UNLINK",
-        "EXISTS",
-        "TOUCH",
-    ];
-    if two.iter().any(|c| eq(name, c)) {
-        return (1..n.min(3)).collect();
-    }
-    if all_after_name.iter().any(|c| eq(name, c)) {
-        return (1..n).collect();
-    }
-    if eq(name, "BITOP") {
-        return (2..n).collect();
-    }
-    if ["ZUNIONSTORE", "ZINTERSTORE", "ZDIFFSTORE"]
-        .iter()
-        .any(|c| eq(name, c))
-    {
-        let numkeys = args
-            .get(2)
-            .and_then(|a| std::str::from_utf8(a).ok()?.parse::<usize>().ok())
-            .unwrap_or(0);
-        let mut pos = vec![1];
-        pos.extend((3..n).take(numkeys));
-        return pos;
-    }
-    if eq(name, "MSET") || eq(name, "MSETNX") {
-        return (1..n).step_by(2).collect();
-    }
-    if n >= 2 {
-        vec![1]
-    } else {
-        Vec::new()
-    }
 }
 
 /// The shard of a kevy target a (translated) command belongs to.
@@ -412,6 +368,18 @@ mod tests {
             cmds(&t(&["set", "a", "1", "ex", "9"], Kind::Kevy, Kind::Redis).unwrap()),
             vec!["set a 1 ex 9"]
         );
+    }
+
+    #[test]
+    fn kevy_spop_into_redis_is_counted_as_lossy() {
+        let tr = t(&["SPOP", "s", "2"], Kind::Kevy, Kind::Redis).unwrap();
+        assert_eq!(cmds(&tr), vec!["SPOP s 2"]);
+        assert_eq!(tr.lossy, Some(SPOP_LOSSY));
+        assert!(!passes_unchanged(b"spop", Kind::Kevy, Kind::Redis));
+        assert!(t(&["SPOP", "s"], Kind::Kevy, Kind::Kevy)
+            .unwrap()
+            .lossy
+            .is_none());
     }
 
     #[test]
