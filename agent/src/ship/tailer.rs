@@ -72,7 +72,14 @@ impl TailError {
         match self {
             TailError::Repo { source, .. } => source.is_transient(),
             TailError::BaseUpload { .. } => true,
-            TailError::Io { source, .. } => source.kind() == std::io::ErrorKind::NotFound,
+            // A file that vanished, or a directory made unreadable (a permissions change, a
+            // mount over it): the operator can fix it without restarting us, and the pinned
+            // descriptors keep what was already open. Retry and say so; stopping the shard
+            // would leave it stopped after the fix.
+            TailError::Io { source, .. } => matches!(
+                source.kind(),
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied
+            ),
             _ => false,
         }
     }
