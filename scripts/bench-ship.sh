@@ -30,14 +30,18 @@ size() { stat -c %s "$(incr)"; }
 objects() { find "$W/repo" -name 'seg-*' 2>/dev/null | wc -l; }
 cpu_ticks() { awk '{print $14+$15}' /proc/$1/stat; }
 hwm_kb() { awk '/VmHWM/{print $2}' /proc/$1/status; }
+# Compaction off: a rewrite in the middle would measure something else.
+printf '[compact]\nenabled = false\n' > "$W/agent.toml"
 start_agent() {
-  "$BIN" --source "$W/data" --server redis://127.0.0.1:$PORT --repo "file://$W/repo" --instance bench \
+  "$BIN" --config "$W/agent.toml" --source "$W/data" --server redis://127.0.0.1:$PORT --repo "file://$W/repo" --instance bench \
     --state-dir "$W/state" --log-level warn run 2>"$W/agent.log" &
   AGENT=$!
   sleep 1
 }
 lag() { "$BIN" --state-dir "$W/state" --instance bench --repo "file://$W/repo" status --json 2>/dev/null |
   python3 -c 'import json,sys; d=json.load(sys.stdin); print(sum(s["lag_bytes"] for s in d["shards"]))' 2>/dev/null || echo 1; }
+lag_s() { "$BIN" --state-dir "$W/state" --instance bench --repo "file://$W/repo" status --json 2>/dev/null |
+  python3 -c 'import json,sys; d=json.load(sys.stdin); print(max(s["lag_seconds"] for s in d["shards"]))' 2>/dev/null || true; }
 wait_lag0() { while [ "$(lag)" != 0 ]; do sleep 0.2; done; }
 TICK=$(getconf CLK_TCK)
 
@@ -52,8 +56,12 @@ IDLE_PER_MIN=$(( (o1 - o0) * 60 / IDLE ))
 N=$(( MB * 1024 * 1024 / 1060 ))   # ~1060 AOF bytes per SET with a 1 KiB value
 s0=$(size); c0=$(cpu_ticks $AGENT); o0=$(objects)
 t0=$(date +%s.%N)
+( while :; do lag_s; sleep 0.5; done ) > "$W/lag.samples" 2>/dev/null &
+SAMPLER=$!
 redis-benchmark -p $PORT -t set -n $N -d 1024 -P 32 -r 100000 -q >"$W/bench.out" 2>&1 || { cat "$W/bench.out"; exit 1; }
 t1=$(date +%s.%N)
+kill $SAMPLER 2>/dev/null || true
+MAX_LAG_S=$(sort -g "$W/lag.samples" | tail -1)
 wait_lag0
 t2=$(date +%s.%N)
 s1=$(size); c1=$(cpu_ticks $AGENT); o1=$(objects)
@@ -80,6 +88,7 @@ cat <<EOT
 AOF bytes written under load      : $BYTES ($MB MB target)
 server AOF write rate (reference) : $SERVER_RATE MB/s
 agent shipping rate (to lag 0)    : $SHIP_RATE MB/s   ratio to server: $RATIO
+largest lag seen under load (RPO)  : ${MAX_LAG_S:-?} s (status sampled every 0.5 s)
 agent CPU seconds per GB shipped  : $CPU_PER_GB
 agent peak RSS under load         : $((HWM_LOAD / 1024)) MiB
 objects stored per minute, load   : $LOAD_PER_MIN
