@@ -174,6 +174,12 @@ pub struct VerifyArgs {
     /// Compare a live server with what the repository would restore now.
     #[arg(long, value_name = "URL", value_hint = ValueHint::Url)]
     pub against: Option<String>,
+    /// With --against: compare N random keys of each side instead of every key ([drift] sample).
+    #[arg(long, value_name = "N", requires = "against")]
+    pub sample: Option<u64>,
+    /// With --against: commands per second sent to the live server ([drift] rate).
+    #[arg(long, value_name = "N", requires = "against", value_parser = clap::value_parser!(u32).range(1..))]
+    pub rate: Option<u32>,
     /// Print every finding as JSON (for scripts).
     #[arg(long)]
     pub json: bool,
@@ -283,7 +289,8 @@ const VERIFY_EXAMPLES: &str = "\
 Examples:
   aofvault verify
   aofvault verify --snapshot ID --deep
-  aofvault verify --against redis://127.0.0.1:6379 --json";
+  aofvault verify --against redis://127.0.0.1:6379 --json
+  aofvault verify --against redis://127.0.0.1:6379 --sample 10000 --rate 200";
 
 const PRUNE_EXAMPLES: &str = "\
 Examples:

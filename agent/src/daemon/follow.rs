@@ -200,6 +200,8 @@ impl Daemon {
                     if let Some(srv) = self.server.as_mut() {
                         compactor.tick(srv, &layout, &shared).await;
                     }
+                    // The drift check job runs beside this loop; its last count is the metric.
+                    shared.counters.drift_keys.store(crate::drift::last_drift_keys(), std::sync::atomic::Ordering::Relaxed);
                     let statuses = shared.snapshot();
                     let shipped: u64 = statuses.iter().map(|s| s.bytes_shipped).sum();
                     let lag: u64 = statuses.iter().map(|s| s.lag_bytes).sum();
