@@ -143,8 +143,7 @@ fn redis_sizes(r: &RedisServer) -> impl Fn() -> Vec<u64> + '_ {
         let manifest = std::fs::read_to_string(dir.join("appendonly.aof.manifest")).unwrap();
         let incr = manifest
             .lines()
-            .filter(|l| l.ends_with("type i"))
-            .last()
+            .rfind(|l| l.ends_with("type i"))
             .unwrap()
             .split(' ')
             .nth(1)
@@ -540,4 +539,13 @@ fn non_empty_targets_are_refused_and_force_moves_old_files_aside() {
         .ok()
         .unwrap();
     assert_eq!(dump(&busy.url()).len(), expected.len() + 1);
+    // Error replies do not stop the replay, and are reported with the commands that got them.
+    let full = RedisServer::start_with(&["--maxmemory", "1mb"]).unwrap();
+    let out = b.cmd(&["restore", "--to", &full.url()]);
+    assert_eq!(out.code(), Some(1), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("OOM") && out.stderr.contains("shard "),
+        "{}",
+        out.stderr
+    );
 }

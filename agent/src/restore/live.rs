@@ -24,7 +24,7 @@ use super::feed::{feed_shard, FeedOptions, FeedStats};
 use super::fetch::{fetch, StagingDir};
 use super::plan::Plan;
 use super::progress::Progress;
-use super::send::{send_client, send_tcp, Batch, BatchSink, TcpTarget, IN_FLIGHT};
+use super::send::{open_tcp, send_client, send_tcp, Batch, BatchSink, TcpTarget, IN_FLIGHT};
 use super::translate::Kind;
 use crate::repo::Repo;
 
@@ -167,9 +167,12 @@ pub async fn replay(repo: &Repo, plan: &Plan, url: &str, force: bool) -> anyhow:
         });
         let consumer = match &tcp {
             Some(t) => {
-                let t = t.clone();
-                let p = progress.clone();
-                tokio::spawn(async move { send_tcp(&t, rx, shard, p).await })
+                // Connected one by one, in shard order: a server that hands connections to
+                // its threads in turn sees the same order every time.
+                let conn = open_tcp(t)
+                    .await
+                    .with_context(|| format!("cannot connect to {}", shown(url)))?;
+                tokio::spawn(send_tcp(conn, rx, shard, progress.clone()))
             }
             None => {
                 let conn = target
@@ -213,7 +216,18 @@ pub async fn replay(repo: &Repo, plan: &Plan, url: &str, force: bool) -> anyhow:
         return Err(e);
     }
     report.first_errors.truncate(KEEP_ERRORS);
-    report.keyspace = keyspace(&mut target.conn).await?;
     report.seconds = started.elapsed().as_secs_f64();
+    report.keyspace = keyspace(&mut target.conn).await?;
+    if target.kind == Kind::Kevy {
+        // kevy refreshes the counts INFO reports on its shards' ticks: read until they settle.
+        for _ in 0..20 {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let again = keyspace(&mut target.conn).await?;
+            if again == report.keyspace {
+                break;
+            }
+            report.keyspace = again;
+        }
+    }
     Ok(Outcome::Done(report))
 }

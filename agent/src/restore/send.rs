@@ -59,6 +59,8 @@ pub struct BatchSink {
     tx: mpsc::Sender<Batch>,
     batch: Batch,
     progress: Progress,
+    /// Bytes consumed since the last report (reported per batch, not per command).
+    consumed: u64,
 }
 
 impl BatchSink {
@@ -67,11 +69,13 @@ impl BatchSink {
             tx,
             batch: Batch::default(),
             progress,
+            consumed: 0,
         }
     }
 
     /// Sends the batch being built (call once more at the end).
     pub fn flush(&mut self) -> anyhow::Result<()> {
+        self.progress.add_bytes(std::mem::take(&mut self.consumed));
         if self.batch.starts.is_empty() {
             return Ok(());
         }
@@ -94,7 +98,7 @@ impl Sink for BatchSink {
     }
 
     fn consumed(&mut self, n: u64) {
-        self.progress.add_bytes(n);
+        self.consumed += n;
     }
 }
 
@@ -224,19 +228,18 @@ async fn read_reply<R: AsyncBufRead + Unpin>(
     Ok(top_error)
 }
 
-/// Replays batches over a bare TCP connection (see the module doc).
-pub async fn send_tcp(
-    target: &TcpTarget,
-    mut rx: mpsc::Receiver<Batch>,
-    shard: u32,
-    progress: Progress,
-) -> anyhow::Result<Sent> {
-    let stream = tokio::time::timeout(
-        Duration::from_secs(10),
-        tokio::net::TcpStream::connect((target.host.as_str(), target.port)),
-    )
-    .await
-    .context("connecting timed out")??;
+/// A logged-in bare TCP connection.
+pub struct TcpConn {
+    r: BufReader<tokio::net::tcp::OwnedReadHalf>,
+    w: tokio::net::tcp::OwnedWriteHalf,
+}
+
+/// Connects to `target`, logs in and selects its database.
+pub async fn open_tcp(target: &TcpTarget) -> anyhow::Result<TcpConn> {
+    let connect = tokio::net::TcpStream::connect((target.host.as_str(), target.port));
+    let stream = tokio::time::timeout(Duration::from_secs(10), connect)
+        .await
+        .context("connecting timed out")??;
     stream.set_nodelay(true)?;
     let (r, mut w) = stream.into_split();
     let mut r = BufReader::with_capacity(64 << 10, r);
@@ -260,6 +263,18 @@ pub async fn send_tcp(
             bail!("`{}` was refused: {e}", String::from_utf8_lossy(cmd[0]));
         }
     }
+    Ok(TcpConn { r, w })
+}
+
+/// Replays batches over a bare TCP connection (see the module doc).
+pub async fn send_tcp(
+    conn: TcpConn,
+    mut rx: mpsc::Receiver<Batch>,
+    shard: u32,
+    progress: Progress,
+) -> anyhow::Result<Sent> {
+    let TcpConn { mut r, mut w } = conn;
+    let (mut line, mut skip) = (Vec::new(), Vec::new());
     let (done_tx, mut done_rx) = mpsc::channel::<Batch>(IN_FLIGHT);
     let writer = async move {
         while let Some(batch) = rx.recv().await {
@@ -276,10 +291,24 @@ pub async fn send_tcp(
     let reader = async {
         let mut sent = Sent::default();
         while let Some(batch) = done_rx.recv().await {
-            for i in 0..batch.len() {
+            let mut i = 0;
+            while i < batch.len() {
+                // Most replies are `+OK`: take those straight from the buffer.
+                let oks = r
+                    .buffer()
+                    .chunks_exact(5)
+                    .take(batch.len() - i)
+                    .take_while(|c| *c == b"+OK\r\n")
+                    .count();
+                if oks > 0 {
+                    std::pin::Pin::new(&mut r).consume(oks * 5);
+                    i += oks;
+                    continue;
+                }
                 if let Some(e) = read_reply(&mut r, &mut line, &mut skip).await? {
                     sent.error(shard, &batch, i, &e);
                 }
+                i += 1;
             }
             sent.commands += batch.len() as u64;
             progress.add_commands(batch.len() as u64);
