@@ -105,6 +105,8 @@ pub struct Tailer {
     pending: Vec<u8>,
     /// Length of the prefix of `pending` already known to end at a safe cut.
     scanned: usize,
+    /// When a read last reached the end of the file (unix ms): what follows is younger.
+    read_to_end_ms: i64,
     seen: Option<(i64, i64)>,
     last_ship: Instant,
     limit: usize,
@@ -145,6 +147,7 @@ impl Tailer {
             chain: None,
             pending: Vec::new(),
             scanned: 0,
+            read_to_end_ms: now_ms(),
             seen: None,
             last_ship: Instant::now(),
             limit,
@@ -483,6 +486,9 @@ impl Tailer {
                 Vec::new()
             };
             let got = data.len();
+            if got < room {
+                self.read_to_end_ms = now_ms();
+            }
             if got > 0 {
                 let now = now_ms();
                 self.seen = Some(self.seen.map_or((now, now), |(first, _)| (first, now)));
@@ -613,10 +619,17 @@ impl Tailer {
         let len = self.follower.stream_len();
         let end = self.chain.as_ref().map_or(0, |o| o.end);
         let lag_bytes = len.saturating_sub(end);
-        let lag_seconds = match (lag_bytes, self.seen) {
-            (0, _) => 0.0,
-            (_, Some((first, _))) => (now_ms() - first).max(0) as f64 / 1000.0,
-            (_, None) => 0.0,
+        // An upper bound on the age of the oldest byte not stored: bytes read are as old as
+        // when they were first seen; bytes not read yet were written after the last read that
+        // reached the end of the file.
+        let lag_seconds = if lag_bytes == 0 {
+            0.0
+        } else {
+            let oldest = match self.seen {
+                Some((first, _)) => first.min(self.read_to_end_ms),
+                None => self.read_to_end_ms,
+            };
+            (now_ms() - oldest).max(0) as f64 / 1000.0
         };
         self.shared.update(self.shard, |s| {
             s.stream_len = len;
