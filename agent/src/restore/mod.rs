@@ -20,6 +20,7 @@
 pub mod feed;
 pub mod fetch;
 pub mod files;
+pub mod kevy_commands;
 pub mod keys;
 pub mod live;
 pub mod plan;

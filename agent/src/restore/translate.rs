@@ -15,8 +15,9 @@
 //! | Redis → kevy | `SET k v … KEEPTTL` | `SET k v [NX\|XX]`, counted as a lost TTL | kevy has no way to overwrite a value and keep its TTL; Redis writes `INCRBYFLOAT` this way. The restore warns with the count |
 //! | Redis → kevy | `HMSET` | `HSET` | kevy has no HMSET (same meaning) |
 //! | any → kevy | `MSET`/`MSETNX k v …` | one `SET k v` per pair | kevy's start-up replay answers every `MSET` with an arity error (MSET is served by its runtime, not its store), so an `MSET` in a kevy file is lost at load; and keys of one command may live in different shards (an `MSETNX` in an AOF did set every key) |
-//! | any → kevy | `DEL`/`UNLINK k …` | one command per key | keys may live in different shards |
+//! | any → kevy | `DEL`/`UNLINK k …` | one `DEL` per key | keys may live in different shards; kevy has no `UNLINK` (same effect) |
 //! | any → kevy | `RENAME`/`RENAMENX src dst` | nothing: every command on `src` before it is written for `dst`, the overwritten `dst` under a private name deleted there ([`super::renames`]) | kevy's replay has no `RENAME` (same-shard renames are logged, then dropped at load), and a cross-shard rename cannot be written into per-shard files |
+//! | Redis → kevy | a command kevy 1.19 does not serve (`LMOVE`, `LPUSHX`, `ZPOPMIN`, `SETRANGE`, `PFADD`, `SINTERSTORE`…, see [`super::kevy_commands`]) | nothing, counted as lossy | kevy would answer "unknown command" (live) or drop it at its replay (files): the restore says how many it could not apply |
 //! | kevy → Redis | `SET … PXAT`/`EXAT`/`KEEPTTL` | nothing | kevy 1.19 logs these although it rejected them with a syntax error: they never took effect, but Redis would apply them |
 //! | kevy → Redis | `SPOP k [n]` | unchanged, counted as lossy | kevy logs the command, not the members it popped; Redis pops members of its own choosing. The members cannot be known from the bytes |
 //! | any | anything else | unchanged | |
@@ -105,9 +106,10 @@ pub fn passes_unchanged(name: &[u8], from: Kind, to: Kind) -> bool {
         (Kind::Redis, Kind::Redis) => true,
         (Kind::Kevy, Kind::Kevy) => !is(&["MSET", "MSETNX", "DEL", "UNLINK"]),
         (Kind::Kevy, Kind::Redis) => !is(&["SET", "SPOP"]),
-        (Kind::Redis, Kind::Kevy) => !is(&[
-            "SELECT", "MULTI", "EXEC", "SET", "HMSET", "MSET", "MSETNX", "DEL", "UNLINK",
-        ]),
+        (Kind::Redis, Kind::Kevy) => {
+            super::kevy_commands::serves(name)
+                && !is(&["SELECT", "MULTI", "EXEC", "SET", "MSET", "DEL"])
+        }
     }
 }
 
@@ -125,8 +127,8 @@ fn split_multi_key(name: &[u8], args: &[&[u8]]) -> Option<Translation> {
             lossy: None,
         });
     }
-    if (eq(name, "DEL") || eq(name, "UNLINK")) && args.len() > 2 {
-        let commands = args[1..].iter().map(|k| vec![name.to_vec(), k.to_vec()]);
+    if (eq(name, "DEL") && args.len() > 2) || eq(name, "UNLINK") {
+        let commands = args[1..].iter().map(|k| vec![b"DEL".to_vec(), k.to_vec()]);
         return Some(Translation {
             commands: commands.collect(),
             lossy: None,
@@ -164,8 +166,18 @@ fn redis_to_kevy(name: &[u8], args: &[&[u8]]) -> Result<Translation, TranslateEr
     if let Some(split) = split_multi_key(name, args) {
         return Ok(split);
     }
+    if !super::kevy_commands::serves(name) {
+        return Ok(Translation {
+            commands: Vec::new(),
+            lossy: Some(NOT_SERVED_BY_KEVY),
+        });
+    }
     Ok(unchanged(args))
 }
+
+/// Why a Redis command was left out of a kevy restore (see the table).
+pub const NOT_SERVED_BY_KEVY: &str =
+    "commands kevy 1.19 does not serve (LMOVE, LPUSHX, ZPOPMIN, SETRANGE, PFADD, …) were left out";
 
 /// `SET k v [options]` with the options kevy rejects turned into a separate expiry command.
 fn set_for_kevy(args: &[&[u8]]) -> Translation {
@@ -354,6 +366,20 @@ mod tests {
         assert_eq!(cmds(&tr), vec!["SET a 1", "SET b 2"]);
         let tr = t(&["DEL", "a", "b", "c"], Kind::Redis, Kind::Kevy).unwrap();
         assert_eq!(cmds(&tr), vec!["DEL a", "DEL b", "DEL c"]);
+        let tr = t(&["UNLINK", "a", "b"], Kind::Redis, Kind::Kevy).unwrap();
+        assert_eq!(cmds(&tr), vec!["DEL a", "DEL b"]);
+        let tr = t(&["unlink", "a"], Kind::Redis, Kind::Kevy).unwrap();
+        assert_eq!(cmds(&tr), vec!["DEL a"]);
+        let tr = t(
+            &["LMOVE", "a", "b", "LEFT", "RIGHT"],
+            Kind::Redis,
+            Kind::Kevy,
+        )
+        .unwrap();
+        assert!(tr.commands.is_empty());
+        assert_eq!(tr.lossy, Some(NOT_SERVED_BY_KEVY));
+        assert!(!passes_unchanged(b"lpushx", Kind::Redis, Kind::Kevy));
+        assert!(passes_unchanged(b"rpush", Kind::Redis, Kind::Kevy));
         let tr = t(&["HMSET", "h", "f", "v"], Kind::Redis, Kind::Kevy).unwrap();
         assert_eq!(cmds(&tr), vec!["HSET h f v"]);
     }
