@@ -208,6 +208,9 @@ pub fn identity_of(meta: &std::fs::Metadata) -> String {
 /// Reads exactly `len` bytes at `offset` from `file` (short if the file is shorter).
 pub fn read_at(file: &File, offset: u64, len: usize) -> std::io::Result<Vec<u8>> {
     use std::os::unix::fs::FileExt;
+    // Never allocate more than the file holds: callers ask for "up to a segment".
+    let avail = file.metadata()?.len().saturating_sub(offset);
+    let len = len.min(usize::try_from(avail).unwrap_or(usize::MAX));
     let mut buf = vec![0u8; len];
     let mut got = 0;
     while got < len {
