@@ -8,6 +8,8 @@
 //!   once the repository caught up, or listed as changing; no drift is reported (exit 0).
 //! - The check's load: the commands the server counted (`INFO stats`) are the ones the check
 //!   says it sent, within the configured rate.
+//! - `[schedule] drift_check` in the daemon: warning log lines naming the keys, and the
+//!   `drift_keys` metric.
 
 #![allow(clippy::unwrap_used)]
 
@@ -193,4 +195,69 @@ fn redis_written_during_the_check_reports_no_drift_and_the_load_is_what_it_says(
         "{doc}"
     );
     assert_eq!(doc["divergences"].as_array().unwrap().len(), 0, "{doc}");
+}
+
+/// `GET /metrics` from the daemon.
+fn metrics(port: u16) -> String {
+    use std::io::{Read, Write};
+    let mut sock = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    sock.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut body = String::new();
+    sock.read_to_string(&mut body).unwrap();
+    body
+}
+
+#[test]
+fn the_scheduled_drift_check_logs_the_keys_and_sets_the_metric() {
+    let kevy = KevyServer::start(4).unwrap();
+    let mut c = kevy.conn().unwrap();
+    let mut b = Backup::file();
+    let port = aofvault_tests::free_port();
+    let toml = b.path("daemon.toml");
+    std::fs::write(
+        &toml,
+        format!(
+            "[metrics]\nlisten = \"127.0.0.1:{port}\"\n[schedule]\ndrift_check = \"every 3s\"\n[drift]\nsettle = \"2s\"\n"
+        ),
+    )
+    .unwrap();
+    let (src, dst) = key_pair("sched", 4, false);
+    let _: () = redis::cmd("SET").arg(&src).arg("v").query(&mut c).unwrap();
+    b.start_with(kevy.dir(), &kevy.url(), Some(&toml));
+    kevy.wait_aof_flushed().unwrap();
+    b.wait_shipped(kevy_sizes(&kevy));
+    let _: () = redis::cmd("RENAME")
+        .arg(&src)
+        .arg(&dst)
+        .query(&mut c)
+        .unwrap();
+
+    let agent = b.agent.as_mut().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        let logs = agent.logs();
+        if logs.contains(&format!("key={dst}")) && logs.contains(&format!("key={src}")) {
+            assert!(
+                logs.lines()
+                    .any(|l| l.contains("WARN") && l.contains("drift") && l.contains(&dst)),
+                "{logs}"
+            );
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no drift logged for {src}/{dst}:\n{logs}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let body = metrics(port);
+        if body.lines().any(|l| l == "aofvault_drift_keys 2") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{body}");
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
 }

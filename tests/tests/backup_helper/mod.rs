@@ -57,7 +57,15 @@ impl Backup {
 
     /// Starts `aofvault run` on a server and waits for its first snapshot.
     pub fn start(&mut self, source: &Path, server: &str) {
+        self.start_with(source, server, None)
+    }
+
+    /// [`Backup::start`] with a configuration file.
+    pub fn start_with(&mut self, source: &Path, server: &str, config: Option<&Path>) {
         let mut args = self.global();
+        if let Some(c) = config {
+            args.extend(["--config".into(), c.display().to_string()]);
+        }
         args.extend([
             "--source".into(),
             source.display().to_string(),
