@@ -216,7 +216,14 @@ pub async fn check(
         .map(|t| crate::server::parse_info(&t))?;
     let plan = plan::plan(repo, instance, Selection::Latest)
         .await
-        .context("planning a restore of the latest state")?;
+        .map_err(|e| {
+            // "No snapshot yet": there is nothing to compare with (exit 5, as restore).
+            if e.to_string().contains("has no snapshot in") {
+                e.context(crate::exit::Failure::RepoEmpty)
+            } else {
+                e.context("planning a restore of the latest state")
+            }
+        })?;
     let scratch = Scratch::restore(repo, &plan).await?;
     let mut backup = connect_scratch(&scratch).await?;
     let kevy = plan.layout.is_kevy();
