@@ -33,7 +33,7 @@ fn ready_status_watchdog_and_a_bad_reload() {
     let mut a = agent::spawn(&["--config", &cfg.display().to_string(), "run"], &env).unwrap();
 
     let mut seen: Vec<String> = Vec::new();
-    let mut recv_until = |want: &str, seen: &mut Vec<String>| {
+    let recv_until = |want: &str, seen: &mut Vec<String>| {
         let deadline = Instant::now() + Duration::from_secs(30);
         let mut buf = [0u8; 4096];
         while !seen.iter().any(|m| m.lines().any(|l| l.starts_with(want))) {
