@@ -129,7 +129,7 @@ fn writer(url: String, hot: u64, stop: Arc<AtomicBool>) -> std::thread::JoinHand
         let mut conn = aofvault_tests::connect(&url).unwrap();
         let mut n = 0u64;
         while !stop.load(Ordering::SeqCst) {
-            let key = if n % 2 == 0 {
+            let key = if n.is_multiple_of(2) {
                 format!("hot:{}", n % hot)
             } else {
                 format!("once:{n}")

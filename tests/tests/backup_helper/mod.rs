@@ -133,8 +133,7 @@ pub fn redis_sizes(r: &RedisServer) -> impl Fn() -> Vec<u64> + '_ {
         let manifest = std::fs::read_to_string(dir.join("appendonly.aof.manifest")).unwrap();
         let incr = manifest
             .lines()
-            .filter(|l| l.ends_with("type i"))
-            .last()
+            .rfind(|l| l.ends_with("type i"))
             .unwrap()
             .split(' ')
             .nth(1)
