@@ -354,29 +354,32 @@ pub(super) fn contains_ignore_case(mut r: impl Read, needle: &[u8]) -> anyhow::R
     }
 }
 
-/// `needle` in `hay`, ignoring ASCII case: a scan for the first byte (either case), then a
-/// comparison at each candidate — a few GB/s, where comparing every window was 100 MB/s.
+/// `needle` (ASCII letters first) in `hay`, ignoring ASCII case. Candidates are positions
+/// where the first two bytes match; they are found 64 positions at a time with a branch-free
+/// fold the compiler vectorises (`b | 0x20` folds the case of a letter: only `X` and `x` map to
+/// `x`), then checked one by one. Comparing every window was 100 MB/s; this is a few GB/s.
 fn find_ignore_case(hay: &[u8], needle: &[u8]) -> bool {
-    let Some(&first) = needle.first() else {
-        return true;
-    };
-    if hay.len() < needle.len() {
-        return false;
+    if needle.len() < 2 || hay.len() < needle.len() {
+        return needle.is_empty()
+            || hay
+                .windows(needle.len())
+                .any(|w| w.eq_ignore_ascii_case(needle));
     }
-    let (lo, up) = (first.to_ascii_lowercase(), first.to_ascii_uppercase());
-    let last_start = hay.len() - needle.len();
+    let (a, b) = (needle[0] | 0x20, needle[1] | 0x20);
+    let starts = hay.len() - needle.len() + 1;
     let mut i = 0;
-    while i <= last_start {
-        match hay[i..=last_start].iter().position(|&b| b == lo || b == up) {
-            None => return false,
-            Some(p) => {
-                i += p;
-                if hay[i..i + needle.len()].eq_ignore_ascii_case(needle) {
-                    return true;
-                }
-                i += 1;
-            }
+    while i < starts {
+        let end = (i + 64).min(starts);
+        let hit = hay[i..end]
+            .iter()
+            .zip(&hay[i + 1..end + 1])
+            .fold(false, |acc, (&x, &y)| {
+                acc | (((x | 0x20) == a) & ((y | 0x20) == b))
+            });
+        if hit && (i..end).any(|j| hay[j..j + needle.len()].eq_ignore_ascii_case(needle)) {
+            return true;
         }
+        i = end;
     }
     false
 }

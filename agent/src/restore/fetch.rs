@@ -186,29 +186,34 @@ pub async fn fetch(
             file,
         ));
     }
+    // Each download is its own task: decoding (zstd, CRC) then runs on every runtime thread,
+    // not only on the one polling this function.
     let results = futures::stream::iter(jobs)
-        .map(|job| async move {
-            let size = job.size;
-            let writer = BufWriter::with_capacity(
-                WRITE_BUFFER,
-                AtWriter {
+        .map(|job| {
+            let repo = repo.clone();
+            tokio::spawn(async move {
+                let size = job.size;
+                let at = AtWriter {
                     file: job.file,
                     pos: job.at,
-                },
-            );
-            let writer = repo
-                .download(&job.key, job.crc, Some(job.size), writer)
-                .await?;
-            writer
-                .into_inner()
-                .map_err(|e| e.into_error())
-                .with_context(|| format!("writing {} to the staging area", job.key))?;
-            anyhow::Ok(size)
+                };
+                let writer = BufWriter::with_capacity(WRITE_BUFFER, at);
+                let writer = repo
+                    .download(&job.key, job.crc, Some(job.size), writer)
+                    .await?;
+                writer
+                    .into_inner()
+                    .map_err(|e| e.into_error())
+                    .with_context(|| format!("writing {} to the staging area", job.key))?;
+                anyhow::Ok(size)
+            })
         })
         .buffer_unordered(CONCURRENCY);
     futures::pin_mut!(results);
     while let Some(r) = results.next().await {
-        let bytes = r.context("fetching the backup (nothing was written to the target)")?;
+        let bytes = r
+            .context("download task")?
+            .context("fetching the backup (nothing was written to the target)")?;
         progress.add_bytes(bytes);
     }
     let mut out = Vec::new();

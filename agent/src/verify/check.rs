@@ -181,12 +181,14 @@ pub async fn check(
     let results = futures::stream::iter(objects.into_iter().enumerate())
         .map(|(n, (key, expect))| {
             let path = scratch.path().join(format!("object-{n}"));
-            async move { check_object(repo, &key, &expect, &path).await }
+            let repo = repo.clone();
+            // A task each: downloads decode on every runtime thread.
+            tokio::spawn(async move { check_object(&repo, &key, &expect, &path).await })
         })
         .buffer_unordered(CONCURRENCY);
     futures::pin_mut!(results);
     while let Some(r) = results.next().await {
-        let (problems, keys_n, commands) = r?;
+        let (problems, keys_n, commands) = r.context("check task")??;
         report.findings.extend(problems);
         report.base_keys += keys_n;
         report.commands += commands;
