@@ -7,7 +7,7 @@
 //!   directory and starts a scratch server of the backup's kind on it: what is compared is
 //!   what a restore gives once the server has loaded it;
 //! - [`compare`] reads every key (or a sample) of both and collects the keys that differ;
-//! - [`read`] reads one key from either side, through a limiter on the live side
+//! - [`read`] reads one key from either side ([`digest`] reduces its value), through a limiter on the live side
 //!   (`[drift] rate`, `--rate`: every command counts), so the check's load is bounded;
 //! - [`report`] prints the result as text or JSON.
 //!
@@ -25,6 +25,7 @@
 //! metric ([`last_drift_keys`]), and with exit code 3.
 
 pub mod compare;
+pub mod digest;
 pub mod read;
 pub mod report;
 pub mod scratch;
