@@ -74,6 +74,21 @@ fn kevy_cross_shard_rename_is_named_missing_and_stale_and_an_unchanged_server_ha
     assert_eq!(doc["backup_keys"]["db0"].as_u64().unwrap(), keys);
     assert_eq!(doc["mode"], "full");
 
+    // Sampled: 50 random keys of each side, the backup's types still counted in full.
+    let out = verify(&b, &kevy.url(), &["--json", "--sample", "50"]);
+    assert_eq!(out.code(), Some(0), "{}\n{}", out.stdout, out.stderr);
+    let doc = out.json().unwrap();
+    assert_eq!(doc["mode"], "sample");
+    let compared = doc["compared"].as_u64().unwrap();
+    assert!((1..=100).contains(&compared), "{doc}");
+    let typed: u64 = doc["backup_types"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| v.as_u64().unwrap())
+        .sum();
+    assert_eq!(typed, keys, "{doc}");
+
     // kevy moves the value to another shard in memory and logs nothing.
     let _: () = redis::cmd("RENAME")
         .arg(&src)
