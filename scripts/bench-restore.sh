@@ -43,14 +43,21 @@ echo "building aofvault (release)..." >&2
 bin="$repo_root/target/release/aofvault"
 
 now() { date +%s.%N; }
-port() { echo $((20000 + RANDOM % 30000)); }
+port() { # a random port nothing listens on
+    local p
+    while :; do
+        p=$((20000 + RANDOM % 30000))
+        if ! (: >"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then echo "$p"; return; fi
+    done
+}
 
 wait_ping() { # port
     for _ in $(seq 1 600); do
         if [[ "$(redis-cli -p "$1" ping 2>/dev/null)" == "PONG" ]]; then return; fi
         sleep 0.05
     done
-    echo "server on port $1 did not start" >&2
+    echo "server on port $1 did not start; its log:" >&2
+    cat "$work"/*/*-"$1".log >&2 || true
     exit 1
 }
 

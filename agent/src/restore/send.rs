@@ -35,6 +35,8 @@ const KEEP_ERRORS: usize = 10;
 /// Encoded commands and where each one starts.
 #[derive(Default)]
 pub struct Batch {
+    /// The source shard the commands come from (for messages).
+    shard: u32,
     bytes: Vec<u8>,
     starts: Vec<u32>,
 }
@@ -57,6 +59,7 @@ impl Batch {
 /// Builds batches on the decoder thread and hands them over.
 pub struct BatchSink {
     tx: mpsc::Sender<Batch>,
+    shard: u32,
     batch: Batch,
     progress: Progress,
     /// Bytes consumed since the last report (reported per batch, not per command).
@@ -64,10 +67,14 @@ pub struct BatchSink {
 }
 
 impl BatchSink {
-    pub fn new(tx: mpsc::Sender<Batch>, progress: Progress) -> BatchSink {
+    pub fn new(tx: mpsc::Sender<Batch>, shard: u32, progress: Progress) -> BatchSink {
         BatchSink {
             tx,
-            batch: Batch::default(),
+            shard,
+            batch: Batch {
+                shard,
+                ..Batch::default()
+            },
             progress,
             consumed: 0,
         }
@@ -79,7 +86,11 @@ impl BatchSink {
         if self.batch.starts.is_empty() {
             return Ok(());
         }
-        let full = std::mem::take(&mut self.batch);
+        let next = Batch {
+            shard: self.shard,
+            ..Batch::default()
+        };
+        let full = std::mem::replace(&mut self.batch, next);
         self.tx
             .blocking_send(full)
             .map_err(|_| anyhow::anyhow!("the replay stopped"))
@@ -111,7 +122,8 @@ pub struct Sent {
 }
 
 impl Sent {
-    fn error(&mut self, shard: u32, batch: &Batch, i: usize, message: &str) {
+    fn error(&mut self, batch: &Batch, i: usize, message: &str) {
+        let shard = batch.shard;
         self.errors += 1;
         if self.first_errors.len() < KEEP_ERRORS {
             self.first_errors.push(format!(
@@ -270,7 +282,6 @@ pub async fn open_tcp(target: &TcpTarget) -> anyhow::Result<TcpConn> {
 pub async fn send_tcp(
     conn: TcpConn,
     mut rx: mpsc::Receiver<Batch>,
-    shard: u32,
     progress: Progress,
 ) -> anyhow::Result<Sent> {
     let TcpConn { mut r, mut w } = conn;
@@ -306,7 +317,7 @@ pub async fn send_tcp(
                     continue;
                 }
                 if let Some(e) = read_reply(&mut r, &mut line, &mut skip).await? {
-                    sent.error(shard, &batch, i, &e);
+                    sent.error(&batch, i, &e);
                 }
                 i += 1;
             }
@@ -325,7 +336,6 @@ pub async fn send_tcp(
 pub async fn send_client(
     conn: MultiplexedConnection,
     mut rx: mpsc::Receiver<Batch>,
-    shard: u32,
     progress: Progress,
 ) -> anyhow::Result<Sent> {
     let mut sent = Sent::default();
@@ -360,11 +370,10 @@ pub async fn send_client(
             }
             else => break,
         };
-        let replies =
-            result.with_context(|| format!("shard {shard}: the target stopped answering"))?;
+        let replies = result.context("the target stopped answering")?;
         for (i, reply) in replies.iter().enumerate() {
             if let Value::ServerError(e) = reply {
-                sent.error(shard, &batch, i, &e.to_string());
+                sent.error(&batch, i, &e.to_string());
             }
         }
         sent.commands += batch.len() as u64;
