@@ -25,7 +25,7 @@ use crate::repo::Repo;
 /// Objects downloaded at the same time.
 const CONCURRENCY: usize = 8;
 /// Write buffer per download.
-const WRITE_BUFFER: usize = 1 << 20;
+const WRITE_BUFFER: usize = 256 << 10;
 
 /// A base part on local disk.
 #[derive(Debug, Clone)]
