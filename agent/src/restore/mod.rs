@@ -5,7 +5,7 @@
 //! The parts, in the order a restore runs through them:
 //!
 //! - [`plan`] picks one snapshot's chains and how far along each to go (never mixing chains),
-//!   and prints that plan for `--dry-run`;
+//!   and [`dry_run`] prints it for `--dry-run`;
 //! - [`fetch`] downloads every object into a staging directory, each checked (CRC-32C, size)
 //!   before anything reaches the target;
 //! - [`to_dir`] renames the staged files into the server's layout (or converts them), the
@@ -17,6 +17,7 @@
 //!   names for kevy targets (kevy cannot replay a `RENAME`);
 //! - [`progress`] shows it all.
 
+pub mod dry_run;
 pub mod feed;
 pub mod fetch;
 pub mod files;
@@ -100,7 +101,7 @@ async fn restore(cfg: &Config, args: &RestoreArgs) -> anyhow::Result<u8> {
             use std::io::Write;
             writeln!(stdout)?;
         } else {
-            plan::describe(&plan, &mut stdout)?;
+            dry_run::describe(&plan, &mut stdout)?;
         }
         return Ok(exit::OK);
     }
