@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# The long versions of the crash and fault tests: `scripts/soak.sh [minutes]` (default 10).
+#
+# Round after round until the time is up, each with a new seed, it runs
+#   - tests/tests/crash.rs        with AOFVAULT_CRASH_KILLS kill -9s of the agent per server
+#                                 (default 30) and AOFVAULT_RESTORE_KILLS killed restores (10);
+#   - tests/tests/faults.rs       with AOFVAULT_FAULT_CYCLES cycles of resets, 503 bursts,
+#                                 stalls, slowness and an outage (default 4);
+#   - tests/tests/local_faults.rs once per round (corrupt frame, server kill -9, full or
+#                                 read-only state dir, unreadable AOF dir).
+# Each test prints one `SOAK-SUMMARY` line; at the end the script prints them all, adds up the
+# kills and fault cycles, and exits non-zero if any test failed (its whole output is kept in
+# the work directory it names).
+#
+# The binaries are built once and copied, so edits and builds in the tree meanwhile do not
+# change what is being soaked. Set AOFVAULT_SOAK_DIR to keep the work directory somewhere.
+set -uo pipefail
+
+cd "$(dirname "$0")/.."
+minutes=${1:-10}
+kills=${AOFVAULT_CRASH_KILLS:-30}
+restore_kills=${AOFVAULT_RESTORE_KILLS:-10}
+cycles=${AOFVAULT_FAULT_CYCLES:-4}
+work=${AOFVAULT_SOAK_DIR:-$(mktemp -d /tmp/aofvault-soak-XXXXXX)}
+mkdir -p "$work/bin" "$work/logs"
+
+echo "soak: ${minutes} min; crash kills/round=${kills}, restore kills=${restore_kills}, fault cycles=${cycles}; work dir ${work}"
+cargo build -p aofvault || exit 1
+target=${CARGO_TARGET_DIR:-target}
+case "$target" in /*) ;; *) target="$(pwd)/$target" ;; esac
+cp "$target/debug/aofvault" "$work/bin/aofvault"
+export AOFVAULT_BIN="$work/bin/aofvault"
+
+for t in crash faults local_faults; do
+    exe=$(cargo test -p aofvault-tests --test "$t" --no-run --message-format=json 2>/dev/null |
+        sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | tail -1)
+    [ -x "$exe" ] || { echo "soak: cannot build the $t test binary" >&2; exit 1; }
+    cp "$exe" "$work/bin/$t"
+done
+
+summary="$work/summary.txt"
+: > "$summary"
+passed=0
+failed=0
+rounds=0
+deadline=$(( $(date +%s) + minutes * 60 ))
+seed=${AOFVAULT_SEED:-$(date +%s)}
+
+# run NAME ENV... -- ARGS...: one test binary run, counted and summarised.
+run() {
+    local name=$1; shift
+    local envs=()
+    while [ "$1" != "--" ]; do envs+=("$1"); shift; done
+    shift
+    local log="$work/logs/round${rounds}-${name}.log"
+    local start=$(date +%s)
+    if env "${envs[@]}" "$work/bin/$name" --test-threads=1 --nocapture "$@" >"$log" 2>&1; then
+        passed=$((passed + 1))
+        echo "soak: round ${rounds} ${name} ok ($(( $(date +%s) - start )) s)"
+    else
+        failed=$((failed + 1))
+        echo "soak: round ${rounds} ${name} FAILED ($(( $(date +%s) - start )) s): see ${log}"
+        echo "FAILED round=${rounds} ${name} seed=${AOFVAULT_SEED} log=${log}" >>"$summary"
+    fi
+    grep -ho 'SOAK-SUMMARY.*' "$log" >>"$summary" || true
+}
+
+while [ "$(date +%s)" -lt "$deadline" ]; do
+    rounds=$((rounds + 1))
+    seed=$((seed + 1))
+    export AOFVAULT_SEED=$seed
+    run crash AOFVAULT_CRASH_KILLS="$kills" AOFVAULT_RESTORE_KILLS="$restore_kills" --
+    [ "$(date +%s)" -lt "$deadline" ] || break
+    run faults AOFVAULT_FAULT_CYCLES="$cycles" --
+    [ "$(date +%s)" -lt "$deadline" ] || break
+    run local_faults --
+done
+
+echo
+echo "=== soak summary: ${rounds} round(s) in ${minutes} min, ${passed} test run(s) passed, ${failed} failed ==="
+cat "$summary"
+sum() { grep -o "$1=[0-9]*" "$summary" | cut -d= -f2 | awk '{s+=$1} END {print s+0}'; }
+echo "agent kill -9s: $(sum ' kills') ; killed restores (to-dir mid-run): $(sum killed_mid) ; killed live restores: $(sum live_killed)"
+echo "fault cycles: $(sum cycles) ; outages reported in status: $(sum outages_reported) ; proxy resets: $(sum proxy_resets) ; proxy 503s: $(sum proxy_503s)"
+echo "acknowledged writes under faults and kills: $(sum writes)"
+echo "work dir: ${work}"
+[ "$failed" -eq 0 ]
