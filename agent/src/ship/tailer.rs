@@ -302,7 +302,15 @@ impl Tailer {
                 self.ship_available(force).await
             }
             Check::NewChain(reason) => {
-                self.ship_available(true).await?;
+                // A file truncated in place (kevy SAVE) may already hold new bytes at the old
+                // offsets: draining it would read them as the old chain's. Its data is in the
+                // new base, so only a replaced file (its own inode, pinned) is drained.
+                if reason == "save" || reason == "truncated" {
+                    self.pending.clear();
+                    self.scanned = 0;
+                } else {
+                    self.ship_available(true).await?;
+                }
                 if !self.pending.is_empty() {
                     tracing::warn!(
                         shard = self.shard,
