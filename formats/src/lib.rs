@@ -13,6 +13,7 @@
 //! - [`model`]: the neutral form (db, key, typed value, expiry) every snapshot decodes to, and
 //!   [`render`]: that form as the RESP commands that recreate it.
 //! - [`json`]: the neutral form as JSON, for `aofvault inspect --json`.
+//! - [`vault`]: aofvault's own repository documents (format marker, chain head, snapshot manifest).
 //! - [`detect`]: which of these formats a file is, from its first bytes.
 //!
 //! Data flows one way: bytes → decoder → [`model::Record`] → renderer → commands.
@@ -26,3 +27,4 @@ pub mod model;
 pub mod rdb;
 pub mod render;
 pub mod resp;
+pub mod vault;
