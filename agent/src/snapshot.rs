@@ -12,21 +12,14 @@ use crate::repo::{keys, Repo, RepoError, ShardId};
 
 /// The cut of one shard's chain at the longest contiguous run of stored segments.
 pub async fn cut(repo: &Repo, instance: &str, head: &ChainHead) -> Result<ShardCut, RepoError> {
-    let segs = repo
+    let listed: Vec<_> = repo
         .segments(instance, ShardId(head.shard), &head.chain)
-        .await?;
-    let mut end = head.stream_start;
-    let mut segments = Vec::new();
-    for (seg, _) in segs {
-        if seg.start < end {
-            continue;
-        }
-        if seg.start != end {
-            break;
-        }
-        end = seg.end;
-        segments.push(seg);
-    }
+        .await?
+        .into_iter()
+        .map(|(s, _)| s)
+        .collect();
+    let run = crate::repo::run::longest_run(head.stream_start, &listed);
+    let (segments, end) = (run.segments, run.end);
     Ok(ShardCut {
         shard: head.shard,
         chain: head.chain.clone(),

@@ -6,6 +6,7 @@
 //! - [`codec`]: zstd/raw payloads and their CRC-32C.
 //! - [`crypt`]: optional age encryption of bases and segments (recipients write, identities read).
 //! - [`lease`]: one writer per instance.
+//! - [`run`]: which stored segments a reader follows (the longest contiguous run).
 //! - [`Repo`] (here): typed, checked reads and create-only writes on top of those; its
 //!   streaming uploads and downloads are in `transfer`.
 //!
@@ -22,6 +23,7 @@ pub mod codec;
 pub mod crypt;
 pub mod keys;
 pub mod lease;
+pub mod run;
 pub mod store;
 mod transfer;
 
@@ -110,6 +112,17 @@ impl Repo {
             level: compression_level,
             keys: Arc::default(),
         })
+    }
+
+    /// A repository over a store built elsewhere (the follower simulation's faulty store).
+    pub fn from_store(store: Arc<dyn ObjectStore>, url: &str, compression_level: i32) -> Repo {
+        Repo {
+            store,
+            prefix: String::new(),
+            url: url.to_string(),
+            level: compression_level,
+            keys: Arc::default(),
+        }
     }
 
     /// Encrypts new bases and segments to `keys`' recipients (if any) and reads encrypted
@@ -330,7 +343,8 @@ impl Repo {
     }
 
     /// The segments of a chain, sorted by start offset, as a listing shows them (sizes are the
-    /// stored sizes, which restore uses for progress).
+    /// stored sizes, which restore uses for progress). They may overlap (a retry after a lost
+    /// reply); readers follow [`run::longest_run`].
     pub async fn segments(
         &self,
         instance: &str,

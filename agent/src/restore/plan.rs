@@ -178,27 +178,23 @@ pub async fn extended_segments(
     instance: &str,
     cut: &ShardCut,
 ) -> anyhow::Result<Vec<SegmentRef>> {
-    let listed = repo
+    let listed: Vec<SegmentRef> = repo
         .segments(instance, ShardId(cut.shard), &cut.chain)
-        .await?;
-    let mut segments = cut.segments.clone();
-    let mut end = cut.end;
-    for (seg, _) in listed {
-        if seg.start < end {
-            continue;
-        }
-        if seg.start != end {
-            tracing::warn!(
-                shard = cut.shard,
-                chain = %cut.chain,
-                "stored segments stop at offset {end} and go on at {}: a restore stops at the gap (`aofvault verify` reports it)",
-                seg.start
-            );
-            break;
-        }
-        end = seg.end;
-        segments.push(seg);
+        .await?
+        .into_iter()
+        .map(|(s, _)| s)
+        .collect();
+    let run = crate::repo::run::longest_run(cut.end, &listed);
+    if let Some(gap) = run.gap {
+        tracing::warn!(
+            shard = cut.shard,
+            chain = %cut.chain,
+            "stored segments stop at offset {} and go on at {}: a restore stops at the gap (`aofvault verify` reports it)",
+            gap.start, gap.end
+        );
     }
+    let mut segments = cut.segments.clone();
+    segments.extend(run.segments);
     Ok(segments)
 }
 

@@ -8,7 +8,10 @@
 //! the whole commands before them are stored — until the server replaces the file (a rewrite,
 //! or a repaired and truncated AOF), when shipping resumes on a new chain.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+// tokio's clock: real time in the daemon, driven by the follower simulation in its tests.
+use tokio::time::Instant;
 
 use aofvault_formats::aof::{safe_prefix, AofError};
 use aofvault_formats::vault::{BasePart, ChainHead, ServerLayout, FORMAT_VERSION};
@@ -365,15 +368,10 @@ impl Tailer {
                 .segments(&self.instance, shard, id)
                 .await
                 .map_err(|e| self.repo_err(e))?;
-            let mut end = head.stream_start;
-            let mut last = None;
-            for (seg, _) in &segs {
-                if seg.start != end {
-                    break;
-                }
-                end = seg.end;
-                last = Some(seg.clone());
-            }
+            let segs: Vec<_> = segs.into_iter().map(|(s, _)| s).collect();
+            let run = crate::repo::run::longest_run(head.stream_start, &segs);
+            let end = run.end;
+            let last = run.segments.last().cloned();
             let ok = self
                 .follower
                 .resume(&head, end, last.as_ref())

@@ -12,7 +12,10 @@
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+// tokio's clock: real time in the daemon, driven by the follower simulation in its tests.
+use tokio::time::Instant;
 
 use aofvault_formats::aof::kevy_header_len;
 use aofvault_formats::vault::{BaseFormat, ChainHead, SegmentRef};

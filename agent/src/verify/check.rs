@@ -213,29 +213,21 @@ async fn chain_run(
     instance: &str,
     cut: &ShardCut,
 ) -> anyhow::Result<(Vec<SegmentRef>, Option<Gap>)> {
-    let listed = repo
+    let listed: Vec<SegmentRef> = repo
         .segments(instance, ShardId(cut.shard), &cut.chain)
-        .await?;
+        .await?
+        .into_iter()
+        .map(|(s, _)| s)
+        .collect();
+    let found = crate::repo::run::longest_run(cut.end, &listed);
     let mut run = cut.segments.clone();
-    let mut end = cut.end;
-    for (seg, _) in listed {
-        if seg.start < end {
-            continue;
-        }
-        if seg.start != end {
-            return Ok((
-                run,
-                Some(Gap {
-                    start: end,
-                    end: seg.start,
-                    next_seen_ms: seg.last_seen_ms,
-                }),
-            ));
-        }
-        end = seg.end;
-        run.push(seg);
-    }
-    Ok((run, None))
+    run.extend(found.segments);
+    let gap = found.gap.map(|g| Gap {
+        start: g.start,
+        end: g.end,
+        next_seen_ms: g.next_seen_ms,
+    });
+    Ok((run, gap))
 }
 
 /// Records an object once; the same name with other contents is itself a finding.
