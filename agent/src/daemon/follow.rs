@@ -93,7 +93,8 @@ impl Daemon {
                 self.settings(),
                 shared.clone(),
                 events_tx.clone(),
-            );
+            )
+            .with_recovery(self.server.is_some());
             tracker.spawn(t.run(tailers.clone(), wake_rx.clone()));
         }
         tracker.close();
@@ -131,7 +132,7 @@ impl Daemon {
                                 tracing::warn!(sections = ?later, "configuration reloaded; these sections take effect at the next start");
                             }
                             sched = schedule::Runner::new(&new, &new.state.dir, &self.instance);
-                            compactor = compact::Compactor::new(&new);
+                            compactor.reconfigure(&new);
                             self.cfg = new;
                         }
                         Err(e) => tracing::error!(error = %format!("{e:#}"), "the new configuration is invalid; keeping the running one"),
@@ -140,6 +141,7 @@ impl Daemon {
                 }
                 Some(ev) = events.recv() => match ev {
                     Event::ChainStarted { shard, head, reason } => {
+                        compactor.chain_started(shard);
                         heads[shard as usize] = Some(*head);
                         if published_start && reason != "resumed" {
                             // Published at the next tick: one manifest for the shards a
@@ -149,6 +151,9 @@ impl Daemon {
                     }
                     Event::Stopped { shard, error } => {
                         tracing::error!(shard, %error, "a shard stopped shipping; the others go on");
+                    }
+                    Event::NeedRewrite { shard, reason } => {
+                        compactor.need_rewrite(shard, reason);
                     }
                 },
                 _ = renew.tick() => {

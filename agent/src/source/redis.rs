@@ -150,11 +150,22 @@ impl Follower for RedisFollower {
         if listed.len() < ours.len() || listed[..ours.len()] != ours[..] {
             return Ok(Check::NewChain("manifest changed".into()));
         }
+        // Pin each new incr file as soon as the manifest lists it: a second rewrite may delete
+        // it before the stream reaches it, and the old chain's drain must still read it.
         for name in &list.incrs[ours.len()..] {
-            p.incrs.push(Incr {
-                name: name.clone(),
-                file: None,
-            });
+            match File::open(self.dir.join(name)) {
+                Ok(f) => p.incrs.push(Incr {
+                    name: name.clone(),
+                    file: Some(f),
+                }),
+                // Listed, then deleted before it could be opened: a later rewrite retired it,
+                // and its new base covers it. The old chain ends with the files it holds.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    tracing::info!(file = %name, "an incr file vanished before it was opened; a later rewrite covers it");
+                    return Ok(Check::NewChain("rewrite".into()));
+                }
+                Err(e) => return Err(e),
+            }
         }
         Ok(Check::Continue)
     }

@@ -77,7 +77,7 @@ impl Follower for SingleFollower {
             }
             Err(e) => return Err(e),
         };
-        let Some(p) = self.pinned.as_ref() else {
+        let Some(p) = self.pinned.as_mut() else {
             return Ok(Check::NewChain("start".into()));
         };
         if identity_of(&meta) != p.id {
@@ -153,7 +153,15 @@ impl Follower for SingleFollower {
     }
 
     fn stream_len(&mut self) -> u64 {
-        self.pinned.as_ref().map_or(0, |p| p.file.size())
+        self.pinned.as_mut().map_or(0, |p| p.file.size())
+    }
+
+    fn rewind(&mut self, to: u64) -> std::io::Result<bool> {
+        // Redis cuts a torn tail at restart (`aof-load-truncated yes`) and appends after it.
+        match self.pinned.as_mut() {
+            Some(p) => p.file.rewind(to).map(|()| true),
+            None => Ok(false),
+        }
     }
 
     fn describe(&self) -> String {

@@ -1,12 +1,21 @@
 //! One shard's shipping loop: wake on a file event, a poll tick or a due upload; check the
 //! files with the follower; read what is new; store whole commands up to the last safe cut.
 //!
-//! Invariants: the chain's segments are contiguous from `stream_start`; a segment is stored
-//! before `end` moves past it; a new chain is started only after the old one's pinned files
-//! were drained. Transient store errors keep the bytes in memory and retry with backoff (the
-//! lag grows and is reported); invalid AOF bytes stop the shard, naming file and offset, after
-//! the whole commands before them are stored — until the server replaces the file (a rewrite,
-//! or a repaired and truncated AOF), when shipping resumes on a new chain.
+//! Invariants: the chain's segments (and torn ranges) are contiguous from `stream_start`; a
+//! segment is stored before `end` moves past it; a failed store is retried with exactly the same
+//! object before anything more is read (a retry that read more would store an overlapping
+//! object); a new chain is started only after the old one's pinned files were drained.
+//! Transient store errors keep the bytes in memory and retry with backoff (the lag grows and is
+//! reported). Invalid AOF bytes are looked at closely ([`invalid`]): a file that changed under
+//! the read position is read again; a crash's torn frame followed by a restart's commands is
+//! stepped over and recorded; anything else stops the shard, naming file and offset, after the
+//! whole commands before them are stored — and, when the agent knows the server, it asks for a
+//! rewrite and ships again from the new chain (state `recovering`).
+
+mod error;
+mod invalid;
+
+pub use error::TailError;
 
 use std::time::Duration;
 
@@ -19,7 +28,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::backoff::Backoff;
-use super::status::{Counters, SharedRef};
+use super::status::{Counters, Recovery, SharedRef};
 use super::Event;
 use crate::repo::{keys, Repo, RepoError, ShardId};
 use crate::source::{Check, Follower};
@@ -36,56 +45,14 @@ pub struct ShipSettings {
     pub poll: Duration,
 }
 
-/// Why a tailer stopped.
-#[derive(Debug, thiserror::Error)]
-pub enum TailError {
-    #[error("shard {shard}: {file} holds invalid AOF bytes at offset {offset}: {reason}; nothing past offset {shipped} was shipped. Inspect it with `aofvault inspect {file}`; the server must repair or rewrite its AOF (BGREWRITEAOF) before this shard can ship again")]
-    Corrupt {
-        shard: u32,
-        file: String,
-        offset: u64,
-        reason: String,
-        shipped: u64,
-    },
-    #[error("shard {shard}: a single command or transaction in {file} exceeds {limit} bytes at offset {offset}")]
-    TooLarge {
-        shard: u32,
-        file: String,
-        offset: u64,
-        limit: usize,
-    },
-    #[error("shard {shard}: reading {file}: {source}")]
-    Io {
-        shard: u32,
-        file: String,
-        source: std::io::Error,
-    },
-    #[error("shard {shard}: {source}")]
-    Repo { shard: u32, source: RepoError },
-    /// Storing a new chain's base failed. Whatever the cause (the store went away in the middle
-    /// of a multi-second upload, a reset connection), the chain start is owed and retried with
-    /// backoff: the old chain is drained, nothing is lost by waiting, and giving up would stop
-    /// the shard until a restart.
-    #[error("shard {shard}: storing the base of a new chain: {source}")]
-    BaseUpload { shard: u32, source: RepoError },
-}
-
-impl TailError {
-    fn transient(&self) -> bool {
-        match self {
-            TailError::Repo { source, .. } => source.is_transient(),
-            TailError::BaseUpload { .. } => true,
-            // A file that vanished, or a directory made unreadable (a permissions change, a
-            // mount over it): the operator can fix it without restarting us, and the pinned
-            // descriptors keep what was already open. Retry and say so; stopping the shard
-            // would leave it stopped after the fix.
-            TailError::Io { source, .. } => matches!(
-                source.kind(),
-                std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied
-            ),
-            _ => false,
-        }
-    }
+/// One store attempt, kept until it succeeds: a retry sends exactly these bytes under exactly
+/// this name.
+#[derive(Debug, Clone, Copy)]
+struct Attempt {
+    start: u64,
+    len: usize,
+    seen: (i64, i64),
+    torn: bool,
 }
 
 struct Open {
@@ -117,6 +84,12 @@ pub struct Tailer {
     owed_chain: Option<String>,
     /// Stopped at invalid AOF bytes: only watching for the files to be replaced.
     halted: bool,
+    /// The store attempt that has not succeeded yet.
+    inflight: Option<Attempt>,
+    /// Whether the daemon can ask the server for a rewrite ([`Tailer::with_recovery`]).
+    can_recover: bool,
+    /// Waiting for the server's rewrite: the reason. The old files are not drained then.
+    recovering: Option<String>,
 }
 
 fn now_ms() -> i64 {
@@ -156,7 +129,18 @@ impl Tailer {
             limit,
             owed_chain: None,
             halted: false,
+            inflight: None,
+            can_recover: false,
+            recovering: None,
         }
+    }
+
+    /// Whether the daemon knows the server and can ask it for a rewrite when the shard cannot go
+    /// on from its files (invalid bytes, an AOF cut short with nothing to explain it). Without
+    /// it, invalid bytes stop the shard until the server rewrites by itself.
+    pub fn with_recovery(mut self, on: bool) -> Self {
+        self.can_recover = on;
+        self
     }
 
     fn io(&self, source: std::io::Error) -> TailError {
@@ -213,13 +197,18 @@ impl Tailer {
                     });
                 }
                 Err(e) => {
-                    self.stopped(&e).await;
                     // Invalid bytes are the server's to repair or rewrite: keep watching the
                     // files, and ship again from a new chain once they are replaced.
-                    if !matches!(e, TailError::Corrupt { .. }) {
+                    let TailError::Corrupt { offset, .. } = e else {
+                        self.stopped(&e).await;
                         return Err(e);
-                    }
+                    };
                     self.halted = true;
+                    if self.can_recover {
+                        self.ask_server(offset, e.to_string()).await;
+                    } else {
+                        self.stopped(&e).await;
+                    }
                     delay = self.settings.poll;
                 }
             }
@@ -254,6 +243,32 @@ impl Tailer {
             .await;
     }
 
+    /// Asks the daemon for a server rewrite; the shard reads nothing until a new chain starts.
+    async fn ask_server(&mut self, offset: u64, reason: String) {
+        if self.recovering.as_deref() == Some(reason.as_str()) {
+            return;
+        }
+        tracing::warn!(shard = self.shard, offset, %reason, "shard recovering: asking the server to rewrite its AOF; shipping resumes on the new chain");
+        let since_ms = now_ms();
+        self.shared.update(self.shard, |s| {
+            s.state = "recovering".into();
+            s.last_error = Some(reason.clone());
+            s.recovery = Some(Recovery {
+                offset,
+                reason: reason.clone(),
+                since_ms,
+            });
+        });
+        self.recovering = Some(reason.clone());
+        let _ = self
+            .events
+            .send(Event::NeedRewrite {
+                shard: self.shard,
+                reason,
+            })
+            .await;
+    }
+
     /// When to look again without an event: at the due upload of pending bytes, or the poll tick.
     fn next_wake(&self) -> Duration {
         if self.pending.is_empty() {
@@ -276,7 +291,9 @@ impl Tailer {
                     tracing::info!(shard = self.shard, %reason, "the AOF was replaced after the invalid bytes; shipping again on a new chain");
                     self.halted = false;
                     self.pending.clear();
+                    self.scanned = 0;
                     self.seen = None;
+                    self.inflight = None;
                     self.start_chain(&reason).await?;
                     self.shared.update(self.shard, |s| s.last_error = None);
                 }
@@ -299,18 +316,33 @@ impl Tailer {
                 _ => self.start_chain("start").await?,
             }
         }
+        self.settle_tail().await?;
         match self.follower.check().map_err(|e| self.io(e))? {
+            Check::Continue if self.recovering.is_some() => Ok(()),
             Check::Continue => {
                 self.set_state("following", None);
                 self.ship_available(force).await
             }
+            Check::AskServer(why) if self.can_recover => {
+                let end = self.chain.as_ref().map_or(0, |o| o.end);
+                self.ask_server(end, why).await;
+                Ok(())
+            }
+            Check::AskServer(why) => {
+                tracing::warn!(shard = self.shard, %why, "no server to ask for a rewrite (--server): starting a new chain from the files as they are");
+                self.pending.clear();
+                self.scanned = 0;
+                self.start_chain("truncated").await
+            }
             Check::NewChain(reason) => {
                 // A file truncated in place (kevy SAVE) may already hold new bytes at the old
                 // offsets: draining it would read them as the old chain's. Its data is in the
-                // new base, so only a replaced file (its own inode, pinned) is drained.
-                if reason == "save" || reason == "truncated" {
+                // new base, so only a replaced file (its own inode, pinned) is drained — and
+                // not while recovering: the old file is the one that could not be read on.
+                if reason == "save" || reason == "truncated" || self.recovering.is_some() {
                     self.pending.clear();
                     self.scanned = 0;
+                    self.inflight = None;
                 } else {
                     self.ship_available(true).await?;
                 }
@@ -402,6 +434,7 @@ impl Tailer {
         self.pending.clear();
         self.scanned = 0;
         self.seen = None;
+        self.inflight = None;
         self.shared.update(self.shard, |s| {
             s.chain = Some(chain);
             s.chain_started_ms = Some(started);
@@ -471,6 +504,13 @@ impl Tailer {
             .await;
         self.install(head, start.stream_start);
         self.owed_chain = None;
+        if let Some(why) = self.recovering.take() {
+            tracing::info!(shard = self.shard, %why, "recovered: shipping again on a new chain");
+            self.shared.update(self.shard, |s| {
+                s.recovery = None;
+                s.last_error = None;
+            });
+        }
         Ok(())
     }
 
@@ -480,6 +520,11 @@ impl Tailer {
         loop {
             if self.owed_chain.is_some() {
                 return Ok(());
+            }
+            if let Some(attempt) = self.inflight {
+                // The last store failed: the same object again, before reading anything more.
+                self.put(attempt).await?;
+                continue;
             }
             let Some(open) = self.chain.as_ref() else {
                 return Ok(());
@@ -511,7 +556,10 @@ impl Tailer {
             let safe = match safe_prefix(&self.pending[known..], start + known as u64) {
                 Ok(more) => known + more.len,
                 Err(AofError::Invalid { offset, reason }) => {
-                    return Err(self.corrupt(start, offset, reason).await);
+                    match self.invalid(start, offset, reason, got < room).await? {
+                        invalid::Next::Again => continue,
+                        invalid::Next::Wait => return Ok(()),
+                    }
                 }
             };
             self.scanned = safe;
@@ -546,19 +594,38 @@ impl Tailer {
     /// segment and moves the chain's end past them.
     async fn store(&mut self, start: u64, len: usize) -> Result<(), TailError> {
         let seen = self.seen.unwrap_or((now_ms(), now_ms()));
+        self.put(Attempt {
+            start,
+            len,
+            seen,
+            torn: false,
+        })
+        .await
+    }
+
+    /// Stores one attempt; on failure it stays in `inflight`, to be sent again as it is.
+    async fn put(&mut self, attempt: Attempt) -> Result<(), TailError> {
+        let Attempt {
+            start,
+            len,
+            seen,
+            torn,
+        } = attempt;
+        self.inflight = Some(attempt);
         let t0 = Instant::now();
-        let seg = self
-            .repo
-            .put_segment(
-                &self.instance,
-                ShardId(self.shard),
-                &self.chain_id(),
-                start,
-                &self.pending[..len],
-                seen,
-            )
-            .await
-            .map_err(|e| self.repo_err(e))?;
+        let (instance, shard, chain) = (&self.instance, ShardId(self.shard), self.chain_id());
+        let payload = &self.pending[..len.min(self.pending.len())];
+        let stored = if torn {
+            self.repo
+                .put_torn(instance, shard, &chain, start, payload, seen)
+                .await
+        } else {
+            self.repo
+                .put_segment(instance, shard, &chain, start, payload, seen)
+                .await
+        };
+        let seg = stored.map_err(|e| self.repo_err(e))?;
+        self.inflight = None;
         let c = &self.shared.counters;
         Counters::add(&c.upload_micros_total, t0.elapsed().as_micros() as u64);
         Counters::add(&c.uploads_total, 1);
@@ -586,26 +653,35 @@ impl Tailer {
         Ok(())
     }
 
-    /// Invalid bytes at logical `offset`: the whole commands before them are good data and are
-    /// stored first (a corruption in the middle of an AOF must not cost what precedes it), then
-    /// the shard stops, naming the file and the offset. A transient store error is returned
-    /// instead, so the next pass tries again.
-    async fn corrupt(&mut self, start: u64, offset: u64, reason: String) -> TailError {
-        let good = (offset.saturating_sub(start) as usize).min(self.pending.len());
-        if let Ok(safe) = safe_prefix(&self.pending[..good], start) {
-            if safe.len > 0 {
-                if let Err(e) = self.store(start, safe.len).await {
-                    return e;
-                }
-            }
+    /// The stream shrank below what was read, but not below what is stored: a torn tail the
+    /// server cut when it restarted (Redis). Forget the unstored bytes past the new end, so that
+    /// what the server appends there is read afresh. Anything shorter is for the follower's
+    /// check (a SAVE, a truncation).
+    async fn settle_tail(&mut self) -> Result<(), TailError> {
+        let Some(open) = self.chain.as_ref() else {
+            return Ok(());
+        };
+        let end = open.end;
+        let keep = self.inflight.map_or(0, |a| a.len);
+        let read = end + self.pending.len() as u64;
+        let len = self.follower.stream_len();
+        if len >= read || len < end + keep as u64 {
+            return Ok(());
         }
-        TailError::Corrupt {
-            shard: self.shard,
-            file: self.follower.describe(),
-            offset,
-            reason,
-            shipped: self.chain.as_ref().map_or(start, |o| o.end),
+        let cut = read - len;
+        if self.follower.rewind(len).map_err(|e| self.io(e))? {
+            tracing::warn!(
+                shard = self.shard,
+                offset = len,
+                bytes = cut,
+                "the server cut the end of its AOF (a torn command after a crash); reading on from there"
+            );
+            self.pending.truncate((len - end) as usize);
+        } else {
+            self.pending.truncate(keep);
         }
+        self.scanned = self.scanned.min(self.pending.len());
+        Ok(())
     }
 
     /// The head of the chain being shipped, once there is one.
