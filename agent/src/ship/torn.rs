@@ -107,7 +107,10 @@ mod tests {
         let mut buf = b"*2\r\n$3\r\nGET\r\nxx\r\n".to_vec();
         buf.extend_from_slice(&cmd(&["INCR", "c"]));
         assert_eq!(classify(&buf, 0, true), Verdict::NotACrash);
-        assert_eq!(classify(b"hello *1\r\n$4\r\nPING\r\n", 0, true), Verdict::NotACrash);
+        assert_eq!(
+            classify(b"hello *1\r\n$4\r\nPING\r\n", 0, true),
+            Verdict::NotACrash
+        );
     }
 
     #[test]

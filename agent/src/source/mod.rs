@@ -216,7 +216,11 @@ pub trait Follower: Send {
 /// leave a different file under the same `dev:ino`.
 pub fn identity_of(meta: &std::fs::Metadata) -> String {
     use std::os::unix::fs::MetadataExt;
-    match meta.created().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()) {
+    match meta
+        .created()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+    {
         Some(born) => format!("{}:{}@{}", meta.dev(), meta.ino(), born.as_nanos()),
         None => format!("{}:{}", meta.dev(), meta.ino()),
     }
