@@ -17,7 +17,7 @@ use crate::repo::lease::LeaseError;
 use crate::ship::status::{Counters, Shared, SharedRef};
 use crate::ship::tailer::{ShipSettings, Tailer};
 use crate::ship::Event;
-use crate::source::Layout;
+use crate::source::{ChainReason, Layout};
 use crate::{compact, metrics, schedule, status_file};
 
 /// How a follow ended.
@@ -143,10 +143,10 @@ impl Daemon {
                     Event::ChainStarted { shard, head, reason } => {
                         compactor.chain_started(shard);
                         heads[shard as usize] = Some(*head);
-                        if published_start && reason != "resumed" {
+                        if published_start && reason != ChainReason::Resumed {
                             // Published at the next tick: one manifest for the shards a
                             // multi-shard rewrite renews within the same second.
-                            snapshot_due.get_or_insert((Instant::now(), reason));
+                            snapshot_due.get_or_insert((Instant::now(), reason.as_str().to_string()));
                         }
                     }
                     Event::Stopped { shard, error } => {

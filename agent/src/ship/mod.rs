@@ -14,7 +14,7 @@ pub enum Event {
     ChainStarted {
         shard: u32,
         head: Box<aofvault_formats::vault::ChainHead>,
-        reason: String,
+        reason: crate::source::ChainReason,
     },
     /// The tailer stopped for good (corruption or a permanent error).
     Stopped { shard: u32, error: String },

@@ -21,7 +21,8 @@ use aofvault_formats::aof::kevy_header_len;
 use aofvault_formats::vault::{BaseFormat, ChainHead, SegmentRef};
 
 use super::{
-    holds_segment, identity_of, read_at, ChainStart, Check, Follower, PinnedBase, Tracked,
+    holds_segment, identity_of, read_at, ChainReason, ChainStart, Check, Follower, PinnedBase,
+    Tracked,
 };
 
 /// How long a new dump may stand before its AOF reset shows.
@@ -104,13 +105,17 @@ impl Follower for KevyFollower {
             Err(e) => return Err(e),
         };
         let Some(p) = self.pinned.as_mut() else {
-            return Ok(Check::NewChain("start".into()));
+            return Ok(Check::NewChain(ChainReason::Start));
         };
         let dump_now = dump_identity(&self.dump_path);
         let dump_changed = dump_now.is_some() && dump_now != p.dump_id;
         if identity_of(&meta) != p.aof_id {
-            let why = if dump_changed { "bgsave" } else { "rewrite" };
-            return Ok(Check::NewChain(why.into()));
+            let why = if dump_changed {
+                ChainReason::Bgsave
+            } else {
+                ChainReason::Rewrite
+            };
+            return Ok(Check::NewChain(why));
         }
         let truncated = p.aof.truncated()?;
         if dump_changed {
@@ -120,7 +125,7 @@ impl Follower for KevyFollower {
             // again), before the next look. Nothing in the file tells that apart from "no
             // reset", and kevy never changes the dump without resetting the AOF: it is a SAVE.
             if truncated {
-                return Ok(Check::NewChain("save".into()));
+                return Ok(Check::NewChain(ChainReason::Save));
             }
             let seen = *p.dump_change_seen.get_or_insert_with(Instant::now);
             if seen.elapsed() < RESET_GRACE {
@@ -132,7 +137,7 @@ impl Follower for KevyFollower {
                 dump = %self.dump_path.display(),
                 "a new snapshot beside the same AOF: a SAVE (the AOF was reset and refilled before it was seen short)"
             );
-            return Ok(Check::NewChain("save".into()));
+            return Ok(Check::NewChain(ChainReason::Save));
         }
         if truncated {
             // Cut short with no new snapshot: kevy does not do that by itself, and a guess
@@ -145,7 +150,7 @@ impl Follower for KevyFollower {
         Ok(Check::Continue)
     }
 
-    fn start_chain(&mut self, reason: &str) -> std::io::Result<ChainStart> {
+    fn start_chain(&mut self, reason: ChainReason) -> std::io::Result<ChainStart> {
         let aof = File::open(&self.aof_path)?;
         let aof_id = identity_of(&aof.metadata()?);
         let dump = match File::open(&self.dump_path) {
@@ -156,8 +161,8 @@ impl Follower for KevyFollower {
         let dump_id = dump_identity(&self.dump_path).filter(|_| dump.is_some());
         let with_dump = match (&dump, reason) {
             (None, _) => false,
-            (Some(_), "rewrite") => false,
-            (Some(_), "save" | "bgsave") => true,
+            (Some(_), ChainReason::Rewrite) => false,
+            (Some(_), ChainReason::Save | ChainReason::Bgsave) => true,
             (Some(d), _) => Self::dump_precedes_aof(&aof, d),
         };
         let mut base = Vec::new();

@@ -164,13 +164,61 @@ pub struct ChainStart {
     pub identity: String,
 }
 
+/// Why a chain starts. Recorded in the chain head (as [`ChainReason::as_str`]) and deciding
+/// what the shipper does with the old chain's files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChainReason {
+    /// No chain yet (first start, or files not provably the ones of the last chain).
+    Start,
+    /// The repository's newest chain is taken up again after a restart.
+    Resumed,
+    /// A rewrite replaced the AOF (a new file holding a full image, or a new Redis base).
+    Rewrite,
+    /// kevy `SAVE`: a new dump, the same AOF truncated in place.
+    Save,
+    /// kevy `BGSAVE`: a new dump, then a new AOF holding the commands since.
+    Bgsave,
+    /// The AOF was cut short and nothing better explains it.
+    Truncated,
+    /// The Redis manifest no longer lists the chain's incr files.
+    ManifestChanged,
+}
+
+impl ChainReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChainReason::Start => "start",
+            ChainReason::Resumed => "resumed",
+            ChainReason::Rewrite => "rewrite",
+            ChainReason::Save => "save",
+            ChainReason::Bgsave => "bgsave",
+            ChainReason::Truncated => "truncated",
+            ChainReason::ManifestChanged => "manifest changed",
+        }
+    }
+
+    /// Whether the old chain's pinned files are read to their end before the new chain starts.
+    /// A file truncated in place may already hold new bytes at the old offsets: reading it would
+    /// take them for the old chain's. Its data is in the new base, so it is not drained.
+    pub fn drains_old_files(self) -> bool {
+        !matches!(self, ChainReason::Save | ChainReason::Truncated)
+    }
+}
+
+impl std::fmt::Display for ChainReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// The follower's verdict on the current chain.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Check {
     /// Same files: read on.
     Continue,
-    /// Continuity is lost: drain what the pinned files still hold, then start a new chain.
-    NewChain(String),
+    /// Continuity is lost: drain what the pinned files still hold (when the reason allows),
+    /// then start a new chain.
+    NewChain(ChainReason),
     /// Something is half done (a `SAVE` between its snapshot and its AOF reset): do not read yet.
     Wait(String),
     /// The files are gone (server stopped, AOF off): keep the chain, wait.
@@ -186,7 +234,7 @@ pub trait Follower: Send {
     /// Compares the files on disk with the pinned ones.
     fn check(&mut self) -> std::io::Result<Check>;
     /// Pins the files of a new chain and tells what its base is. `reason` is the last `NewChain`.
-    fn start_chain(&mut self, reason: &str) -> std::io::Result<ChainStart>;
+    fn start_chain(&mut self, reason: ChainReason) -> std::io::Result<ChainStart>;
     /// After a restart: continue `head` at logical offset `end` only if the files are provably the
     /// ones it followed and still hold the last shipped segment's bytes (`last`, checked by CRC).
     fn resume(

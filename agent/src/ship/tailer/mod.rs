@@ -31,7 +31,7 @@ use super::backoff::Backoff;
 use super::status::{Counters, Recovery, SharedRef};
 use super::Event;
 use crate::repo::{keys, Repo, RepoError, ShardId};
-use crate::source::{Check, Follower};
+use crate::source::{ChainReason, Check, Follower};
 
 /// The longest wait between two attempts to store: a store that comes back is noticed within
 /// this long.
@@ -81,7 +81,7 @@ pub struct Tailer {
     last_ship: Instant,
     limit: usize,
     /// A new chain is owed (its start failed transiently): retried before anything else.
-    owed_chain: Option<String>,
+    owed_chain: Option<ChainReason>,
     /// Stopped at invalid AOF bytes: only watching for the files to be replaced.
     halted: bool,
     /// The store attempt that has not succeeded yet.
@@ -294,14 +294,14 @@ impl Tailer {
                     self.scanned = 0;
                     self.seen = None;
                     self.inflight = None;
-                    self.start_chain(&reason).await?;
+                    self.start_chain(reason).await?;
                     self.shared.update(self.shard, |s| s.last_error = None);
                 }
                 _ => return Ok(()),
             }
         }
-        if let Some(reason) = self.owed_chain.clone() {
-            self.start_chain(&reason).await?;
+        if let Some(reason) = self.owed_chain {
+            self.start_chain(reason).await?;
         }
         if self.chain.is_none() && !self.resume().await? {
             match self.follower.check().map_err(|e| self.io(e))? {
@@ -313,7 +313,7 @@ impl Tailer {
                     self.set_state("waiting", Some(msg));
                     return Ok(());
                 }
-                _ => self.start_chain("start").await?,
+                _ => self.start_chain(ChainReason::Start).await?,
             }
         }
         self.settle_tail().await?;
@@ -332,14 +332,11 @@ impl Tailer {
                 tracing::warn!(shard = self.shard, %why, "no server to ask for a rewrite (--server): starting a new chain from the files as they are");
                 self.pending.clear();
                 self.scanned = 0;
-                self.start_chain("truncated").await
+                self.start_chain(ChainReason::Truncated).await
             }
             Check::NewChain(reason) => {
-                // A file truncated in place (kevy SAVE) may already hold new bytes at the old
-                // offsets: draining it would read them as the old chain's. Its data is in the
-                // new base, so only a replaced file (its own inode, pinned) is drained — and
-                // not while recovering: the old file is the one that could not be read on.
-                if reason == "save" || reason == "truncated" || self.recovering.is_some() {
+                // Not while recovering either: the old file is the one that could not be read on.
+                if !reason.drains_old_files() || self.recovering.is_some() {
                     self.pending.clear();
                     self.scanned = 0;
                     self.inflight = None;
@@ -353,7 +350,7 @@ impl Tailer {
                         "the replaced file ended inside a command; those bytes belong to no whole command and are dropped"
                     );
                 }
-                self.start_chain(&reason).await
+                self.start_chain(reason).await
             }
             Check::Wait(msg) => {
                 self.set_state("waiting", Some(msg));
@@ -413,7 +410,7 @@ impl Tailer {
                 let event = Event::ChainStarted {
                     shard: self.shard,
                     head: Box::new(head.clone()),
-                    reason: "resumed".into(),
+                    reason: ChainReason::Resumed,
                 };
                 let _ = self.events.send(event).await;
                 self.install(head, end);
@@ -445,10 +442,10 @@ impl Tailer {
     }
 
     /// Pins the follower's files, stores the base, then the head: the chain exists from then on.
-    async fn start_chain(&mut self, reason: &str) -> Result<(), TailError> {
+    async fn start_chain(&mut self, reason: ChainReason) -> Result<(), TailError> {
         // Until the new head is stored, the old chain must not be read on: the follower has
         // already pinned the new files.
-        self.owed_chain = Some(reason.to_string());
+        self.owed_chain = Some(reason);
         let start = self.follower.start_chain(reason).map_err(|e| self.io(e))?;
         let created_ms = now_ms();
         let chain = keys::new_chain_id(created_ms);
@@ -485,21 +482,21 @@ impl Tailer {
             server_version: self.server_version.clone(),
             base,
             stream_start: start.stream_start,
-            reason: reason.to_string(),
+            reason: reason.as_str().to_string(),
             source_identity: start.identity,
         };
         self.repo
             .put_chain_head(&head)
             .await
             .map_err(|e| self.repo_err(e))?;
-        tracing::info!(shard = self.shard, chain = %head.chain, reason, base_parts = head.base.len(), "new chain");
+        tracing::info!(shard = self.shard, chain = %head.chain, %reason, base_parts = head.base.len(), "new chain");
         self.shared.update(self.shard, |s| s.chains_started += 1);
         let _ = self
             .events
             .send(Event::ChainStarted {
                 shard: self.shard,
                 head: Box::new(head.clone()),
-                reason: reason.to_string(),
+                reason,
             })
             .await;
         self.install(head, start.stream_start);
