@@ -11,9 +11,16 @@
 //! stepped over and recorded; anything else stops the shard, naming file and offset, after the
 //! whole commands before them are stored — and, when the agent knows the server, it asks for a
 //! rewrite and ships again from the new chain (state `recovering`).
+//!
+//! The data path, one file per step: this file is the loop (wake, check, dispatch) and the
+//! shard's reported state; [`chain`] takes a chain up again or starts one; [`segment`] reads,
+//! cuts and stores; [`invalid`] handles bytes that stop parsing; [`error`] says which failures
+//! pass.
 
+mod chain;
 mod error;
 mod invalid;
+mod segment;
 
 pub use error::TailError;
 
@@ -22,15 +29,14 @@ use std::time::Duration;
 // tokio's clock: real time in the daemon, driven by the follower simulation in its tests.
 use tokio::time::Instant;
 
-use aofvault_formats::aof::{safe_prefix, AofError};
-use aofvault_formats::vault::{BasePart, ChainHead, ServerLayout, FORMAT_VERSION};
+use aofvault_formats::vault::{ChainHead, ServerLayout};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::backoff::Backoff;
 use super::status::{Counters, Recovery, SharedRef};
 use super::Event;
-use crate::repo::{keys, Repo, RepoError, ShardId};
+use crate::repo::{Repo, RepoError};
 use crate::source::{ChainReason, Check, Follower};
 
 /// The longest wait between two attempts to store: a store that comes back is noticed within
@@ -373,312 +379,6 @@ impl Tailer {
             }
             s.state = state;
         });
-    }
-
-    /// After a restart: continue the newest chain if the files are provably the same.
-    async fn resume(&mut self) -> Result<bool, TailError> {
-        let shard = ShardId(self.shard);
-        let ids = self
-            .repo
-            .chain_ids(&self.instance, shard)
-            .await
-            .map_err(|e| self.repo_err(e))?;
-        for id in ids.iter().rev() {
-            let Some(head) = self
-                .repo
-                .chain_head(&self.instance, shard, id)
-                .await
-                .map_err(|e| self.repo_err(e))?
-            else {
-                continue; // a chain whose head was never written: abandoned during its base upload
-            };
-            let segs = self
-                .repo
-                .segments(&self.instance, shard, id)
-                .await
-                .map_err(|e| self.repo_err(e))?;
-            let segs: Vec<_> = segs.into_iter().map(|(s, _)| s).collect();
-            let run = crate::repo::run::longest_run(head.stream_start, &segs);
-            let end = run.end;
-            let last = run.segments.last().cloned();
-            let ok = self
-                .follower
-                .resume(&head, end, last.as_ref())
-                .map_err(|e| self.io(e))?;
-            if ok {
-                tracing::info!(shard = self.shard, chain = %head.chain, offset = end, "continuing the chain in the repository");
-                let event = Event::ChainStarted {
-                    shard: self.shard,
-                    head: Box::new(head.clone()),
-                    reason: ChainReason::Resumed,
-                };
-                let _ = self.events.send(event).await;
-                self.install(head, end);
-                return Ok(true);
-            }
-            tracing::info!(shard = self.shard, chain = %head.chain, "the files changed since the last shipped chain; starting a new one");
-            return Ok(false);
-        }
-        Ok(false)
-    }
-
-    fn install(&mut self, head: ChainHead, end: u64) {
-        let (chain, started) = (head.chain.clone(), head.created_ms);
-        // The compaction rule's base: the chain's base files plus the stream as it stands now.
-        let stream_start = self.follower.stream_len().max(end);
-        let base_size = head.base.iter().map(|b| b.size).sum::<u64>() + stream_start;
-        self.chain = Some(Open { head, end });
-        self.pending.clear();
-        self.scanned = 0;
-        self.seen = None;
-        self.inflight = None;
-        self.shared.update(self.shard, |s| {
-            s.chain = Some(chain);
-            s.chain_started_ms = Some(started);
-            s.shipped_offset = end;
-            s.base_size = base_size;
-            s.stream_start = stream_start;
-        });
-    }
-
-    /// Pins the follower's files, stores the base, then the head: the chain exists from then on.
-    async fn start_chain(&mut self, reason: ChainReason) -> Result<(), TailError> {
-        // Until the new head is stored, the old chain must not be read on: the follower has
-        // already pinned the new files.
-        self.owed_chain = Some(reason);
-        let start = self.follower.start_chain(reason).map_err(|e| self.io(e))?;
-        let created_ms = now_ms();
-        let chain = keys::new_chain_id(created_ms);
-        let shard = ShardId(self.shard);
-        let dir = keys::chain_dir(&self.instance, shard, &chain);
-        let mut base = Vec::new();
-        for (n, part) in start.base.into_iter().enumerate() {
-            let object = keys::base_object(n, self.repo.codec());
-            let key = format!("{dir}{object}");
-            let (size, crc32c) = self
-                .repo
-                .put_file(&key, part.file, Some(part.len))
-                .await
-                .map_err(|source| TailError::BaseUpload {
-                    shard: self.shard,
-                    source,
-                })?;
-            Counters::add(&self.shared.counters.bytes_shipped, size);
-            base.push(BasePart {
-                format: part.format,
-                object,
-                file_name: part.file_name,
-                size,
-                crc32c,
-            });
-        }
-        let head = ChainHead {
-            format_version: FORMAT_VERSION,
-            instance: self.instance.clone(),
-            shard: self.shard,
-            chain,
-            created_ms,
-            layout: self.layout.clone(),
-            server_version: self.server_version.clone(),
-            base,
-            stream_start: start.stream_start,
-            reason: reason.as_str().to_string(),
-            source_identity: start.identity,
-        };
-        self.repo
-            .put_chain_head(&head)
-            .await
-            .map_err(|e| self.repo_err(e))?;
-        tracing::info!(shard = self.shard, chain = %head.chain, %reason, base_parts = head.base.len(), "new chain");
-        self.shared.update(self.shard, |s| s.chains_started += 1);
-        let _ = self
-            .events
-            .send(Event::ChainStarted {
-                shard: self.shard,
-                head: Box::new(head.clone()),
-                reason,
-            })
-            .await;
-        self.install(head, start.stream_start);
-        self.owed_chain = None;
-        if let Some(why) = self.recovering.take() {
-            tracing::info!(shard = self.shard, %why, "recovered: shipping again on a new chain");
-            self.shared.update(self.shard, |s| {
-                s.recovery = None;
-                s.last_error = None;
-            });
-        }
-        Ok(())
-    }
-
-    /// Reads what is new and stores whole commands: every `interval` (RPO), when a segment is
-    /// full, or at once when `force` (drain before a new chain, shutdown).
-    async fn ship_available(&mut self, force: bool) -> Result<(), TailError> {
-        loop {
-            if self.owed_chain.is_some() {
-                return Ok(());
-            }
-            if let Some(attempt) = self.inflight {
-                // The last store failed: the same object again, before reading anything more.
-                self.put(attempt).await?;
-                continue;
-            }
-            let Some(open) = self.chain.as_ref() else {
-                return Ok(());
-            };
-            let at = open.end + self.pending.len() as u64;
-            let room = self.limit.saturating_sub(self.pending.len());
-            let data = if room > 0 {
-                self.follower.read(at, room).map_err(|e| self.io(e))?
-            } else {
-                Vec::new()
-            };
-            let got = data.len();
-            if got < room {
-                self.read_to_end_ms = now_ms();
-            }
-            if got > 0 {
-                let now = now_ms();
-                self.seen = Some(self.seen.map_or((now, now), |(first, _)| (first, now)));
-                self.pending.extend_from_slice(&data);
-            }
-            if self.pending.is_empty() {
-                return Ok(());
-            }
-            let start = open.end;
-            // Only the bytes after the known safe prefix are scanned: under a steady load a
-            // tailer wakes on every write, and rescanning the whole pending buffer each time
-            // would cost quadratic CPU.
-            let known = self.scanned.min(self.pending.len());
-            let safe = match safe_prefix(&self.pending[known..], start + known as u64) {
-                Ok(more) => known + more.len,
-                Err(AofError::Invalid { offset, reason }) => {
-                    match self.invalid(start, offset, reason, got < room).await? {
-                        invalid::Next::Again => continue,
-                        invalid::Next::Wait => return Ok(()),
-                    }
-                }
-            };
-            self.scanned = safe;
-            if safe == 0 {
-                if self.pending.len() >= self.limit {
-                    // One command (or transaction) is bigger than a segment: allow it, up to 32×.
-                    if self.limit >= self.settings.segment_max * 32 {
-                        return Err(TailError::TooLarge {
-                            shard: self.shard,
-                            file: self.follower.describe(),
-                            offset: start,
-                            limit: self.limit,
-                        });
-                    }
-                    self.limit *= 2;
-                    continue;
-                }
-                return Ok(());
-            }
-            let full = self.pending.len() >= self.limit;
-            if !(force || full || self.last_ship.elapsed() >= self.settings.interval) {
-                return Ok(());
-            }
-            self.store(start, safe).await?;
-            if got == 0 && !full && self.pending.is_empty() {
-                return Ok(());
-            }
-        }
-    }
-
-    /// Stores the first `len` pending bytes (whole commands, from logical offset `start`) as one
-    /// segment and moves the chain's end past them.
-    async fn store(&mut self, start: u64, len: usize) -> Result<(), TailError> {
-        let seen = self.seen.unwrap_or((now_ms(), now_ms()));
-        self.put(Attempt {
-            start,
-            len,
-            seen,
-            torn: false,
-        })
-        .await
-    }
-
-    /// Stores one attempt; on failure it stays in `inflight`, to be sent again as it is.
-    async fn put(&mut self, attempt: Attempt) -> Result<(), TailError> {
-        let Attempt {
-            start,
-            len,
-            seen,
-            torn,
-        } = attempt;
-        self.inflight = Some(attempt);
-        let t0 = Instant::now();
-        let (instance, shard, chain) = (&self.instance, ShardId(self.shard), self.chain_id());
-        let payload = &self.pending[..len.min(self.pending.len())];
-        let stored = if torn {
-            self.repo
-                .put_torn(instance, shard, &chain, start, payload, seen)
-                .await
-        } else {
-            self.repo
-                .put_segment(instance, shard, &chain, start, payload, seen)
-                .await
-        };
-        let seg = stored.map_err(|e| self.repo_err(e))?;
-        self.inflight = None;
-        let c = &self.shared.counters;
-        Counters::add(&c.upload_micros_total, t0.elapsed().as_micros() as u64);
-        Counters::add(&c.uploads_total, 1);
-        Counters::add(&c.objects_shipped, 1);
-        Counters::add(&c.bytes_shipped, len as u64);
-        self.pending.drain(..len);
-        self.scanned = self.scanned.saturating_sub(len);
-        self.seen = if self.pending.is_empty() {
-            None
-        } else {
-            Some((seen.1, seen.1))
-        };
-        self.last_ship = Instant::now();
-        self.limit = self.settings.segment_max;
-        let end = seg.end;
-        if let Some(open) = self.chain.as_mut() {
-            open.end = end;
-        }
-        self.shared.update(self.shard, |s| {
-            s.shipped_offset = end;
-            s.last_upload_ms = Some(now_ms());
-            s.segments_shipped += 1;
-            s.bytes_shipped += len as u64;
-        });
-        Ok(())
-    }
-
-    /// The stream shrank below what was read, but not below what is stored: a torn tail the
-    /// server cut when it restarted (Redis). Forget the unstored bytes past the new end, so that
-    /// what the server appends there is read afresh. Anything shorter is for the follower's
-    /// check (a SAVE, a truncation).
-    async fn settle_tail(&mut self) -> Result<(), TailError> {
-        let Some(open) = self.chain.as_ref() else {
-            return Ok(());
-        };
-        let end = open.end;
-        let keep = self.inflight.map_or(0, |a| a.len);
-        let read = end + self.pending.len() as u64;
-        let len = self.follower.stream_len();
-        if len >= read || len < end + keep as u64 {
-            return Ok(());
-        }
-        let cut = read - len;
-        if self.follower.rewind(len).map_err(|e| self.io(e))? {
-            tracing::warn!(
-                shard = self.shard,
-                offset = len,
-                bytes = cut,
-                "the server cut the end of its AOF (a torn command after a crash); reading on from there"
-            );
-            self.pending.truncate((len - end) as usize);
-        } else {
-            self.pending.truncate(keep);
-        }
-        self.scanned = self.scanned.min(self.pending.len());
-        Ok(())
     }
 
     /// The head of the chain being shipped, once there is one.
