@@ -113,7 +113,11 @@ impl Daemon {
         let mut layout_check = tokio::time::interval(LAYOUT_CHECK);
         let mut ready = false;
         let mut last_progress = (0u64, Instant::now());
+        // Scheduled jobs run beside the loop, on their own tracker under the daemon's
+        // cancellation tree: shutdown cancels them and waits for them.
         let mut jobs: HashMap<schedule::Job, tokio::task::JoinHandle<()>> = HashMap::new();
+        let job_tracker = TaskTracker::new();
+        let job_cancel = self.shutdown.child_token();
         let shutdown = self.shutdown.clone();
         let outcome = loop {
             tokio::select! {
@@ -196,7 +200,13 @@ impl Daemon {
                                 }
                                 other => {
                                     let (c, r, i) = (self.cfg.clone(), self.repo.clone(), self.instance.clone());
-                                    jobs.insert(other, tokio::spawn(async move { schedule::run_job(other, &c, &r, &i).await }));
+                                    let (sh, stop) = (shared.clone(), job_cancel.clone());
+                                    jobs.insert(other, job_tracker.spawn(async move {
+                                        tokio::select! {
+                                            _ = stop.cancelled() => tracing::info!(job = other.name(), "scheduled job cancelled by shutdown"),
+                                            _ = schedule::run_job(other, &c, &r, &i, &sh.counters) => {}
+                                        }
+                                    }));
                                 }
                             }
                             sched.done(job);
@@ -205,8 +215,6 @@ impl Daemon {
                     if let Some(srv) = self.server.as_mut() {
                         compactor.tick(srv, &layout, &shared).await;
                     }
-                    // The drift check job runs beside this loop; its last count is the metric.
-                    shared.counters.drift_keys.store(crate::drift::last_drift_keys(), std::sync::atomic::Ordering::Relaxed);
                     let statuses = shared.snapshot();
                     let shipped: u64 = statuses.iter().map(|s| s.bytes_shipped).sum();
                     let lag: u64 = statuses.iter().map(|s| s.lag_bytes).sum();
@@ -235,6 +243,8 @@ impl Daemon {
             tracing::info!("stopping: storing what is complete");
         }
         tailers.cancel();
+        job_cancel.cancel();
+        job_tracker.close();
         let deadline = self.cfg.shutdown.deadline;
         if tokio::time::timeout(deadline, tracker.wait())
             .await
@@ -243,6 +253,15 @@ impl Daemon {
             tracing::warn!(
                 ?deadline,
                 "shutdown deadline reached; unstored bytes will be shipped by the next start"
+            );
+        }
+        if tokio::time::timeout(deadline, job_tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                ?deadline,
+                "a scheduled job did not end within the shutdown deadline"
             );
         }
         // A chain that began since the last manifest gets one now, so that "latest" names it.
