@@ -235,7 +235,10 @@ mod tests {
         assert_eq!(Codec::from_name(&c), Some(Codec::ZstdAge));
         assert_eq!(Codec::from_name("base-0.raw.age"), Some(Codec::RawAge));
         assert_eq!(Codec::from_name("base-0.age"), None);
-        assert_eq!(parse_base(&base_object(3, Codec::ZstdAge)), Some((3, Codec::ZstdAge)));
+        assert_eq!(
+            parse_base(&base_object(3, Codec::ZstdAge)),
+            Some((3, Codec::ZstdAge))
+        );
         assert_eq!(parse_base("base-.zst"), None);
         assert_eq!(parse_base("chain.json"), None);
         assert_eq!(parse_shard(&ShardId(7).to_string()), Some(ShardId(7)));

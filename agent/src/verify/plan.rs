@@ -35,7 +35,9 @@ pub(super) struct Claim {
 pub(super) enum Kind {
     /// A base part; `None`: no readable document says which format (sniffed from the bytes).
     Base(Option<BaseFormat>),
-    Segment { start: u64 },
+    Segment {
+        start: u64,
+    },
 }
 
 /// One object to check.
@@ -177,7 +179,10 @@ impl Plan {
                 let Some(named) = keys::parse_segment(&s.object) else {
                     self.findings.push(finding(
                         key,
-                        format!("names segment {:?}, which is not a segment's name", s.object),
+                        format!(
+                            "names segment {:?}, which is not a segment's name",
+                            s.object
+                        ),
                     ));
                     continue;
                 };
