@@ -22,6 +22,8 @@ pub mod deep;
 mod inventory;
 mod object;
 mod plan;
+#[cfg(test)]
+mod tests;
 
 use std::io::Write;
 
