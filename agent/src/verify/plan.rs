@@ -104,17 +104,6 @@ impl Plan {
     /// Every object of a listed chain (verify of the whole instance).
     pub fn add_chain(&mut self, chain: &Chain) {
         self.head_claims(chain);
-        match &chain.head {
-            Head::Missing if !chain.segments.is_empty() => self.missing_head(
-                chain,
-                "missing: the chain holds segments, so its head was written once (readers treat a chain without its head as abandoned)".into(),
-            ),
-            Head::Missing => self.notes.push(finding(
-                &chain.dir,
-                "abandoned chain: no head and no segment (a writer stopped before its first segment); restore never reads it, prune removes it",
-            )),
-            Head::Good(_) | Head::Damaged => {}
-        }
         for b in &chain.bases {
             let key = format!("{}{b}", chain.dir);
             if let Head::Good(h) = &chain.head {
@@ -267,6 +256,15 @@ impl Plan {
     /// stored or named segment. A hole (once the segment after it is `grace_ms` old) is a
     /// finding; a segment off the run inside its range is a note.
     pub fn chain_run(&mut self, chain: &Chain, grace_ms: i64, now_ms: i64) {
+        if matches!(chain.head, Head::Missing) && !self.named_starts.contains_key(&chain.dir) {
+            // Not a chain for any reader: a writer that stopped before its head, or a prune
+            // that stopped half way (it deletes the head first). Holes are expected there.
+            self.notes.push(finding(
+                &chain.dir,
+                "abandoned chain (no chain.json, and no readable snapshot names it): restore never reads it and prune removes it; its objects are checked one by one, its segments not followed",
+            ));
+            return;
+        }
         let mut all = chain.segments.clone();
         for s in self.named_segments.get(&chain.dir).into_iter().flatten() {
             if !all.iter().any(|x| x.object == s.object) {

@@ -198,3 +198,24 @@ async fn a_hole_is_a_gap_and_a_lost_head_a_finding() {
     assert_eq!(named(&report), vec![head, gap], "{report:?}");
     assert_eq!(report.objects, 3, "the chain is checked without its head");
 }
+
+#[tokio::test]
+async fn a_headless_chain_no_snapshot_names_is_abandoned_not_damaged() {
+    let repo = repo("abandoned");
+    let crc = crc32c::crc32c(BASE);
+    chain(&repo, crc).await;
+    snapshot(&repo, "a", crc, vec![]).await;
+    // An older chain a prune stopped in: head gone first, then one of its segments.
+    let old = "0000000000000-00000000";
+    let old_dir = keys::chain_dir(INSTANCE, ShardId(0), old);
+    for start in [0, 2 * S] {
+        repo.put_segment(INSTANCE, ShardId(0), old, start, SET, (1, 2))
+            .await
+            .unwrap();
+    }
+    let report = check(&repo, INSTANCE, &Scope::All, 0).await.unwrap();
+    assert!(report.findings.is_empty(), "{report:?}");
+    assert_eq!(report.objects, 3, "its objects are still checked");
+    let notes: Vec<&str> = report.notes.iter().map(|n| n.object.as_str()).collect();
+    assert_eq!(notes, vec![old_dir.as_str()]);
+}
