@@ -5,6 +5,7 @@
 //! must not hide the chain's objects. Segment names carry their range and CRC-32C
 //! ([`keys::parse_segment`]), so a chain's segments can be checked with no document at all.
 
+use std::collections::btree_map::Entry;
 use std::collections::BTreeMap;
 
 use aofvault_formats::vault::{ChainHead, SegmentRef, SnapshotManifest};
@@ -80,10 +81,9 @@ pub(super) async fn list_named(
     let mut chains = Chains::new();
     for m in manifests {
         for cut in &m.shards {
-            let k = (ShardId(cut.shard), cut.chain.clone());
-            if !chains.contains_key(&k) {
-                let chain = read_chain(repo, instance, k.0, &k.1, findings).await?;
-                chains.insert(k, chain);
+            let shard = ShardId(cut.shard);
+            if let Entry::Vacant(slot) = chains.entry((shard, cut.chain.clone())) {
+                slot.insert(read_chain(repo, instance, shard, &cut.chain, findings).await?);
             }
         }
     }
