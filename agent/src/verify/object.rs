@@ -82,7 +82,7 @@ pub(super) async fn check_object(
         out.findings.push(finding(
             &c.by,
             format!(
-                "records {key} as {} bytes with CRC-32C {:08x}, but the object holds {len} bytes with {crc:08x}, as {} records",
+                "{key}: {} bytes with CRC-32C {:08x} were recorded here, but the object holds {len} bytes with {crc:08x}, as {} records",
                 c.size, c.crc, good.first().map(|g| g.by.as_str()).unwrap_or("?")
             ),
         ));

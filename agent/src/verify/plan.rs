@@ -179,7 +179,7 @@ impl Plan {
                     self.findings.push(finding(
                         key,
                         format!(
-                            "records segment {} as [{}, {}) with CRC-32C {:08x}, but its name says [{}, {}) with {:08x}",
+                            "segment {}: [{}, {}) with CRC-32C {:08x} were recorded here, but its name says [{}, {}) with {:08x}",
                             s.object, s.start, s.end, s.crc32c, named.start, named.end, named.crc32c
                         ),
                     ));
