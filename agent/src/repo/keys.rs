@@ -100,6 +100,19 @@ pub fn snapshot(instance: &str, id: &str) -> String {
     format!("instances/{instance}/snapshots/{id}.json")
 }
 
+/// The folder holding every shard's chains (`verify` lists it to find chains no manifest names).
+pub fn shards_prefix(instance: &str) -> String {
+    format!("instances/{instance}/shards/")
+}
+
+/// Parses a shard folder's name (`0007`) back into its id.
+pub fn parse_shard(name: &str) -> Option<ShardId> {
+    if name.len() != 4 || !name.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    name.parse().ok().map(ShardId)
+}
+
 pub fn chains_prefix(instance: &str, shard: ShardId) -> String {
     format!("instances/{instance}/shards/{shard}/chains/")
 }
@@ -115,6 +128,19 @@ pub fn chain_head(instance: &str, shard: ShardId, chain: &str) -> String {
 /// Relative name (inside the chain folder) of base part `n`.
 pub fn base_object(n: usize, codec: Codec) -> String {
     format!("base-{n}.{}", codec.ext())
+}
+
+/// Parses a base part's relative name (`base-<n>.<codec>`) into its number and codec.
+pub fn parse_base(name: &str) -> Option<(usize, Codec)> {
+    let codec = Codec::from_name(name)?;
+    let n = name
+        .strip_prefix("base-")?
+        .strip_suffix(codec.ext())?
+        .strip_suffix('.')?;
+    if n.is_empty() || !n.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some((n.parse().ok()?, codec))
 }
 
 /// Relative name of a segment.
@@ -244,6 +270,14 @@ mod tests {
         assert_eq!(Codec::from_name(&c), Some(Codec::ZstdAge));
         assert_eq!(Codec::from_name("base-0.raw.age"), Some(Codec::RawAge));
         assert_eq!(Codec::from_name("base-0.age"), None);
+        assert_eq!(
+            parse_base(&base_object(3, Codec::ZstdAge)),
+            Some((3, Codec::ZstdAge))
+        );
+        assert_eq!(parse_base("base-.zst"), None);
+        assert_eq!(parse_base("chain.json"), None);
+        assert_eq!(parse_shard(&ShardId(7).to_string()), Some(ShardId(7)));
+        assert_eq!(parse_shard("07"), None);
     }
 
     #[test]

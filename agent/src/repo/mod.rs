@@ -318,6 +318,36 @@ impl Repo {
         self.list_dirs(&keys::chains_prefix(instance, shard)).await
     }
 
+    /// The shards that hold chains, as listed (no manifest needed: `verify` walks them all).
+    pub async fn shard_ids(&self, instance: &str) -> Result<Vec<ShardId>> {
+        Ok(self
+            .list_dirs(&keys::shards_prefix(instance))
+            .await?
+            .iter()
+            .filter_map(|name| keys::parse_shard(name))
+            .collect())
+    }
+
+    /// Every object in a chain's folder, named relative to it (`chain.json`, `base-0.zst`,
+    /// `seg-…`), sorted by name.
+    pub async fn chain_objects(
+        &self,
+        instance: &str,
+        shard: ShardId,
+        chain: &str,
+    ) -> Result<Vec<Listed>> {
+        let dir = keys::chain_dir(instance, shard, chain);
+        Ok(self
+            .list(&dir)
+            .await?
+            .into_iter()
+            .filter_map(|l| {
+                let name = l.key.strip_prefix(&dir)?.to_string();
+                Some(Listed { key: name, ..l })
+            })
+            .collect())
+    }
+
     pub async fn chain_head(
         &self,
         instance: &str,
