@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use aofvault_tests::agent;
+use aofvault_tests::{agent, wait_until, KevyServer};
 
 /// A failing command's error appears once on a stderr that is not a terminal (a file here, as
 /// under systemd): as one log line, not a log line and the same message again.
@@ -98,4 +98,93 @@ fn a_failed_start_gives_the_lease_back() {
     );
     second.terminate().unwrap();
     assert!(!lease.exists(), "released on a clean stop too");
+}
+
+/// An agent runs with `--server` (its instance is `<host>-<port>`); `status` with the same
+/// state directory but no `--server` (which alone would derive `<host>-local`) shows that
+/// agent's shards. With a second live agent writing there, it asks which one.
+#[test]
+fn status_without_server_finds_the_running_agent() {
+    let kevy = KevyServer::start(2).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let repo_url = format!("file://{}", tmp.path().join("repo").display());
+    let state = tmp.path().join("state");
+    let state_arg = state.display().to_string();
+    let dir = kevy.dir().display().to_string();
+    let server = kevy.url();
+    let mut daemon = agent::spawn(
+        &[
+            "--source",
+            &dir,
+            "--server",
+            &server,
+            "--repo",
+            &repo_url,
+            "--state-dir",
+            &state_arg,
+            "run",
+        ],
+        &[],
+    )
+    .unwrap();
+    daemon
+        .wait_for_log("snapshot published", Duration::from_secs(60))
+        .unwrap();
+    let suffix = format!("-{}", kevy.port());
+    let status_file = || {
+        std::fs::read_dir(&state)
+            .ok()?
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| {
+                p.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
+                    n.starts_with("status-") && n.ends_with(&format!("{suffix}.json"))
+                })
+            })
+    };
+    wait_until(Duration::from_secs(30), "the status file", || {
+        Ok(status_file().is_some())
+    })
+    .unwrap();
+
+    let status = |extra: &[&str]| {
+        let mut args = vec!["--repo", &repo_url, "--state-dir", &state_arg];
+        args.extend_from_slice(extra);
+        args.extend(["status", "--json"]);
+        agent::run_with_timeout(&args, &[], Duration::from_secs(60)).unwrap()
+    };
+    let out = status(&[]);
+    assert_eq!(out.code(), Some(0), "{}\n{}", out.stdout, out.stderr);
+    let doc = out.json().unwrap();
+    let instance = doc["instance"].as_str().unwrap().to_string();
+    assert!(instance.ends_with(&suffix), "{doc}");
+    assert_eq!(doc["running"], true, "{doc}");
+    assert_eq!(doc["shards"].as_array().unwrap().len(), 2, "{doc}");
+
+    // A second live agent's status beside it: no guess, a clear question (exit 2).
+    let mut other: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(status_file().unwrap()).unwrap()).unwrap();
+    other["instance"] = "other".into();
+    other["written_ms"] = chrono::Utc::now().timestamp_millis().into();
+    std::fs::write(
+        state.join("status-other.json"),
+        serde_json::to_vec(&other).unwrap(),
+    )
+    .unwrap();
+    let out = status(&[]);
+    assert_eq!(out.code(), Some(2), "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        out.stderr.contains("--instance")
+            && out.stderr.contains(&instance)
+            && out.stderr.contains("other"),
+        "{}",
+        out.stderr
+    );
+    // Naming it (or giving --server, which derives the same name) settles it.
+    let out = status(&["--instance", &instance]);
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    let out = status(&["--server", &server]);
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    assert_eq!(out.json().unwrap()["instance"], instance.as_str());
+    daemon.terminate().unwrap();
 }
