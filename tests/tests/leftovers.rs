@@ -188,3 +188,109 @@ fn status_without_server_finds_the_running_agent() {
     assert_eq!(out.json().unwrap()["instance"], instance.as_str());
     daemon.terminate().unwrap();
 }
+
+/// kevy goes from 4 shards to 2 under a running agent: the agent starts new chains for shards
+/// 0 and 1, and shards 2 and 3 are gone. `prune` (keep the last snapshot, no grace) collects
+/// the old chains of every shard, the removed shards' included, where it used to keep those as
+/// "the open chain" forever; what is left verifies.
+#[test]
+fn prune_collects_the_chains_of_shards_a_kevy_shrink_removed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    let repo_url = format!("file://{}", tmp.path().join("repo").display());
+    let config = tmp.path().join("aofvault.toml");
+    std::fs::write(&config, "[retention]\nkeep_last = 1\ngc_grace = \"0s\"\n").unwrap();
+    let config_arg = config.display().to_string();
+    let data_arg = data.display().to_string();
+    let state = tmp.path().join("state").display().to_string();
+    let base: Vec<&str> = vec![
+        "--config",
+        &config_arg,
+        "--source",
+        &data_arg,
+        "--repo",
+        &repo_url,
+        "--instance",
+        "t",
+        "--state-dir",
+        &state,
+    ];
+
+    let mut four = KevyServer::start_on_dir(&data, 4).unwrap();
+    aofvault_tests::workload::mixed(&mut four.conn().unwrap(), 1, 2_000, 200).unwrap();
+    let mut args = base.clone();
+    args.push("run");
+    let mut daemon = agent::spawn(&args, &[]).unwrap();
+    daemon
+        .wait_for_log("snapshot published", Duration::from_secs(60))
+        .unwrap();
+    four.stop();
+    drop(four);
+
+    let two = KevyServer::start_on_dir(&data, 2).unwrap();
+    aofvault_tests::workload::mixed(&mut two.conn().unwrap(), 2, 500, 200).unwrap();
+    daemon
+        .wait_for_log("layout changed", Duration::from_secs(60))
+        .unwrap();
+    wait_until(
+        Duration::from_secs(60),
+        "a snapshot of the 2-shard layout",
+        || {
+            let logs = daemon.logs();
+            let after = logs.split("layout changed").last().unwrap_or_default();
+            Ok(after.contains("snapshot published"))
+        },
+    )
+    .unwrap();
+    daemon.terminate().unwrap();
+    let mut args = base.clone();
+    args.extend(["prune", "--json"]);
+    let out = agent::run_with_timeout(&args, &[], Duration::from_secs(120)).unwrap();
+    assert_eq!(out.code(), Some(0), "{}\n{}", out.stdout, out.stderr);
+    let report = out.json().unwrap();
+    let chains = report["chains"].as_array().unwrap();
+    let of = |shard: u64| -> Vec<(String, String)> {
+        chains
+            .iter()
+            .filter(|c| c["shard"] == shard)
+            .map(|c| {
+                (
+                    c["fate"].as_str().unwrap().to_string(),
+                    c["reason"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    };
+    for shard in [2, 3] {
+        let fates = of(shard);
+        assert!(
+            !fates.is_empty()
+                && fates
+                    .iter()
+                    .all(|(fate, reason)| fate == "delete" && reason.contains("no longer has")),
+            "shard {shard}: {fates:?}\n{report:#}",
+        );
+    }
+    for shard in [0, 1] {
+        let fates = of(shard);
+        assert!(
+            fates.iter().any(|(fate, _)| fate == "keep"),
+            "shard {shard} keeps its chain: {fates:?}"
+        );
+    }
+    let shards_left: Vec<String> = std::fs::read_dir(tmp.path().join("repo/instances/t/shards"))
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            std::fs::read_dir(e.path().join("chains")).is_ok_and(|mut d| d.next().is_some())
+        })
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(shards_left.len(), 2, "{shards_left:?}");
+
+    let mut args = base.clone();
+    args.push("verify");
+    let out = agent::run_with_timeout(&args, &[], Duration::from_secs(120)).unwrap();
+    assert_eq!(out.code(), Some(0), "{}\n{}", out.stdout, out.stderr);
+}

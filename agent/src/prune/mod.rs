@@ -82,8 +82,6 @@ pub enum PruneError {
     List { prefix: String, source: RepoError },
     #[error("cannot read snapshot manifest {key}: {source}")]
     Manifest { key: String, source: RepoError },
-    #[error("cannot read the newest chain head (for the server's shard count): {source}")]
-    Head { source: RepoError },
 }
 
 /// `aofvault prune [--dry-run] [--json]`.
@@ -261,9 +259,15 @@ pub async fn prune(
         return Ok(report);
     }
 
-    let removed = shards::removed_shards(repo, instance, &inv)
-        .await
-        .map_err(|source| PruneError::Head { source })?;
+    // The layout of the newest manifest still stored: which shards the server has.
+    let stored = snapshot_objects(instance, &again);
+    let current = shards::current_layout(
+        manifests
+            .values()
+            .chain(late.values())
+            .filter_map(|m| stored.get(&m.id).map(|l| (m, l.last_modified_ms))),
+    );
+    let removed = current.map_or_else(BTreeSet::new, |c| shards::removed(&inv, &c));
     report.chains = gc::plan(&inv, &needed, &removed, now_ms, grace_ms);
     for p in report.chains.iter().filter(|p| p.fate == Fate::Delete) {
         report
