@@ -294,3 +294,37 @@ fn prune_collects_the_chains_of_shards_a_kevy_shrink_removed() {
     let out = agent::run_with_timeout(&args, &[], Duration::from_secs(120)).unwrap();
     assert_eq!(out.code(), Some(0), "{}\n{}", out.stdout, out.stderr);
 }
+
+/// An agent waiting for the server's first AOF keeps its lease alive: the lease document is
+/// renewed (every TTL/3) while it waits, so no other agent can call it stale after the TTL.
+#[test]
+fn an_agent_waiting_for_files_renews_its_lease() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = tmp.path().join("repo");
+    let source = tmp.path().join("source");
+    std::fs::create_dir(&source).unwrap();
+    let args = [
+        "--source".to_string(),
+        source.display().to_string(),
+        "--repo".into(),
+        format!("file://{}", repo.display()),
+        "--instance".into(),
+        "t".into(),
+        "--state-dir".into(),
+        tmp.path().join("state").display().to_string(),
+        "run".into(),
+    ];
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut waiting = agent::spawn(&args, &[]).unwrap();
+    waiting
+        .wait_for_log("no AOF found yet", Duration::from_secs(60))
+        .unwrap();
+    let lease = repo.join("instances/t/lease.json");
+    wait_until(Duration::from_secs(60), "a renewal of the lease", || {
+        let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(&lease)?)?;
+        Ok(doc["renewed_ms"].as_i64() > doc["acquired_ms"].as_i64())
+    })
+    .unwrap();
+    assert!(waiting.is_running(), "{}", waiting.logs());
+    waiting.terminate().unwrap();
+}

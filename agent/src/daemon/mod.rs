@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::context::{now_ms, open_repo};
 use crate::notify::Notifier;
-use crate::repo::lease::Lease;
+use crate::repo::lease::{Lease, LeaseError};
 use crate::repo::Repo;
 use crate::server::Server;
 use crate::ship::status::Shared;
@@ -218,9 +218,13 @@ async fn source_place(
     })
 }
 
-/// Waits (saying why) until there are files to follow; `None` if stopped meanwhile.
-async fn wait_layout(d: &Daemon) -> anyhow::Result<Option<Layout>> {
+/// Waits (saying why) until there are files to follow; `None` if stopped meanwhile. The lease
+/// is renewed meanwhile: a wait longer than its TTL must not let another agent take it.
+async fn wait_layout(d: &mut Daemon) -> anyhow::Result<Option<Layout>> {
     let mut said = false;
+    let mut renew = tokio::time::interval(d.lease.ttl() / 3);
+    renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    renew.tick().await; // the first tick is at once: the lease was just taken
     loop {
         if let Some(layout) = d.discover()? {
             return Ok(Some(layout));
@@ -234,6 +238,11 @@ async fn wait_layout(d: &Daemon) -> anyhow::Result<Option<Layout>> {
         }
         tokio::select! {
             _ = d.shutdown.cancelled() => return Ok(None),
+            _ = renew.tick() => match d.lease.renew().await {
+                Ok(()) => {}
+                Err(e @ LeaseError::Lost { .. }) => return Err(e.into()),
+                Err(e) => tracing::warn!(error = %e, "cannot renew the lease (will retry)"),
+            },
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
         }
     }
