@@ -23,7 +23,10 @@ pub async fn dispatch(cli: Cli, cfg: Option<Config>) -> anyhow::Result<u8> {
         Command::Restore(a) => crate::restore::run(&need(cfg)?, &a).await,
         Command::Verify(a) => crate::verify::run(&need(cfg)?, &a, &mut out).await,
         Command::Prune(a) => crate::prune::run(&need(cfg)?, &a, &mut out).await,
-        Command::Status(a) => status(&need(cfg)?, &a, &mut out),
+        Command::Status(a) => {
+            let named = crate::settings::names_instance(&cli.global);
+            status(&need(cfg)?, named, &a, &mut out)
+        }
         Command::Inspect(a) => crate::inspect::run(&a, &mut out).map(|_| exit::OK),
         Command::Config(ConfigCommand::Check(a)) => {
             crate::config_cmd::check(&cli.global, &a, &mut out)
@@ -108,17 +111,42 @@ pub async fn backup(cfg: &Config, args: &BackupArgs, out: &mut dyn Write) -> any
     Ok(exit::OK)
 }
 
-/// `aofvault status`: what the running daemon last wrote to its status file.
-pub fn status(cfg: &Config, args: &StatusArgs, out: &mut dyn Write) -> anyhow::Result<u8> {
+/// `aofvault status`: what the running daemon last wrote to its status file. `instance_named`
+/// says whether the configuration named the instance; if it only derived one, the agent that
+/// writes to this state directory is shown (see [`crate::status_file::choose`]).
+pub fn status(
+    cfg: &Config,
+    instance_named: bool,
+    args: &StatusArgs,
+    out: &mut dyn Write,
+) -> anyhow::Result<u8> {
+    use crate::status_file::{choose, Choice};
     let instance = &cfg.repository.instance;
-    let doc = crate::status_file::read(&cfg.state.dir, instance).with_context(|| {
-        format!(
+    let dir = &cfg.state.dir;
+    let now_ms = chrono::Utc::now().timestamp_millis();
+    let doc = match choose(dir, instance, instance_named, now_ms)
+        .with_context(|| format!("reading the status in {}", dir.display()))?
+    {
+        Choice::Found(doc) => doc,
+        Choice::Missing if instance_named => anyhow::bail!(
             "no status for instance {instance} in {} (is `aofvault run` running with this state directory?)",
-            crate::status_file::path(&cfg.state.dir, instance).display()
-        )
-    })?;
-    let age_s = (chrono::Utc::now().timestamp_millis() - doc.written_ms) as f64 / 1000.0;
-    let running = std::path::Path::new(&format!("/proc/{}", doc.pid)).exists() && age_s < 10.0;
+            crate::status_file::path(dir, instance).display()
+        ),
+        Choice::Missing => anyhow::bail!(
+            "no agent status in {} (is `aofvault run` running with this state directory?)",
+            dir.display()
+        ),
+        Choice::Ambiguous(names) => {
+            return Err(anyhow::anyhow!(
+                "several agents write their status to {}: {}; say which with --instance NAME",
+                dir.display(),
+                names.join(", ")
+            )
+            .context(exit::Failure::Usage))
+        }
+    };
+    let age_s = doc.age_s(now_ms);
+    let running = doc.is_live(now_ms);
     if args.json {
         let mut v = serde_json::to_value(&doc)?;
         v["running"] = serde_json::Value::Bool(running);

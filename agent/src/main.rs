@@ -49,8 +49,7 @@ fn main() -> ExitCode {
     match runtime.block_on(aofvault::commands::dispatch(cli, cfg)) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            tracing::error!(error = %format!("{e:#}"), "failed");
-            eprintln!("aofvault: {e:#}");
+            aofvault::logging::report_fatal(&e);
             ExitCode::from(aofvault::exit::code_for(&e))
         }
     }

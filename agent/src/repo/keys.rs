@@ -218,6 +218,14 @@ pub fn new_chain_id(now_ms: i64) -> String {
     format!("{now_ms:013}-{:08x}", rand::random::<u32>())
 }
 
+/// The creation time a chain id carries (`None` for a name [`new_chain_id`] did not build).
+pub fn chain_created_ms(id: &str) -> Option<i64> {
+    let (ms, rest) = id.split_once('-')?;
+    let plain = ms.len() == 13 && ms.bytes().all(|b| b.is_ascii_digit());
+    let random = rest.len() == 8 && rest.bytes().all(|b| b.is_ascii_hexdigit());
+    (plain && random).then(|| ms.parse().ok()).flatten()
+}
+
 /// A new snapshot id: UTC time to the millisecond, then 16 random bits (`20261126T231500123Z-ab12`).
 pub fn new_snapshot_id(now: chrono::DateTime<chrono::Utc>) -> String {
     format!(
@@ -285,5 +293,11 @@ mod tests {
         let id = new_snapshot_id(chrono::Utc::now());
         aofvault_formats::vault::check_name("id", &id).unwrap();
         aofvault_formats::vault::check_name("chain", &new_chain_id(1)).unwrap();
+        assert_eq!(
+            chain_created_ms(&new_chain_id(1_800_000_000_123)),
+            Some(1_800_000_000_123)
+        );
+        assert_eq!(chain_created_ms("1800000000123"), None);
+        assert_eq!(chain_created_ms("x800000000123-aaaaaaaa"), None);
     }
 }

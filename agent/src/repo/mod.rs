@@ -27,6 +27,9 @@ pub mod run;
 pub mod store;
 mod transfer;
 
+#[cfg(test)]
+mod lost_reply_tests;
+
 use std::sync::Arc;
 
 use aofvault_formats::vault::{
@@ -54,6 +57,8 @@ pub enum RepoError {
     NotFound { key: String },
     #[error("object {key} already exists (objects are written once)")]
     AlreadyExists { key: String },
+    #[error("object {key} already exists with other content (another agent writing this instance, or a reused chain id); nothing was overwritten")]
+    Conflict { key: String },
     #[error("object {key} is corrupt: {reason}")]
     Corrupt { key: String, reason: String },
     #[error("repository {url} holds no aofvault data{hint}")]
@@ -366,10 +371,23 @@ impl Repo {
             })
     }
 
+    /// Stores a chain head, create-only. A head already there with the same content is our own
+    /// earlier write whose reply was lost (the store's client retried the put, or the caller
+    /// did): success. One with other content is a [`RepoError::Conflict`] naming the key.
     pub async fn put_chain_head(&self, head: &ChainHead) -> Result<()> {
         let key = keys::chain_head(&head.instance, ShardId(head.shard), &head.chain);
         let json = serde_json::to_vec_pretty(head).unwrap_or_default();
-        self.put_new(&key, Bytes::from(json)).await
+        match self.put_new(&key, Bytes::from(json)).await {
+            Err(RepoError::AlreadyExists { .. }) => {}
+            other => return other,
+        }
+        // Compared as documents, not bytes: the same head is the same head however it was
+        // serialized.
+        let stored = self.get(&key).await?;
+        match ChainHead::from_json(&stored) {
+            Ok(there) if there == *head => Ok(()),
+            _ => Err(RepoError::Conflict { key }),
+        }
     }
 
     /// The segments of a chain, sorted by start offset, as a listing shows them (sizes are the
