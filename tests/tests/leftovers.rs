@@ -244,6 +244,30 @@ fn prune_collects_the_chains_of_shards_a_kevy_shrink_removed() {
     )
     .unwrap();
     daemon.terminate().unwrap();
+    // Every chain the newest manifest names was recorded under the layout it describes (a chain
+    // started under 4 shards is never taken up again under 2).
+    let repo_dir = tmp.path().join("repo/instances/t");
+    let mut manifests: Vec<_> = std::fs::read_dir(repo_dir.join("snapshots"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    manifests.sort();
+    let newest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(manifests.last().unwrap()).unwrap()).unwrap();
+    for cut in newest["shards"].as_array().unwrap() {
+        let head = repo_dir.join(format!(
+            "shards/{:04}/chains/{}/chain.json",
+            cut["shard"].as_u64().unwrap(),
+            cut["chain"].as_str().unwrap()
+        ));
+        let head: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&head).unwrap()).unwrap();
+        assert_eq!(
+            head["layout"], newest["layout"],
+            "chain {} of shard {}",
+            cut["chain"], cut["shard"]
+        );
+    }
     let mut args = base.clone();
     args.extend(["prune", "--json"]);
     let out = agent::run_with_timeout(&args, &[], Duration::from_secs(120)).unwrap();

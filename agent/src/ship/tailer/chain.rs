@@ -37,10 +37,13 @@ impl Tailer {
             let run = crate::repo::run::longest_run(head.stream_start, &segs);
             let end = run.end;
             let last = run.segments.last().cloned();
-            let ok = self
-                .follower
-                .resume(&head, end, last.as_ref())
-                .map_err(|e| self.io(e))?;
+            // A chain recorded under another shard layout (kevy resharded at restart) is never
+            // taken up: its head would describe the wrong server.
+            let ok = head.layout == self.layout
+                && self
+                    .follower
+                    .resume(&head, end, last.as_ref())
+                    .map_err(|e| self.io(e))?;
             if ok {
                 tracing::info!(shard = self.shard, chain = %head.chain, offset = end, "continuing the chain in the repository");
                 let event = Event::ChainStarted {
