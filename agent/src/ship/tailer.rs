@@ -71,6 +71,11 @@ pub enum TailError {
 }
 
 impl TailError {
+    /// Worth retrying (what [`Tailer::run`] retries with backoff).
+    pub fn is_transient(&self) -> bool {
+        self.transient()
+    }
+
     fn transient(&self) -> bool {
         match self {
             TailError::Repo { source, .. } => source.is_transient(),
@@ -606,6 +611,12 @@ impl Tailer {
             reason,
             shipped: self.chain.as_ref().map_or(start, |o| o.end),
         }
+    }
+
+    /// Stops reading until the files are replaced, as [`Tailer::run`] does after a `Corrupt`
+    /// error (for the follower simulation, which drives [`Tailer::step`] itself).
+    pub fn halt(&mut self) {
+        self.halted = true;
     }
 
     /// The head of the chain being shipped, once there is one.
