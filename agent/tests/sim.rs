@@ -10,6 +10,7 @@
 //!   each changing real files in a temp dir the way the server does;
 //! - `store.rs` — `InMemory` behind faults: failed requests, stalls, lost replies;
 //! - `oracle.rs` — a restore with the library's own reading code, replayed into the model;
+//! - `logs.rs` — the agent's log lines, captured into the trace;
 //! - `driver.rs` — one seed: the scenario, the interleaving, the invariants.
 //!
 //! `AOFVAULT_SIM_SEEDS=<n>` runs seeds 0..n (default 40), `AOFVAULT_SIM_FIRST=<k>` starts at
@@ -20,6 +21,8 @@
 mod driver;
 #[path = "sim/kevy.rs"]
 mod kevy;
+#[path = "sim/logs.rs"]
+mod logs;
 #[path = "sim/model.rs"]
 mod model;
 #[path = "sim/oracle.rs"]
@@ -52,7 +55,10 @@ fn follower_simulation() {
     let mut failures = Vec::new();
     for seed in first..first + count {
         if let Err(f) = driver::run_seed(seed) {
-            println!("SIM-FAIL seed {seed}: `{}` at step {}: {}", f.invariant, f.step, f.message);
+            println!(
+                "SIM-FAIL seed {seed} ({:?}): `{}` at step {}: {}",
+                f.scenario.server, f.invariant, f.step, f.message
+            );
             failures.push(f);
         }
     }

@@ -3,7 +3,7 @@
 //! those commands, and each shard's [`History`] of every state the server ever held.
 
 use std::collections::hash_map::DefaultHasher;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::hash::{Hash, Hasher};
 
 use rand::rngs::StdRng;
@@ -151,21 +151,43 @@ pub fn resp(cmd: &Cmd) -> Vec<u8> {
     out
 }
 
-/// Every state a shard's server held, by digest, with the step that first produced it: a
-/// restore taken while the agent is behind must be one of them (a prefix of history).
+/// Every state a shard's server held, by digest, with the step that first produced it, and
+/// every value each key ever had. A restore taken while the agent is behind is usually one of
+/// those states (a prefix of history); while a kevy rewrite's image is only partly stored it
+/// is a mix of keys as they were at the rewrite and keys not yet restored — but never a value
+/// a key did not have.
 #[derive(Debug, Default)]
 pub struct History {
     seen: HashMap<u64, usize>,
+    values: HashSet<(Vec<u8>, u64)>,
+}
+
+fn val_digest(v: &Val) -> u64 {
+    let mut h = DefaultHasher::new();
+    v.hash(&mut h);
+    h.finish()
 }
 
 impl History {
-    pub fn record(&mut self, m: &Model, step: usize) {
+    /// Records the state after a command that wrote `key` (`None`: the initial state).
+    pub fn record(&mut self, m: &Model, step: usize, key: Option<&[u8]>) {
         self.seen.entry(m.digest()).or_insert(step);
+        if let Some(v) = key.and_then(|k| m.keys.get(k).map(|v| (k, v))) {
+            self.values.insert((v.0.to_vec(), val_digest(v.1)));
+        }
     }
 
     /// The step at which the server first held `m`, if it ever did.
     pub fn when(&self, m: &Model) -> Option<usize> {
         self.seen.get(&m.digest()).copied()
+    }
+
+    /// A key of `m` whose value the server never held, if any.
+    pub fn never_held(&self, m: &Model) -> Option<String> {
+        m.keys.iter().find_map(|(k, v)| {
+            (!self.values.contains(&(k.clone(), val_digest(v))))
+                .then(|| format!("{} = {}", show(k), val(v)))
+        })
     }
 }
 

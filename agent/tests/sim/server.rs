@@ -72,7 +72,7 @@ impl ShardState {
             serial: 0,
             partial: None,
         };
-        s.history.record(&s.model, step);
+        s.history.record(&s.model, step, None);
         s
     }
 
@@ -83,7 +83,7 @@ impl ShardState {
         };
         append(file, &rest)?;
         apply_own(&mut self.model, &cmd);
-        self.history.record(&self.model, trace.step);
+        self.history.record(&self.model, trace.step, cmd.get(1).map(Vec::as_slice));
         trace.log(format!("  completes the half-written {}", show_cmd(&cmd)));
         Ok(Some(resp(&cmd)))
     }
@@ -116,7 +116,7 @@ impl ShardState {
             }
             buf.extend_from_slice(&frame);
             apply_own(&mut self.model, &cmd);
-            self.history.record(&self.model, trace.step);
+            self.history.record(&self.model, trace.step, cmd.get(1).map(Vec::as_slice));
         }
         append(file, &buf)?;
         whole.extend_from_slice(&buf);

@@ -70,6 +70,11 @@ impl FaultyStore {
         }
     }
 
+    /// Restarts the fault stream from `seed`.
+    pub fn reseed(&self, seed: u64) {
+        *self.rng.lock().unwrap_or_else(|e| e.into_inner()) = StdRng::seed_from_u64(seed);
+    }
+
     /// No more faults from now on.
     pub fn heal(&self) {
         self.healed.store(true, Ordering::SeqCst);
