@@ -41,6 +41,9 @@ pub struct Scenario {
     pub segment_max: usize,
     pub steps: usize,
     pub agent_restarts: bool,
+    /// kevy crashes tear frames anywhere (`AOFVAULT_SIM_TORN_ANYWHERE=1`), not only in their
+    /// first line: a known hazard of kevy 1.19's files, off by default.
+    pub torn_anywhere: bool,
 }
 
 impl Scenario {
@@ -71,6 +74,7 @@ impl Scenario {
             segment_max: [96, 256, 1024][r.gen_range(0..3)],
             steps: r.gen_range(120..260),
             agent_restarts: r.gen_bool(0.5),
+            torn_anywhere: std::env::var("AOFVAULT_SIM_TORN_ANYWHERE").is_ok_and(|v| v == "1"),
         }
     }
 }
@@ -179,6 +183,8 @@ struct Agent {
     heads: Vec<Option<ChainHead>>,
     published_start: bool,
     snapshot_due: Option<String>,
+    /// Each tailer's last step error (`None` after a step that succeeded).
+    last_error: Vec<Option<String>>,
 }
 
 impl Agent {
@@ -215,6 +221,7 @@ impl Agent {
             heads: vec![None; shards],
             published_start: false,
             snapshot_due: None,
+            last_error: vec![None; shards],
         }
     }
 
@@ -244,7 +251,7 @@ impl Sim {
     fn new(seed: u64, scenario: Scenario, logs: LogBuf) -> std::io::Result<Sim> {
         let dir = tempfile::tempdir_in(files_dir())?;
         let server: Box<dyn Server> = match scenario.server {
-            ServerKind::Kevy { shards } => Box::new(Kevy::create(dir.path(), shards)?),
+            ServerKind::Kevy { shards } => Box::new(Kevy::create(dir.path(), shards, scenario.torn_anywhere)?),
             ServerKind::Redis7 => Box::new(Redis7::create(dir.path())?),
             ServerKind::Redis6 => Box::new(Single::create(dir.path())?),
         };
@@ -332,7 +339,18 @@ impl Sim {
 
     /// One `Tailer::step`, handled as `Tailer::run` handles its result.
     async fn tailer_step(&mut self, shard: usize, force: bool) -> Result<(), Broke> {
+        if self.agent.tailers[shard].head().is_none() && !self.server.agent_may_start() {
+            self.server
+                .settle(&mut self.trace)
+                .map_err(|e| ("server", e.to_string()))?;
+            if !self.server.agent_may_start() {
+                self.trace
+                    .log(format!("tailer {shard}: not started yet (the files are ambiguous)"));
+                return Ok(());
+            }
+        }
         let r = self.agent.tailers[shard].step(force).await;
+        self.agent.last_error[shard] = r.as_ref().err().map(|e| e.to_string());
         let state = self.agent.shared.snapshot()[shard].clone();
         self.weave();
         if r.is_err() {
@@ -515,7 +533,9 @@ impl Sim {
             let status = self.agent.shared.snapshot();
             drained = (0..shards).all(|i| {
                 let t = &mut self.agent.tailers[i];
-                t.head().is_some() && status[i].shipped_offset == t.follower.stream_len()
+                t.head().is_some()
+                    && self.agent.last_error[i].is_none()
+                    && status[i].shipped_offset == t.follower.stream_len()
             });
             if drained && self.agent.snapshot_due.is_none() && self.agent.published_start {
                 break;
@@ -525,7 +545,15 @@ impl Sim {
             let status = self.agent.shared.snapshot();
             let lag: Vec<String> = status
                 .iter()
-                .map(|s| format!("shard {}: {} shipped to {} of {}", s.shard, s.state, s.shipped_offset, self.agent.tailers[s.shard as usize].follower.stream_len()))
+                .map(|s| {
+                    let i = s.shard as usize;
+                    format!(
+                        "shard {i}: shipped to {} of {}, last step: {}",
+                        s.shipped_offset,
+                        self.agent.tailers[i].follower.stream_len(),
+                        self.agent.last_error[i].as_deref().unwrap_or("ok")
+                    )
+                })
                 .collect();
             return Err((
                 "the agent drains once the store heals",

@@ -58,10 +58,12 @@ struct Shard {
 pub struct Kevy {
     dir: PathBuf,
     shards: Vec<Shard>,
+    /// Crashes may tear a frame anywhere (see [`ShardState::crash`]).
+    torn_anywhere: bool,
 }
 
 impl Kevy {
-    pub fn create(dir: &Path, shards: u32) -> std::io::Result<Kevy> {
+    pub fn create(dir: &Path, shards: u32, torn_anywhere: bool) -> std::io::Result<Kevy> {
         let mut out = Vec::new();
         for i in 0..shards {
             let aof = dir.join(format!("aof-{i}.aof"));
@@ -80,6 +82,7 @@ impl Kevy {
         Ok(Kevy {
             dir: dir.to_path_buf(),
             shards: out,
+            torn_anywhere,
         })
     }
 }
@@ -184,6 +187,7 @@ impl Server for Kevy {
 
     fn op(&mut self, rng: &mut StdRng, trace: &mut Trace) -> std::io::Result<()> {
         let i = rng.gen_range(0..self.shards.len());
+        let anywhere = self.torn_anywhere;
         let sh = &mut self.shards[i];
         if sh.reset_pending {
             reset_in_place(sh, trace)?;
@@ -252,7 +256,7 @@ impl Server for Kevy {
             }
             89..=92 if sh.continues_dump => {
                 trace.log(format!("kevy shard {i}: crash and restart"));
-                let torn = sh.st.crash(rng, &sh.aof, trace)?;
+                let torn = sh.st.crash(rng, &sh.aof, anywhere, trace)?;
                 if torn > 0 {
                     sh.torn = true;
                 }
@@ -318,6 +322,8 @@ impl Server for Kevy {
     }
 
     fn agent_may_start(&self) -> bool {
-        self.shards.iter().all(|s| s.continues_dump)
+        self.shards
+            .iter()
+            .all(|s| s.continues_dump && !s.reset_pending)
     }
 }

@@ -134,7 +134,7 @@ impl Redis7 {
     /// The restarted server truncates a torn frame on disk and appends after it.
     fn crash(&mut self, rng: &mut StdRng, trace: &mut Trace) -> std::io::Result<()> {
         let last = self.last_incr();
-        let torn = self.st.crash(rng, &last, trace)?;
+        let torn = self.st.crash(rng, &last, true, trace)?;
         let len = std::fs::metadata(&last)?.len();
         let f = std::fs::OpenOptions::new().write(true).open(&last)?;
         f.set_len(len - torn)?;
@@ -304,7 +304,7 @@ impl Server for Single {
             }
             85..=88 => {
                 trace.log("redis6: crash and restart");
-                let torn = self.st.crash(rng, &self.path, trace)?;
+                let torn = self.st.crash(rng, &self.path, true, trace)?;
                 let len = std::fs::metadata(&self.path)?.len();
                 let f = std::fs::OpenOptions::new().write(true).open(&self.path)?;
                 f.set_len(len - torn)?;

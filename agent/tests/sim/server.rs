@@ -125,16 +125,45 @@ impl ShardState {
     }
 
     /// A crash: the frame being written stays half on disk (or a new one is cut short); its
-    /// command never took effect. Returns the torn bytes' length.
-    pub fn crash(&mut self, rng: &mut StdRng, file: &Path, trace: &mut Trace) -> std::io::Result<u64> {
+    /// command never took effect. Returns the torn bytes' length. With `anywhere` false the
+    /// cut falls inside the frame's first line (`*N\r\n`): whatever follows, the torn bytes
+    /// never parse as part of a command. Cut anywhere, the torn prefix and the next frame may
+    /// read as one well-formed command the server never ran (see the report of issue 12).
+    pub fn crash(
+        &mut self,
+        rng: &mut StdRng,
+        file: &Path,
+        anywhere: bool,
+        trace: &mut Trace,
+    ) -> std::io::Result<u64> {
+        let header_cut = |rng: &mut StdRng, frame: &[u8]| {
+            let first_line = frame.iter().position(|&b| b == b'\n').unwrap_or(1);
+            rng.gen_range(1..=first_line.min(frame.len() - 1))
+        };
         if let Some((rest, cmd)) = self.partial.take() {
-            let torn = resp(&cmd).len() - rest.len();
-            trace.log(format!("  crash: {} stays torn ({torn} bytes on disk)", show_cmd(&cmd)));
-            return Ok(torn as u64);
+            let frame = resp(&cmd);
+            let written = frame.len() - rest.len();
+            let keep = if anywhere {
+                written
+            } else {
+                header_cut(rng, &frame).min(written)
+            };
+            // What reached the disk before the crash is a prefix of what was written.
+            let len = std::fs::metadata(file)?.len();
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(file)?
+                .set_len(len - (written - keep) as u64)?;
+            trace.log(format!("  crash: {} stays torn ({keep} bytes on disk)", show_cmd(&cmd)));
+            return Ok(keep as u64);
         }
         let cmd = model::next_command(rng, self.mode, &mut self.serial);
         let frame = resp(&cmd);
-        let cut = rng.gen_range(1..frame.len());
+        let cut = if anywhere {
+            rng.gen_range(1..frame.len())
+        } else {
+            header_cut(rng, &frame)
+        };
         append(file, &frame[..cut])?;
         trace.log(format!("  crash while writing {}: {cut} bytes torn", show_cmd(&cmd)));
         Ok(cut as u64)
