@@ -13,9 +13,13 @@
 //! - `logs.rs` — the agent's log lines, captured into the trace;
 //! - `driver.rs` — one seed: the scenario, the interleaving, the invariants.
 //!
-//! `AOFVAULT_SIM_SEEDS=<n>` runs seeds 0..n (default 40), `AOFVAULT_SIM_FIRST=<k>` starts at
-//! `k`; `AOFVAULT_SIM_SEED=<n>` replays one seed and prints its whole trace. A failing seed
-//! prints the invariant, the step, and the trace that led there.
+//! `AOFVAULT_SIM_SEEDS=<n>` runs seeds 0..n (default [`DEFAULT_SEEDS`]),
+//! `AOFVAULT_SIM_FIRST=<k>` starts at `k`, `AOFVAULT_SIM_SECONDS=<s>` runs seeds until `s`
+//! seconds are spent (`scripts/soak.sh`); `AOFVAULT_SIM_SEED=<n>` replays one seed and prints
+//! its whole trace. Each failing seed prints one `SIM-FAIL` line; the test then fails with the
+//! first one's invariant, step and the end of its trace. `AOFVAULT_SIM_DIR` puts the servers'
+//! files elsewhere than `/dev/shm` and `AOFVAULT_SIM_TORN_ANYWHERE=1` lets a kevy crash tear a
+//! frame anywhere (see `sim/driver.rs`).
 
 #[path = "sim/driver.rs"]
 mod driver;
@@ -36,6 +40,9 @@ mod store;
 
 use std::time::Instant;
 
+/// Seeds a plain `cargo test` runs: about 10–20 s in a debug build.
+const DEFAULT_SEEDS: u64 = 150;
+
 fn env_u64(name: &str) -> Option<u64> {
     std::env::var(name).ok().and_then(|v| v.trim().parse().ok())
 }
@@ -50,10 +57,21 @@ fn follower_simulation() {
         return;
     }
     let first = env_u64("AOFVAULT_SIM_FIRST").unwrap_or(0);
-    let count = env_u64("AOFVAULT_SIM_SEEDS").unwrap_or(40);
+    // With a time budget (the soak), seeds run until it is spent; the count is then a cap.
+    let budget = env_u64("AOFVAULT_SIM_SECONDS").map(std::time::Duration::from_secs);
+    let count = env_u64("AOFVAULT_SIM_SEEDS").unwrap_or(if budget.is_some() {
+        u64::MAX - first
+    } else {
+        DEFAULT_SEEDS
+    });
     let started = Instant::now();
     let mut failures = Vec::new();
-    for seed in first..first + count {
+    let mut ran = 0u64;
+    for seed in first..first.saturating_add(count) {
+        if budget.is_some_and(|b| started.elapsed() >= b) {
+            break;
+        }
+        ran += 1;
         if let Err(f) = driver::run_seed(seed) {
             println!(
                 "SIM-FAIL seed {seed} ({:?}): `{}` at step {}: {}",
@@ -63,13 +81,13 @@ fn follower_simulation() {
         }
     }
     println!(
-        "SIM-SUMMARY seeds={count} first={first} failed={} seconds={:.1}",
+        "SOAK-SUMMARY sim sim_seeds={ran} first={first} failed={} seconds={:.1}",
         failures.len(),
         started.elapsed().as_secs_f64()
     );
     if let Some(f) = failures.first() {
         panic!(
-            "{} of {count} seeds failed; the first:\n{}",
+            "{} of {ran} seeds failed; the first:\n{}",
             failures.len(),
             f.report(Some(80))
         );

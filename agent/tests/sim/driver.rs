@@ -21,7 +21,7 @@ use super::logs::{self, LogBuf};
 use super::oracle;
 use super::redis::{Redis7, Single};
 use super::server::{Server, Trace};
-use super::store::{FaultyStore, Faults};
+use super::store::{Faults, FaultyStore};
 
 const INSTANCE: &str = "sim";
 
@@ -251,7 +251,9 @@ impl Sim {
     fn new(seed: u64, scenario: Scenario, logs: LogBuf) -> std::io::Result<Sim> {
         let dir = tempfile::tempdir_in(files_dir())?;
         let server: Box<dyn Server> = match scenario.server {
-            ServerKind::Kevy { shards } => Box::new(Kevy::create(dir.path(), shards, scenario.torn_anywhere)?),
+            ServerKind::Kevy { shards } => {
+                Box::new(Kevy::create(dir.path(), shards, scenario.torn_anywhere)?)
+            }
             ServerKind::Redis7 => Box::new(Redis7::create(dir.path())?),
             ServerKind::Redis6 => Box::new(Single::create(dir.path())?),
         };
@@ -344,8 +346,9 @@ impl Sim {
                 .settle(&mut self.trace)
                 .map_err(|e| ("server", e.to_string()))?;
             if !self.server.agent_may_start() {
-                self.trace
-                    .log(format!("tailer {shard}: not started yet (the files are ambiguous)"));
+                self.trace.log(format!(
+                    "tailer {shard}: not started yet (the files are ambiguous)"
+                ));
                 return Ok(());
             }
         }
@@ -370,13 +373,16 @@ impl Sim {
                     .log(format!("tailer {shard}: step: transient error: {e}"));
             }
             Err(e @ TailError::Corrupt { .. }) => {
-                self.trace
-                    .log(format!("tailer {shard}: step: halted: {e}"));
+                self.trace.log(format!("tailer {shard}: step: halted: {e}"));
                 self.agent.tailers[shard].halt();
             }
             Err(e) => {
-                self.trace.log(format!("tailer {shard}: step: stopped: {e}"));
-                return Err(("no permanent tailer error", format!("shard {shard} stopped: {e}")));
+                self.trace
+                    .log(format!("tailer {shard}: step: stopped: {e}"));
+                return Err((
+                    "no permanent tailer error",
+                    format!("shard {shard} stopped: {e}"),
+                ));
             }
         }
         if let Some(id) = self.agent.tailers[shard]
@@ -401,7 +407,12 @@ impl Sim {
 
     async fn drain_events(&mut self) {
         while let Ok(ev) = self.agent.events.try_recv() {
-            if let Event::ChainStarted { shard, head, reason } = ev {
+            if let Event::ChainStarted {
+                shard,
+                head,
+                reason,
+            } = ev
+            {
                 self.trace.log(format!(
                     "  chain {} started on shard {shard} ({reason}, {} base part(s), stream from {})",
                     head.chain,
@@ -447,18 +458,22 @@ impl Sim {
         self.next_real_ms().await;
         let heads: Vec<ChainHead> = self.agent.heads.iter().flatten().cloned().collect();
         let layout = self.server.layout().record();
-        let r = aofvault::snapshot::publish(&self.repo, INSTANCE, &layout, None, &heads, &reason).await;
+        let r =
+            aofvault::snapshot::publish(&self.repo, INSTANCE, &layout, None, &heads, &reason).await;
         self.weave();
         match r {
             Ok(m) => {
-                self.trace.log(format!("snapshot {} published ({reason})", m.id));
+                self.trace
+                    .log(format!("snapshot {} published ({reason})", m.id));
                 self.summary.snapshots += 1;
                 self.agent.published_start = true;
                 if reason != "start" {
                     self.agent.snapshot_due = None;
                 }
             }
-            Err(e) => self.trace.log(format!("snapshot ({reason}) not published: {e}")),
+            Err(e) => self
+                .trace
+                .log(format!("snapshot ({reason}) not published: {e}")),
         }
         self.next_real_ms().await;
     }
@@ -524,6 +539,7 @@ impl Sim {
             .map_err(|e| ("server", e.to_string()))?;
         let shards = self.agent.tailers.len();
         let mut drained = false;
+        let mut calm = 0;
         for _ in 0..30 {
             self.advance(Duration::from_millis(1200)).await?;
             for shard in 0..shards {
@@ -535,9 +551,12 @@ impl Sim {
                 let t = &mut self.agent.tailers[i];
                 t.head().is_some()
                     && self.agent.last_error[i].is_none()
+                    && status[i].state == "following"
                     && status[i].shipped_offset == t.follower.stream_len()
             });
-            if drained && self.agent.snapshot_due.is_none() && self.agent.published_start {
+            // Twice in a row: a follower that waits out a grace period looks again.
+            calm = if drained { calm + 1 } else { 0 };
+            if calm >= 2 && self.agent.snapshot_due.is_none() && self.agent.published_start {
                 break;
             }
         }
@@ -563,7 +582,12 @@ impl Sim {
         let restored = oracle::restore_latest(&self.truth, INSTANCE, self.server.kind(), shards)
             .await
             .map_err(|e| ("restore succeeds", e))?
-            .ok_or_else(|| ("a snapshot exists", "no snapshot was ever published".to_string()))?;
+            .ok_or_else(|| {
+                (
+                    "a snapshot exists",
+                    "no snapshot was ever published".to_string(),
+                )
+            })?;
         for (i, m) in restored.iter().enumerate() {
             let st = self.server.shard(i);
             if *m != st.model {

@@ -25,7 +25,7 @@ use rand::rngs::StdRng;
 use rand::Rng;
 
 use super::model::{Model, Val};
-use super::server::{image_bytes, replace, ShardState, Server, Trace};
+use super::server::{image_bytes, replace, Server, ShardState, Trace};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum JobKind {
@@ -218,7 +218,9 @@ impl Server for Kevy {
                             sh.st.write(rng, &sh.aof, 1, false, trace)?;
                             n += 1;
                         }
-                        trace.log(format!("  SAVE: the AOF refilled with {n} command(s) at once"));
+                        trace.log(format!(
+                            "  SAVE: the AOF refilled with {n} command(s) at once"
+                        ));
                     }
                 } else {
                     sh.reset_pending = true;
@@ -238,8 +240,12 @@ impl Server for Kevy {
                     tee: Vec::new(),
                 });
             }
-            63..=80 if sh.job.as_ref().is_some_and(|j| j.kind == JobKind::Rewrite) && sh.fresh_dump => {
-                trace.log(format!("kevy shard {i}: the rewrite waits for the agent to take up the new dump"));
+            63..=80
+                if sh.job.as_ref().is_some_and(|j| j.kind == JobKind::Rewrite) && sh.fresh_dump =>
+            {
+                trace.log(format!(
+                    "kevy shard {i}: the rewrite waits for the agent to take up the new dump"
+                ));
             }
             63..=80 if sh.job.is_some() => {
                 trace.log(format!("kevy shard {i}: background job finishes"));
@@ -299,13 +305,18 @@ impl Server for Kevy {
                 trace.log(format!("heal kevy shard {i}: the background job finishes"));
                 finish(sh, trace)?;
             }
-            if sh.torn {
-                // A SAVE leaves clean files whatever the agent has seen: a dump and an AOF
-                // reset in place.
-                trace.log(format!("heal kevy shard {i}: SAVE over the torn frame"));
-                let model = sh.st.model.clone();
-                write_dump(sh, &model)?;
-                reset_in_place(sh, trace)?;
+            if sh.torn || !sh.continues_dump {
+                // A BGSAVE leaves files that say what kevy loads, whatever the agent has
+                // seen: a dump and a fresh AOF (a new inode) continuing it.
+                trace.log(format!(
+                    "heal kevy shard {i}: BGSAVE for clean, unambiguous files"
+                ));
+                sh.job = Some(Job {
+                    kind: JobKind::BgSave,
+                    frozen: sh.st.model.clone(),
+                    tee: Vec::new(),
+                });
+                finish(sh, trace)?;
             }
         }
         Ok(())

@@ -47,8 +47,10 @@ impl Model {
                         .ok_or_else(|| format!("INCR of a non-integer {:?}", show(v)))?,
                     Some(Val::List(_)) => return Err("INCR of a list".into()),
                 };
-                self.keys
-                    .insert(args[1].to_vec(), Val::Str((now + 1).to_string().into_bytes()));
+                self.keys.insert(
+                    args[1].to_vec(),
+                    Val::Str((now + 1).to_string().into_bytes()),
+                );
             }
             (b"RPUSH", n) if n >= 3 => {
                 let entry = self
@@ -101,15 +103,22 @@ impl Model {
         for (k, v) in &self.keys {
             match other.keys.get(k) {
                 None => out.push(format!("{} only in restore = {}", show(k), val(v))),
-                Some(o) if o != v => {
-                    out.push(format!("{}: restore {} vs server {}", show(k), val(v), val(o)))
-                }
+                Some(o) if o != v => out.push(format!(
+                    "{}: restore {} vs server {}",
+                    show(k),
+                    val(v),
+                    val(o)
+                )),
                 _ => {}
             }
         }
         for (k, v) in &other.keys {
             if !self.keys.contains_key(k) {
-                out.push(format!("{} missing from restore (server {})", show(k), val(v)));
+                out.push(format!(
+                    "{} missing from restore (server {})",
+                    show(k),
+                    val(v)
+                ));
             }
         }
         let n = out.len();
@@ -131,7 +140,11 @@ fn val(v: &Val) -> String {
         Val::List(items) if items.len() <= 4 => {
             format!("{:?}", items.iter().map(|i| show(i)).collect::<Vec<_>>())
         }
-        Val::List(items) => format!("list of {} (last {})", items.len(), show(&items[items.len() - 1])),
+        Val::List(items) => format!(
+            "list of {} (last {})",
+            items.len(),
+            show(&items[items.len() - 1])
+        ),
     }
 }
 
@@ -204,7 +217,11 @@ pub enum Mode {
 pub fn next_command(rng: &mut StdRng, mode: Mode, serial: &mut u64) -> Cmd {
     *serial += 1;
     let n = *serial;
-    let pick = if mode == Mode::Counter { 0 } else { rng.gen_range(0..10) };
+    let pick = if mode == Mode::Counter {
+        0
+    } else {
+        rng.gen_range(0..10)
+    };
     match pick {
         0..=2 => vec![b"INCR".to_vec(), b"counter".to_vec()],
         3..=5 => vec![
@@ -212,8 +229,15 @@ pub fn next_command(rng: &mut StdRng, mode: Mode, serial: &mut u64) -> Cmd {
             format!("k{}", rng.gen_range(0..12)).into_bytes(),
             format!("v{n}").into_bytes(),
         ],
-        6..=8 => vec![b"RPUSH".to_vec(), b"log".to_vec(), n.to_string().into_bytes()],
-        _ => vec![b"DEL".to_vec(), format!("k{}", rng.gen_range(0..12)).into_bytes()],
+        6..=8 => vec![
+            b"RPUSH".to_vec(),
+            b"log".to_vec(),
+            n.to_string().into_bytes(),
+        ],
+        _ => vec![
+            b"DEL".to_vec(),
+            format!("k{}", rng.gen_range(0..12)).into_bytes(),
+        ],
     }
 }
 

@@ -19,7 +19,7 @@ use rand::rngs::StdRng;
 use rand::Rng;
 
 use super::model::Model;
-use super::server::{image_bytes, replace, ShardState, Server, Trace};
+use super::server::{image_bytes, replace, Server, ShardState, Trace};
 
 const NAME: &str = "appendonly.aof";
 
@@ -81,7 +81,11 @@ impl Redis7 {
             });
         }
         let path = self.dir.join(format!("{NAME}.manifest"));
-        replace(&self.dir.join("temp-manifest"), &path, m.render().as_bytes())
+        replace(
+            &self.dir.join("temp-manifest"),
+            &path,
+            m.render().as_bytes(),
+        )
     }
 
     fn start_rewrite(&mut self, trace: &mut Trace) -> std::io::Result<()> {
@@ -140,7 +144,10 @@ impl Redis7 {
         f.set_len(len - torn)?;
         // A rewrite in progress dies with the process; its incr file stays listed.
         self.job = None;
-        trace.log(format!("  restart: the torn frame is truncated (file back to {} bytes)", len - torn));
+        trace.log(format!(
+            "  restart: the torn frame is truncated (file back to {} bytes)",
+            len - torn
+        ));
         Ok(())
     }
 }
@@ -254,7 +261,10 @@ impl Single {
     fn rename_in(&mut self, bytes: Vec<u8>, trace: &mut Trace) -> std::io::Result<()> {
         let tmp = self.path.with_file_name("temp-rewriteaof-bg.aof");
         replace(&tmp, &self.path, &bytes)?;
-        trace.log(format!("  rewrite done: {} bytes renamed over {NAME}", bytes.len()));
+        trace.log(format!(
+            "  rewrite done: {} bytes renamed over {NAME}",
+            bytes.len()
+        ));
         Ok(())
     }
 }
@@ -309,7 +319,10 @@ impl Server for Single {
                 let f = std::fs::OpenOptions::new().write(true).open(&self.path)?;
                 f.set_len(len - torn)?;
                 self.job = None;
-                trace.log(format!("  restart: the torn frame is truncated (file back to {} bytes)", len - torn));
+                trace.log(format!(
+                    "  restart: the torn frame is truncated (file back to {} bytes)",
+                    len - torn
+                ));
             }
             _ => {
                 trace.log("redis6: workload mode");

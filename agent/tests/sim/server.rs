@@ -22,7 +22,8 @@ pub struct Trace {
 
 impl Trace {
     pub fn log(&mut self, what: impl Into<String>) {
-        self.lines.push(format!("#{:04} {}", self.step, what.into()));
+        self.lines
+            .push(format!("#{:04} {}", self.step, what.into()));
     }
 }
 
@@ -77,13 +78,18 @@ impl ShardState {
     }
 
     /// Writes the rest of a half-written frame (the server's next write completes it).
-    pub fn complete_partial(&mut self, file: &Path, trace: &mut Trace) -> std::io::Result<Option<Vec<u8>>> {
+    pub fn complete_partial(
+        &mut self,
+        file: &Path,
+        trace: &mut Trace,
+    ) -> std::io::Result<Option<Vec<u8>>> {
         let Some((rest, cmd)) = self.partial.take() else {
             return Ok(None);
         };
         append(file, &rest)?;
         apply_own(&mut self.model, &cmd);
-        self.history.record(&self.model, trace.step, cmd.get(1).map(Vec::as_slice));
+        self.history
+            .record(&self.model, trace.step, cmd.get(1).map(Vec::as_slice));
         trace.log(format!("  completes the half-written {}", show_cmd(&cmd)));
         Ok(Some(resp(&cmd)))
     }
@@ -109,14 +115,17 @@ impl ShardState {
                 let cut = rng.gen_range(1..frame.len());
                 whole.extend_from_slice(&buf);
                 buf.extend_from_slice(&frame[..cut]);
-                trace.log(format!("  {n} command(s), the last ({last}) split after {cut} bytes"));
+                trace.log(format!(
+                    "  {n} command(s), the last ({last}) split after {cut} bytes"
+                ));
                 self.partial = Some((frame[cut..].to_vec(), cmd));
                 append(file, &buf)?;
                 return Ok(whole);
             }
             buf.extend_from_slice(&frame);
             apply_own(&mut self.model, &cmd);
-            self.history.record(&self.model, trace.step, cmd.get(1).map(Vec::as_slice));
+            self.history
+                .record(&self.model, trace.step, cmd.get(1).map(Vec::as_slice));
         }
         append(file, &buf)?;
         whole.extend_from_slice(&buf);
@@ -154,7 +163,10 @@ impl ShardState {
                 .write(true)
                 .open(file)?
                 .set_len(len - (written - keep) as u64)?;
-            trace.log(format!("  crash: {} stays torn ({keep} bytes on disk)", show_cmd(&cmd)));
+            trace.log(format!(
+                "  crash: {} stays torn ({keep} bytes on disk)",
+                show_cmd(&cmd)
+            ));
             return Ok(keep as u64);
         }
         let cmd = model::next_command(rng, self.mode, &mut self.serial);
@@ -165,7 +177,10 @@ impl ShardState {
             header_cut(rng, &frame)
         };
         append(file, &frame[..cut])?;
-        trace.log(format!("  crash while writing {}: {cut} bytes torn", show_cmd(&cmd)));
+        trace.log(format!(
+            "  crash while writing {}: {cut} bytes torn",
+            show_cmd(&cmd)
+        ));
         Ok(cut as u64)
     }
 

@@ -64,7 +64,7 @@ impl FaultyStore {
         FaultyStore {
             inner,
             faults,
-            rng: Mutex::new(StdRng::seed_from_u64(seed ^ 0x5eed_0f_fa17)),
+            rng: Mutex::new(StdRng::seed_from_u64(seed ^ 0x5eed_f417)),
             healed: AtomicBool::new(false),
             log: Mutex::new(Vec::new()),
         }
@@ -110,7 +110,12 @@ impl FaultyStore {
                 Fault::LoseReply => "succeeds, reply lost",
                 Fault::None => "succeeds",
             };
-            let name = path.as_ref().rsplit('/').next().unwrap_or_default().to_string();
+            let name = path
+                .as_ref()
+                .rsplit('/')
+                .next()
+                .unwrap_or_default()
+                .to_string();
             self.log
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
