@@ -130,8 +130,9 @@ impl Model {
     }
 }
 
+/// Bytes as the trace prints them: torn frames glued to the next one hold `\r\n`.
 fn show(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
+    b.escape_ascii().to_string()
 }
 
 fn val(v: &Val) -> String {
