@@ -11,7 +11,10 @@
 //! - `store.rs` — `InMemory` behind faults: failed requests, stalls, lost replies;
 //! - `oracle.rs` — a restore with the library's own reading code, replayed into the model;
 //! - `logs.rs` — the agent's log lines, captured into the trace;
-//! - `driver.rs` — one seed: the scenario, the interleaving, the invariants.
+//! - `scenario.rs` — what a seed decides up front, and what a failing seed reports;
+//! - `agent.rs` — the real tailers, built as the daemon builds them;
+//! - `driver.rs` — one seed: the interleaving of server, agent, store faults and clock;
+//! - `checks.rs` — the invariants, checked at checkpoints and at the end.
 //!
 //! `AOFVAULT_SIM_SEEDS=<n>` runs seeds 0..n (default [`DEFAULT_SEEDS`]),
 //! `AOFVAULT_SIM_FIRST=<k>` starts at `k`, `AOFVAULT_SIM_SECONDS=<s>` runs seeds until `s`
@@ -21,6 +24,10 @@
 //! files elsewhere than `/dev/shm` and `AOFVAULT_SIM_TORN_ANYWHERE=1` lets a kevy crash tear a
 //! frame anywhere (see `sim/driver.rs`).
 
+#[path = "sim/agent.rs"]
+mod agent;
+#[path = "sim/checks.rs"]
+mod checks;
 #[path = "sim/driver.rs"]
 mod driver;
 #[path = "sim/kevy.rs"]
@@ -33,6 +40,8 @@ mod model;
 mod oracle;
 #[path = "sim/redis.rs"]
 mod redis;
+#[path = "sim/scenario.rs"]
+mod scenario;
 #[path = "sim/server.rs"]
 mod server;
 #[path = "sim/store.rs"]
