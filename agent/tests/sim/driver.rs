@@ -36,7 +36,11 @@ pub fn run_seed(seed: u64) -> Result<Summary, Box<Failure>> {
     let mut sim =
         Sim::new(seed, scenario.clone(), logs).map_err(|e| sim_error(seed, &scenario, e))?;
     let out = rt.block_on(sim.run());
-    out.map_err(|(invariant, message)| {
+    out.map(|summary| Summary {
+        digest: sim.trace.digest(),
+        ..summary
+    })
+    .map_err(|(invariant, message)| {
         Box::new(Failure {
             seed,
             scenario,

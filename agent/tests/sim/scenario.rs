@@ -72,6 +72,15 @@ pub struct Failure {
 }
 
 impl Failure {
+    /// [`Trace::digest`](super::server::Trace::digest) of the failing seed's trace.
+    pub fn digest(&self) -> u64 {
+        super::server::Trace {
+            lines: self.trace.clone(),
+            step: self.step,
+        }
+        .digest()
+    }
+
     /// The report a failing seed prints: the last `tail` trace lines (all with `None`).
     pub fn report(&self, tail: Option<usize>) -> String {
         let skip = tail.map_or(0, |n| self.trace.len().saturating_sub(n));
@@ -100,6 +109,8 @@ pub struct Summary {
     pub steps: usize,
     pub chains: usize,
     pub snapshots: usize,
+    /// [`Trace::digest`](super::server::Trace::digest) of the seed's trace.
+    pub digest: u64,
 }
 
 /// Where the simulated servers' files go: `AOFVAULT_SIM_DIR`, else `/dev/shm`, else the

@@ -25,6 +25,43 @@ impl Trace {
         self.lines
             .push(format!("#{:04} {}", self.step, what.into()));
     }
+
+    /// A digest of the trace with what the wall clock and the agent's random bits put in it
+    /// (chain and snapshot ids, segment names, the temp dir) masked: two runs of a seed give
+    /// the same digest.
+    pub fn digest(&self) -> u64 {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        for l in &self.lines {
+            std::hash::Hash::hash(&mask(l), &mut h);
+        }
+        std::hash::Hasher::finish(&h)
+    }
+}
+
+/// Masks every word with 8 or more digits (ids, names with times) and every temp dir name.
+fn mask(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut word = String::new();
+    let flush = |word: &mut String, out: &mut String| {
+        if word.starts_with(".tmp") {
+            out.push_str(".tmp*");
+        } else if word.chars().filter(char::is_ascii_digit).count() >= 8 {
+            out.push('#');
+        } else {
+            out.push_str(word);
+        }
+        word.clear();
+    };
+    for c in line.chars() {
+        if c.is_ascii_alphanumeric() || c == '-' || c == '_' || (c == '.' && word.is_empty()) {
+            word.push(c);
+        } else {
+            flush(&mut word, &mut out);
+            out.push(c);
+        }
+    }
+    flush(&mut word, &mut out);
+    out
 }
 
 /// A simulated server: real files in a directory, changed the way the real server does.
