@@ -381,6 +381,13 @@ impl Tailer {
         });
     }
 
+    /// Stops reading until the files are replaced, as [`Tailer::run`] does after a `Corrupt`
+    /// error without a server to ask (for the follower simulation, which drives
+    /// [`Tailer::step`] itself).
+    pub fn halt(&mut self) {
+        self.halted = true;
+    }
+
     /// The head of the chain being shipped, once there is one.
     pub fn head(&self) -> Option<&ChainHead> {
         self.chain.as_ref().map(|o| &o.head)
