@@ -10,10 +10,12 @@
 //! the object named.
 
 use std::future::Future;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context;
 use aofvault_config::units::format_duration;
+// tokio's clock, so that tests can run a long outage in no time.
+use tokio::time::Instant;
 
 use super::progress::Progress;
 use crate::repo::RepoError;
