@@ -698,14 +698,21 @@ fn wait_fetching(to: &Path, r: &mut agent::AgentProcess) {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let staging = std::fs::read_dir(to).ok().is_some_and(|d| {
-            d.flatten()
-                .any(|e| e.file_name().to_string_lossy().starts_with(".aofvault-restore-"))
+            d.flatten().any(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .starts_with(".aofvault-restore-")
+            })
         });
         if staging {
             return;
         }
         assert!(r.is_running(), "the restore ended early:\n{}", r.logs());
-        assert!(Instant::now() < deadline, "no download started:\n{}", r.logs());
+        assert!(
+            Instant::now() < deadline,
+            "no download started:\n{}",
+            r.logs()
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -733,7 +740,10 @@ fn a_store_outage_during_the_downloads_is_ridden_out_until_the_retry_deadline() 
     p.set_mode(Mode::Pass);
     let status = r.wait_exit(Duration::from_secs(240)).unwrap();
     let logs = r.logs();
-    assert!(status.success(), "an outage of 4 s failed the restore:\n{logs}");
+    assert!(
+        status.success(),
+        "an outage of 4 s failed the restore:\n{logs}"
+    );
     let object_retries = logs
         .lines()
         .filter(|l| l.contains("trying again from the start") && l.contains("object "))
@@ -758,12 +768,20 @@ fn a_store_outage_during_the_downloads_is_ridden_out_until_the_retry_deadline() 
     let logs = r.logs();
     p.set_mode(Mode::Pass);
     assert_eq!(status.code(), Some(4), "exit 4 (unreachable):\n{logs}");
-    let last = logs.lines().rfind(|l| l.starts_with("aofvault:")).unwrap_or_default();
+    let last = logs
+        .lines()
+        .rfind(|l| l.starts_with("aofvault:"))
+        .unwrap_or_default();
     assert!(
-        logs.contains("object ") && logs.contains("instances/t/shards/") && logs.contains("retry deadline 3s"),
+        logs.contains("object ")
+            && logs.contains("instances/t/shards/")
+            && logs.contains("retry deadline 3s"),
         "the error names the object and the deadline:\n{logs}"
     );
-    assert!(!to.join("shards.meta").exists(), "a failed restore looks complete");
+    assert!(
+        !to.join("shards.meta").exists(),
+        "a failed restore looks complete"
+    );
     let left: Vec<String> = std::fs::read_dir(&to)
         .unwrap()
         .flatten()

@@ -44,7 +44,7 @@ impl Shipped {
         let mut s = Shipped {
             tmp,
             expected: Keyspace::default(),
-            source: source,
+            source,
         };
         let dir = s.source.dir().display().to_string();
         let url = s.source.url();
@@ -184,11 +184,18 @@ fn a_redis_holding_keys_in_another_database_only_is_refused() {
     let target = RedisServer::start().unwrap();
     let mut conn = target.conn().unwrap();
     let _: () = redis::cmd("SELECT").arg(5).query(&mut conn).unwrap();
-    let _: () = redis::cmd("SET").arg("in-db-5").arg(1).query(&mut conn).unwrap();
+    let _: () = redis::cmd("SET")
+        .arg("in-db-5")
+        .arg(1)
+        .query(&mut conn)
+        .unwrap();
     let out = s.cmd(&["restore", "--to", &target.url()]);
     assert_eq!(out.code(), Some(7), "{}", out.stderr);
     assert!(out.stderr.contains("db5: 1 keys"), "{}", out.stderr);
-    assert!(dump(&target.url()).is_empty(), "database 0 was written into");
+    assert!(
+        dump(&target.url()).is_empty(),
+        "database 0 was written into"
+    );
     // Emptied, it is accepted, and the report counts what is there now.
     let _: () = redis::cmd("FLUSHALL").query(&mut conn).unwrap();
     let out = s.cmd(&["restore", "--json", "--to", &target.url()]);

@@ -124,9 +124,7 @@ impl Write for RangeWriter {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         let room = self.end.saturating_sub(self.pos);
         if buf.len() as u64 > room {
-            return Err(std::io::Error::other(
-                "the object is longer than recorded",
-            ));
+            return Err(std::io::Error::other("the object is longer than recorded"));
         }
         let n = self.file.write_at(buf, self.pos)?;
         self.pos += n as u64;

@@ -77,19 +77,20 @@ pub async fn run(cfg: &Config, args: &RestoreArgs) -> anyhow::Result<u8> {
 
 async fn restore(cfg: &Config, args: &RestoreArgs) -> anyhow::Result<u8> {
     let retry = retry::Retry {
-        deadline: args
-            .retry_deadline
-            .unwrap_or(cfg.restore.retry_deadline),
+        deadline: args.retry_deadline.unwrap_or(cfg.restore.retry_deadline),
     };
     let sel = &selection(args.snapshot.as_deref(), args.at.as_deref())?;
     // Planning only reads: when the store fails on the way, it is planned again from the start.
     let (repo, plan) = retry
-        .reads("reading the repository to plan the restore", move || async move {
-            let repo = crate::commands::open_for_reading(cfg).await?;
-            let instance = crate::list::pick_instance(cfg, &repo).await?;
-            let plan = plan::plan(&repo, &instance, sel.clone()).await?;
-            anyhow::Ok((repo, plan))
-        })
+        .reads(
+            "reading the repository to plan the restore",
+            move || async move {
+                let repo = crate::commands::open_for_reading(cfg).await?;
+                let instance = crate::list::pick_instance(cfg, &repo).await?;
+                let plan = plan::plan(&repo, &instance, sel.clone()).await?;
+                anyhow::Ok((repo, plan))
+            },
+        )
         .await
         .map_err(|e| {
             // "No snapshot yet" means there is nothing to restore.
