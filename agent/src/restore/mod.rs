@@ -7,16 +7,17 @@
 //! - [`plan`] picks one snapshot's chains and how far along each to go (never mixing chains),
 //!   and [`dry_run`] prints it for `--dry-run`;
 //! - [`fetch`] downloads every object into a staging directory, each checked (CRC-32C, size)
-//!   before anything reaches the target;
+//!   before anything reaches the target, [`retry`] trying again what the store broke off;
 //! - [`to_dir`] renames the staged files into the server's layout (or converts them), the
 //!   "looks complete" marker last; or [`live`] replays them, pipelined, shards in parallel,
-//!   through [`send`];
+//!   through [`send`], into a target [`counts`] found empty;
 //! - [`feed`] turns staged bases and streams into commands for the target, reading through
 //!   [`stream`]; [`translate`] is the table of what changes between kevy and Redis, [`keys`]
 //!   where each command's keys are, and [`renames`] writes renamed keys under their final
 //!   names for kevy targets (kevy cannot replay a `RENAME`);
 //! - [`progress`] shows it all.
 
+pub mod counts;
 pub mod dry_run;
 pub mod feed;
 pub mod fetch;
@@ -27,6 +28,7 @@ pub mod live;
 pub mod plan;
 pub mod progress;
 pub mod renames;
+pub mod retry;
 pub mod send;
 pub mod stream;
 pub mod to_dir;
@@ -74,17 +76,30 @@ pub async fn run(cfg: &Config, args: &RestoreArgs) -> anyhow::Result<u8> {
 }
 
 async fn restore(cfg: &Config, args: &RestoreArgs) -> anyhow::Result<u8> {
-    let repo = crate::commands::open_for_reading(cfg).await?;
-    let instance = crate::list::pick_instance(cfg, &repo).await?;
-    let sel = selection(args.snapshot.as_deref(), args.at.as_deref())?;
-    let plan = plan::plan(&repo, &instance, sel).await.map_err(|e| {
-        // "No snapshot yet" means there is nothing to restore.
-        if e.to_string().contains("has no snapshot in") {
-            e.context(Failure::RepoEmpty)
-        } else {
-            e
-        }
-    })?;
+    let retry = retry::Retry {
+        deadline: args.retry_deadline.unwrap_or(cfg.restore.retry_deadline),
+    };
+    let sel = &selection(args.snapshot.as_deref(), args.at.as_deref())?;
+    // Planning only reads: when the store fails on the way, it is planned again from the start.
+    let (repo, plan) = retry
+        .reads(
+            "reading the repository to plan the restore",
+            move || async move {
+                let repo = crate::commands::open_for_reading(cfg).await?;
+                let instance = crate::list::pick_instance(cfg, &repo).await?;
+                let plan = plan::plan(&repo, &instance, sel.clone()).await?;
+                anyhow::Ok((repo, plan))
+            },
+        )
+        .await
+        .map_err(|e| {
+            // "No snapshot yet" means there is nothing to restore.
+            if e.chain().any(|c| c.is::<plan::NoSnapshot>()) {
+                e.context(Failure::RepoEmpty)
+            } else {
+                e
+            }
+        })?;
     let source = if plan.layout.is_kevy() {
         Kind::Kevy
     } else {
@@ -133,7 +148,7 @@ async fn restore(cfg: &Config, args: &RestoreArgs) -> anyhow::Result<u8> {
             shards,
             force: args.force,
         };
-        let written = to_dir::restore(&repo, &plan, dir, opts).await?;
+        let written = to_dir::restore_with(&repo, &plan, dir, opts, &retry).await?;
         let summary = serde_json::json!({
             "instance": plan.instance, "snapshot": plan.snapshot, "dir": dir, "format": target,
             "files": written, "bytes": plan.total_bytes(), "covers_until": rfc3339_ms(plan.covers_until_ms()),
@@ -154,7 +169,7 @@ async fn restore(cfg: &Config, args: &RestoreArgs) -> anyhow::Result<u8> {
     let Some(url) = &args.to else {
         return Err(anyhow::anyhow!("give --to-dir DIR or --to URL").context(Failure::Usage));
     };
-    match live::replay(&repo, &plan, url, args.force).await? {
+    match live::replay_with(&repo, &plan, url, args.force, &retry).await? {
         live::Outcome::NotEmpty(keyspace) => {
             let shown: Vec<String> = keyspace
                 .iter()

@@ -63,6 +63,14 @@ pub fn parse_time(text: &str) -> anyhow::Result<Selection> {
     })
 }
 
+/// The instance has no snapshot yet: there is nothing to restore.
+#[derive(Debug, thiserror::Error)]
+#[error("instance {instance} has no snapshot in {url} yet (an agent publishes one when it starts shipping)")]
+pub struct NoSnapshot {
+    pub instance: String,
+    pub url: String,
+}
+
 /// One segment of a plan, with how much of it is used (less than all when cut at a `#TS:`).
 #[derive(Debug, Clone, Serialize)]
 pub struct PlannedSegment {
@@ -220,7 +228,11 @@ pub async fn window(repo: &Repo, instance: &str, ids: &[String]) -> anyhow::Resu
 pub async fn plan(repo: &Repo, instance: &str, selection: Selection) -> anyhow::Result<Plan> {
     let ids = repo.snapshot_ids(instance).await?;
     if ids.is_empty() {
-        bail!("instance {instance} has no snapshot in {} yet (an agent publishes one when it starts shipping)", repo.url());
+        return Err(NoSnapshot {
+            instance: instance.to_string(),
+            url: repo.url().to_string(),
+        }
+        .into());
     }
     match &selection {
         Selection::Latest => {

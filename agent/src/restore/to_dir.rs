@@ -29,6 +29,7 @@ use super::fetch::{create_private, fetch, sync_all, StagedShard, StagingDir};
 use super::files::{kevy_shard_files, resp_file, KevyFiles};
 use super::plan::Plan;
 use super::progress::Progress;
+use super::retry::Retry;
 use super::translate::Kind;
 use crate::repo::Repo;
 
@@ -85,12 +86,24 @@ struct Output {
     dest: PathBuf,
 }
 
-/// Writes the plan into `dir` (already checked by [`prepare`]). Returns the files written.
+/// Writes the plan into `dir` (already checked by [`prepare`]), retrying store failures for
+/// the default time. Returns the files written.
 pub async fn restore(
     repo: &Repo,
     plan: &Plan,
     dir: &Path,
     opts: DirOptions,
+) -> anyhow::Result<Vec<PathBuf>> {
+    restore_with(repo, plan, dir, opts, &Retry::default()).await
+}
+
+/// [`restore`], retrying failed downloads as `retry` says.
+pub async fn restore_with(
+    repo: &Repo,
+    plan: &Plan,
+    dir: &Path,
+    opts: DirOptions,
+    retry: &Retry,
 ) -> anyhow::Result<Vec<PathBuf>> {
     let source = if plan.layout.is_kevy() {
         Kind::Kevy
@@ -111,7 +124,7 @@ pub async fn restore(
         b""
     };
     let progress = Progress::new("fetch", plan.total_bytes());
-    let staged = fetch(repo, plan, staging.path(), prefix, &progress).await?;
+    let staged = fetch(repo, plan, staging.path(), prefix, &progress, retry).await?;
     progress.finish();
     let work = staging.path().to_path_buf();
     let plan2 = plan.clone();

@@ -7,6 +7,7 @@ use aofvault::restore::feed::{feed_shard, FeedOptions, Sink};
 use aofvault::restore::fetch::fetch;
 use aofvault::restore::plan::{plan, Selection};
 use aofvault::restore::progress::Progress;
+use aofvault::restore::retry::Retry;
 use aofvault::restore::translate::Kind;
 
 use super::model::Model;
@@ -42,7 +43,11 @@ pub async fn restore_latest(
         .map_err(|e| format!("restore plan: {e:#}"))?;
     let staging = tempfile::tempdir().map_err(|e| e.to_string())?;
     let progress = Progress::new("sim restore", p.total_bytes());
-    let staged = fetch(repo, &p, staging.path(), b"", &progress)
+    // The oracle reads a healthy store: no retries (a fault here is the oracle's, not the agent's).
+    let no_retry = Retry {
+        deadline: std::time::Duration::ZERO,
+    };
+    let staged = fetch(repo, &p, staging.path(), b"", &progress, &no_retry)
         .await
         .map_err(|e| format!("restore fetch: {e:#}"))?;
     let mut models = vec![Model::default(); shards];
