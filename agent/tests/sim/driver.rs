@@ -259,7 +259,9 @@ impl Sim {
                 self.summary.chains += 1;
                 self.agent.heads[shard as usize] = Some(*head);
                 if self.agent.published_start && reason != ChainReason::Resumed {
-                    self.agent.snapshot_due.get_or_insert(reason.as_str().to_string());
+                    self.agent
+                        .snapshot_due
+                        .get_or_insert(reason.as_str().to_string());
                 }
                 // Chain ids start with the wall clock's millisecond: keep them in order.
                 self.next_real_ms().await;
