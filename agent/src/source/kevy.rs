@@ -40,6 +40,9 @@ struct Pinned {
     dump_id: Option<String>,
     /// When a dump different from `dump_id` was first seen.
     dump_change_seen: Option<Instant>,
+    /// A new AOF inode seen in place of the pinned one, and why it came (decided once, when it
+    /// is first seen: a dump written later belongs to a later SAVE, not to this replacement).
+    replaced: Option<(String, ChainReason)>,
 }
 
 /// `dev:ino:mtime:size` of the dump: a renamed-in dump may reuse a freed inode number.
@@ -109,12 +112,33 @@ impl Follower for KevyFollower {
         };
         let dump_now = dump_identity(&self.dump_path);
         let dump_changed = dump_now.is_some() && dump_now != p.dump_id;
-        if identity_of(&meta) != p.aof_id {
-            let why = if dump_changed {
-                ChainReason::Bgsave
-            } else {
-                ChainReason::Rewrite
+        let now_id = identity_of(&meta);
+        if now_id != p.aof_id {
+            let why = match &p.replaced {
+                Some((id, why)) if *id == now_id => *why,
+                _ => {
+                    let why = if dump_changed {
+                        ChainReason::Bgsave
+                    } else {
+                        ChainReason::Rewrite
+                    };
+                    p.replaced = Some((now_id, why));
+                    why
+                }
             };
+            if why == ChainReason::Rewrite && dump_changed {
+                // A rewrite, then a SAVE before the chain could start: the SAVE truncates the
+                // rewritten file in place. Starting from the image would replay it over the new
+                // dump; start from the dump once the reset had its time, like any SAVE.
+                let seen = *p.dump_change_seen.get_or_insert_with(Instant::now);
+                if seen.elapsed() < RESET_GRACE {
+                    return Ok(Check::Wait(
+                        "a new snapshot was written after a rewrite; waiting for the AOF reset"
+                            .into(),
+                    ));
+                }
+                return Ok(Check::NewChain(ChainReason::Save));
+            }
             return Ok(Check::NewChain(why));
         }
         let truncated = p.aof.truncated()?;
@@ -188,6 +212,7 @@ impl Follower for KevyFollower {
             aof_id,
             dump_id,
             dump_change_seen: None,
+            replaced: None,
         });
         Ok(ChainStart {
             base,
@@ -221,6 +246,7 @@ impl Follower for KevyFollower {
             aof_id,
             dump_id,
             dump_change_seen: None,
+            replaced: None,
         });
         Ok(true)
     }

@@ -14,7 +14,7 @@ impl Tailer {
     /// full, or at once when `force` (drain before a new chain, shutdown).
     pub(super) async fn ship_available(&mut self, force: bool) -> Result<(), TailError> {
         loop {
-            if self.owed_chain.is_some() {
+            if self.owed.is_some() {
                 return Ok(());
             }
             if let Some(attempt) = self.inflight {
