@@ -38,8 +38,9 @@ struct Pinned {
     aof: Tracked,
     aof_id: String,
     dump_id: Option<String>,
-    /// When a dump different from `dump_id` was first seen.
-    dump_change_seen: Option<Instant>,
+    /// A dump different from `dump_id`: its identity, when it was first seen, and the AOF's
+    /// drop count before that look (a drop after it is this dump's SAVE resetting the AOF).
+    dump_change_seen: Option<(String, Instant, u64)>,
     /// A new AOF inode seen in place of the pinned one, and why it came (decided once, when it
     /// is first seen: a dump written later belongs to a later SAVE, not to this replacement).
     replaced: Option<(String, ChainReason)>,
@@ -130,7 +131,15 @@ impl Follower for KevyFollower {
                 // A rewrite, then a SAVE before the chain could start: the SAVE truncates the
                 // rewritten file in place. Starting from the image would replay it over the new
                 // dump; start from the dump once the reset had its time, like any SAVE.
-                let seen = *p.dump_change_seen.get_or_insert_with(Instant::now);
+                let dump = dump_now.clone().unwrap_or_default();
+                let seen = match &p.dump_change_seen {
+                    Some((id, seen, _)) if *id == dump => *seen,
+                    _ => {
+                        let now = Instant::now();
+                        p.dump_change_seen = Some((dump, now, p.aof.drops()));
+                        now
+                    }
+                };
                 if seen.elapsed() < RESET_GRACE {
                     return Ok(Check::Wait(
                         "a new snapshot was written after a rewrite; waiting for the AOF reset"
@@ -141,6 +150,7 @@ impl Follower for KevyFollower {
             }
             return Ok(Check::NewChain(why));
         }
+        let drops_before = p.aof.drops();
         let truncated = p.aof.truncated()?;
         if dump_changed {
             // A new dump beside the same AOF inode is kevy 1.19's SAVE: it writes the dump, then
@@ -148,10 +158,22 @@ impl Follower for KevyFollower {
             // the read position, even with the very same bytes (`INCR counter` again and
             // again), before the next look. Nothing in the file tells that apart from "no
             // reset", and kevy never changes the dump without resetting the AOF: it is a SAVE.
-            if truncated {
+            // Its reset is proven by the file dropping in size *after* this dump was first seen
+            // (a drop before belongs to an earlier SAVE, whose dump was replaced since);
+            // without that proof, the reset is given its time.
+            let dump = dump_now.clone().unwrap_or_default();
+            let (seen, drops_then) = match &p.dump_change_seen {
+                Some((id, seen, drops)) if *id == dump => (*seen, *drops),
+                _ => {
+                    let first = (dump, Instant::now(), drops_before);
+                    let out = (first.1, first.2);
+                    p.dump_change_seen = Some(first);
+                    out
+                }
+            };
+            if p.aof.drops() > drops_then {
                 return Ok(Check::NewChain(ChainReason::Save));
             }
-            let seen = *p.dump_change_seen.get_or_insert_with(Instant::now);
             if seen.elapsed() < RESET_GRACE {
                 return Ok(Check::Wait(
                     "a new snapshot was written; waiting for the AOF reset".into(),
