@@ -127,10 +127,12 @@ impl Follower for KevyFollower {
                     why
                 }
             };
-            if why == ChainReason::Rewrite && dump_changed {
-                // A rewrite, then a SAVE before the chain could start: the SAVE truncates the
-                // rewritten file in place. Starting from the image would replay it over the new
-                // dump; start from the dump once the reset had its time, like any SAVE.
+            if dump_changed {
+                // The dump may be this replacement's own (BGSAVE renames it in just before the
+                // new AOF) or a later SAVE's, whose reset of the new file may still be pending
+                // (a rewrite, or a BGSAVE, then a SAVE before the chain could start). Either
+                // way the chain starts from the dump and the new file from its header — once a
+                // reset had its time, so that the file no longer holds what the dump holds.
                 let dump = dump_now.clone().unwrap_or_default();
                 let seen = match &p.dump_change_seen {
                     Some((id, seen, _)) if *id == dump => *seen,
@@ -142,11 +144,13 @@ impl Follower for KevyFollower {
                 };
                 if seen.elapsed() < RESET_GRACE {
                     return Ok(Check::Wait(
-                        "a new snapshot was written after a rewrite; waiting for the AOF reset"
-                            .into(),
+                        "a new AOF and a new snapshot; waiting for the snapshot's AOF reset".into(),
                     ));
                 }
-                return Ok(Check::NewChain(ChainReason::Save));
+                return Ok(Check::NewChain(match why {
+                    ChainReason::Rewrite => ChainReason::Save,
+                    other => other,
+                }));
             }
             return Ok(Check::NewChain(why));
         }
