@@ -24,7 +24,7 @@ pub(super) enum Next {
 
 impl Tailer {
     /// Reads `len` bytes of the stream at `start` again (across the follower's files).
-    fn reread(&mut self, start: u64, len: usize) -> Result<Vec<u8>, TailError> {
+    pub(super) fn reread(&mut self, start: u64, len: usize) -> Result<Vec<u8>, TailError> {
         let mut out = Vec::with_capacity(len);
         while out.len() < len {
             let at = start + out.len() as u64;
