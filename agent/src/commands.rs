@@ -39,34 +39,7 @@ pub async fn dispatch(cli: Cli, cfg: Option<Config>) -> anyhow::Result<u8> {
         }
         Command::Man => crate::config_cmd::man(&mut out).map(|_| exit::OK),
     };
-    result.map_err(tag_failure)
-}
-
-/// Tags the repository and lease errors with their exit code ([`exit::Failure`]) so that
-/// scripts can tell "unreachable" from "empty" from "someone else is running".
-pub fn tag_failure(err: anyhow::Error) -> anyhow::Error {
-    use crate::repo::lease::LeaseError;
-    use crate::repo::RepoError;
-    let failure = err.chain().find_map(|cause| {
-        if let Some(LeaseError::Held { .. }) = cause.downcast_ref::<LeaseError>() {
-            return Some(exit::Failure::LeaseHeld);
-        }
-        let repo = cause.downcast_ref::<RepoError>().or_else(|| {
-            match cause.downcast_ref::<LeaseError>() {
-                Some(LeaseError::Repo(r)) => Some(r),
-                _ => None,
-            }
-        });
-        match repo {
-            Some(RepoError::Unreachable { .. }) => Some(exit::Failure::RepoUnreachable),
-            Some(RepoError::Empty { .. }) => Some(exit::Failure::RepoEmpty),
-            _ => None,
-        }
-    });
-    match failure {
-        Some(f) if exit::code_for(&err) == exit::ERROR => err.context(f),
-        _ => err,
-    }
+    result
 }
 
 /// `aofvault run`: the daemon, with SIGTERM/SIGINT → shutdown and SIGHUP → reload.

@@ -18,6 +18,8 @@
 
 use aofvault_config::ConfigErrors;
 
+use crate::repo::lease::LeaseError;
+use crate::repo::{NoSnapshot, RepoError};
 use crate::settings::SettingsError;
 
 pub const OK: u8 = 0;
@@ -88,22 +90,36 @@ impl Failure {
 /// The exit code for an error: the first [`Failure`] tag found (as context or anywhere in
 /// the source chain), [`USAGE`] for configuration and command-line errors, else [`ERROR`].
 pub fn code_for(err: &anyhow::Error) -> u8 {
-    if let Some(failure) = err.downcast_ref::<Failure>() {
+    // An explicit tag wins, wherever it is: as a context (anyhow finds those through every
+    // layer) or as a cause in the chain.
+    if let Some(failure) = err
+        .downcast_ref::<Failure>()
+        .or_else(|| err.chain().find_map(|c| c.downcast_ref::<Failure>()))
+    {
         return failure.code();
     }
-    for cause in err.chain() {
-        if let Some(failure) = cause.downcast_ref::<Failure>() {
-            return failure.code();
-        }
-        if cause.is::<ConfigErrors>() || cause.is::<SettingsError>() || cause.is::<clap::Error>() {
-            return USAGE;
-        }
+    // Then the first typed cause that has a code of its own, outermost first.
+    err.chain().find_map(typed_code).unwrap_or(ERROR)
+}
+
+/// The exit code a typed error stands for, if any.
+fn typed_code(cause: &(dyn std::error::Error + 'static)) -> Option<u8> {
+    if cause.is::<ConfigErrors>() || cause.is::<SettingsError>() || cause.is::<clap::Error>() {
+        return Some(USAGE);
     }
-    if err.downcast_ref::<ConfigErrors>().is_some() || err.downcast_ref::<SettingsError>().is_some()
-    {
-        return USAGE;
+    if cause.is::<NoSnapshot>() {
+        return Some(REPO_EMPTY);
     }
-    ERROR
+    let repo = match cause.downcast_ref::<LeaseError>() {
+        Some(LeaseError::Held { .. }) => return Some(LEASE_HELD),
+        Some(LeaseError::Repo(r)) => Some(r),
+        _ => cause.downcast_ref::<RepoError>(),
+    };
+    match repo {
+        Some(RepoError::Unreachable { .. }) => Some(REPO_UNREACHABLE),
+        Some(RepoError::Empty { .. }) => Some(REPO_EMPTY),
+        _ => None,
+    }
 }
 
 #[cfg(test)]
@@ -132,6 +148,29 @@ mod tests {
             .context("starting the daemon")
             .unwrap_err();
         assert_eq!(code_for(&deeper), LEASE_HELD);
+    }
+
+    #[test]
+    fn typed_errors_carry_their_code_without_a_tag() {
+        let none = anyhow::Error::new(NoSnapshot {
+            instance: "db1".into(),
+            url: "file:///r".into(),
+        })
+        .context("planning a restore of the latest state");
+        assert_eq!(code_for(&none), REPO_EMPTY);
+        let empty = anyhow::Error::new(RepoError::Empty {
+            url: "s3://b".into(),
+            hint: String::new(),
+        });
+        assert_eq!(code_for(&empty), REPO_EMPTY);
+        let other = anyhow::Error::new(RepoError::NotFound { key: "k".into() });
+        assert_eq!(code_for(&other), ERROR);
+        let tagged = anyhow::Error::new(RepoError::Empty {
+            url: "s3://b".into(),
+            hint: String::new(),
+        })
+        .context(Failure::Problems);
+        assert_eq!(code_for(&tagged), PROBLEMS, "an explicit tag wins");
     }
 
     #[test]

@@ -95,7 +95,7 @@ fn total_bytes(m: &SnapshotManifest) -> u64 {
 }
 
 pub async fn run(cfg: &Config, args: &ListArgs, out: &mut dyn Write) -> anyhow::Result<u8> {
-    crate::restore::tagged(list(cfg, args, out).await)
+    list(cfg, args, out).await
 }
 
 async fn list(cfg: &Config, args: &ListArgs, out: &mut dyn Write) -> anyhow::Result<u8> {

@@ -73,6 +73,15 @@ pub enum RepoError {
     WrongKey { key: String },
 }
 
+/// The instance has no snapshot yet: there is nothing to restore (exit 5, as an empty
+/// repository).
+#[derive(Debug, thiserror::Error)]
+#[error("instance {instance} has no snapshot in {url} yet (an agent publishes one when it starts shipping)")]
+pub struct NoSnapshot {
+    pub instance: String,
+    pub url: String,
+}
+
 impl RepoError {
     /// Worth retrying: the store may answer later.
     pub fn is_transient(&self) -> bool {

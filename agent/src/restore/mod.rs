@@ -40,27 +40,8 @@ use aofvault_formats::json::rfc3339_ms;
 
 use crate::cli::{RestoreArgs, TargetFormat};
 use crate::exit::{self, Failure};
-use crate::repo::RepoError;
 use plan::Selection;
 use translate::Kind;
-
-/// Adds the exit-code tag a repository error deserves (unreachable → 4, empty → 5).
-pub fn tagged<T>(r: anyhow::Result<T>) -> anyhow::Result<T> {
-    r.map_err(|e| {
-        if e.chain().any(|c| c.is::<Failure>()) {
-            return e;
-        }
-        let tag = e.chain().find_map(|c| match c.downcast_ref::<RepoError>() {
-            Some(RepoError::Unreachable { .. }) => Some(Failure::RepoUnreachable),
-            Some(RepoError::Empty { .. }) => Some(Failure::RepoEmpty),
-            _ => None,
-        });
-        match tag {
-            Some(t) => e.context(t),
-            None => e,
-        }
-    })
-}
 
 /// The selection the arguments ask for.
 pub fn selection(snapshot: Option<&str>, at: Option<&str>) -> anyhow::Result<Selection> {
@@ -72,7 +53,7 @@ pub fn selection(snapshot: Option<&str>, at: Option<&str>) -> anyhow::Result<Sel
 }
 
 pub async fn run(cfg: &Config, args: &RestoreArgs) -> anyhow::Result<u8> {
-    tagged(restore(cfg, args).await)
+    restore(cfg, args).await
 }
 
 async fn restore(cfg: &Config, args: &RestoreArgs) -> anyhow::Result<u8> {
@@ -91,15 +72,7 @@ async fn restore(cfg: &Config, args: &RestoreArgs) -> anyhow::Result<u8> {
                 anyhow::Ok((repo, plan))
             },
         )
-        .await
-        .map_err(|e| {
-            // "No snapshot yet" means there is nothing to restore.
-            if e.chain().any(|c| c.is::<plan::NoSnapshot>()) {
-                e.context(Failure::RepoEmpty)
-            } else {
-                e
-            }
-        })?;
+        .await?;
     let source = if plan.layout.is_kevy() {
         Kind::Kevy
     } else {

@@ -16,7 +16,7 @@ use anyhow::{bail, Context};
 use aofvault_formats::vault::{BasePart, SegmentRef, ServerLayout, ShardCut, SnapshotManifest};
 use serde::Serialize;
 
-use crate::repo::{keys, Repo, ShardId};
+use crate::repo::{keys, NoSnapshot, Repo, ShardId};
 
 /// What the user asked for.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -61,14 +61,6 @@ pub fn parse_time(text: &str) -> anyhow::Result<Selection> {
         ms,
         secs: ms.div_euclid(1000),
     })
-}
-
-/// The instance has no snapshot yet: there is nothing to restore.
-#[derive(Debug, thiserror::Error)]
-#[error("instance {instance} has no snapshot in {url} yet (an agent publishes one when it starts shipping)")]
-pub struct NoSnapshot {
-    pub instance: String,
-    pub url: String,
 }
 
 /// One segment of a plan, with how much of it is used (less than all when cut at a `#TS:`).

@@ -44,7 +44,7 @@ pub async fn run(cfg: &Config, args: &VerifyArgs, out: &mut dyn Write) -> anyhow
     if args.against.is_some() {
         return crate::drift::run(cfg, args, out).await;
     }
-    crate::restore::tagged(verify(cfg, args, out).await)
+    verify(cfg, args, out).await
 }
 
 async fn verify(cfg: &Config, args: &VerifyArgs, out: &mut dyn Write) -> anyhow::Result<u8> {
