@@ -9,7 +9,6 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::{BackupArgs, Cli, Command, ConfigCommand, GlobalArgs, StatusArgs};
-use crate::context::open_repo;
 use crate::exit;
 
 /// Runs one parsed command line; returns the exit code.
@@ -167,11 +166,4 @@ pub fn status(
         }
     }
     Ok(if running { exit::OK } else { exit::ERROR })
-}
-
-/// Opens the repository for reading commands: unreachable and empty are different errors.
-pub async fn open_for_reading(cfg: &Config) -> anyhow::Result<crate::repo::Repo> {
-    let repo = open_repo(cfg)?;
-    repo.check_format().await?;
-    Ok(repo)
 }

@@ -15,7 +15,8 @@
 //!   [`metrics`], [`status_file`] and sd_notify ([`notify`]).
 //! - [`restore`], [`verify`], [`prune`], [`drift`], [`list`] read the repository back.
 //! - [`inspect`] decodes a server file with the `aofvault-formats` crate.
-//! - [`cli`], [`settings`], [`logging`], [`exit`], [`config_cmd`] are the command-line surface;
+//! - [`cli`], [`settings`], [`logging`], [`exit`], [`outcome`], [`config_cmd`] are the
+//!   command-line surface ([`outcome`] alone maps errors to exit codes);
 //!   `main.rs` only parses, sets up logging and the runtime, and maps errors to exit codes.
 
 pub mod cli;
@@ -31,6 +32,7 @@ pub mod list;
 pub mod logging;
 pub mod metrics;
 pub mod notify;
+pub mod outcome;
 pub mod prune;
 pub mod repo;
 pub mod restore;

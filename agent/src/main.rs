@@ -50,7 +50,7 @@ fn main() -> ExitCode {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             aofvault::logging::report_fatal(&e);
-            ExitCode::from(aofvault::exit::code_for(&e))
+            ExitCode::from(aofvault::outcome::code_for(&e))
         }
     }
 }

@@ -376,7 +376,7 @@ mod tests {
             "{text}"
         );
         assert_eq!(
-            crate::exit::code_for(&anyhow::Error::new(error)),
+            crate::outcome::code_for(&anyhow::Error::new(error)),
             crate::exit::USAGE
         );
     }

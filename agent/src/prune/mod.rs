@@ -86,7 +86,7 @@ pub enum PruneError {
 
 /// `aofvault prune [--dry-run] [--json]`.
 pub async fn run(cfg: &Config, args: &PruneArgs, out: &mut dyn Write) -> anyhow::Result<u8> {
-    let repo = crate::commands::open_for_reading(cfg).await?;
+    let repo = crate::context::open_for_reading(cfg).await?;
     let policy = Policy::from_retention(&cfg.retention);
     let grace = policy::duration_ms(cfg.retention.gc_grace);
     let now = crate::context::now_ms();

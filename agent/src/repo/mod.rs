@@ -7,6 +7,8 @@
 //! - [`crypt`]: optional age encryption of bases and segments (recipients write, identities read).
 //! - [`lease`]: one writer per instance.
 //! - [`run`]: which stored segments a reader follows (the longest contiguous run).
+//! - [`plan`]: what a restore of a moment needs — which snapshot, which objects, where it cuts
+//!   (used by restore, list, verify and the drift check).
 //! - [`Repo`] (here): typed, checked reads and create-only writes on top of those; its
 //!   streaming uploads and downloads are in `transfer`.
 //!
@@ -23,6 +25,7 @@ pub mod codec;
 pub mod crypt;
 pub mod keys;
 pub mod lease;
+pub mod plan;
 pub mod run;
 pub mod store;
 mod transfer;

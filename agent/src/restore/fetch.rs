@@ -24,9 +24,9 @@ use anyhow::Context;
 use aofvault_formats::vault::BasePart;
 use futures::StreamExt;
 
-use super::plan::Plan;
 use super::progress::Progress;
 use super::retry::Retry;
+use crate::repo::plan::Plan;
 use crate::repo::{keys, Repo};
 
 /// Objects downloaded at the same time.

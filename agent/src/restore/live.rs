@@ -23,11 +23,11 @@ use tokio::sync::mpsc;
 use super::counts::key_counts;
 use super::feed::{feed_shard, FeedOptions, FeedStats};
 use super::fetch::{fetch, StagingDir};
-use super::plan::Plan;
 use super::progress::Progress;
 use super::retry::Retry;
 use super::send::{open_tcp, send_client, send_tcp, Batch, BatchSink, TcpTarget, IN_FLIGHT};
 use super::translate::Kind;
+use crate::repo::plan::Plan;
 use crate::repo::Repo;
 
 /// Error replies kept for the report.

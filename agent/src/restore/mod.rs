@@ -25,7 +25,6 @@ pub mod files;
 pub mod kevy_commands;
 pub mod keys;
 pub mod live;
-pub mod plan;
 pub mod progress;
 pub mod renames;
 pub mod retry;
@@ -40,7 +39,7 @@ use aofvault_formats::json::rfc3339_ms;
 
 use crate::cli::{RestoreArgs, TargetFormat};
 use crate::exit::{self, Failure};
-use plan::Selection;
+use crate::repo::plan::{self, Selection};
 use translate::Kind;
 
 /// The selection the arguments ask for.
@@ -66,8 +65,8 @@ async fn restore(cfg: &Config, args: &RestoreArgs) -> anyhow::Result<u8> {
         .reads(
             "reading the repository to plan the restore",
             move || async move {
-                let repo = crate::commands::open_for_reading(cfg).await?;
-                let instance = crate::list::pick_instance(cfg, &repo).await?;
+                let repo = crate::context::open_for_reading(cfg).await?;
+                let instance = crate::context::pick_instance(cfg, &repo).await?;
                 let plan = plan::plan(&repo, &instance, sel.clone()).await?;
                 anyhow::Ok((repo, plan))
             },

@@ -27,10 +27,10 @@ use aofvault_formats::vault::{check_name, BaseFormat, ServerLayout};
 use super::feed::{feed_shard, FeedOptions, FeedStats};
 use super::fetch::{create_private, fetch, sync_all, StagedShard, StagingDir};
 use super::files::{kevy_shard_files, resp_file, KevyFiles};
-use super::plan::Plan;
 use super::progress::Progress;
 use super::retry::Retry;
 use super::translate::Kind;
+use crate::repo::plan::Plan;
 use crate::repo::Repo;
 
 /// What to write.

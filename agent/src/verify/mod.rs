@@ -32,8 +32,8 @@ use serde_json::json;
 
 use crate::cli::VerifyArgs;
 use crate::exit::{self, Failure};
+use crate::repo::plan::Selection;
 use crate::repo::{keys, Repo, RepoError};
-use crate::restore::plan::Selection;
 use check::{Finding, Scope};
 
 /// The scheduled drill runs beside a live agent: a gap whose next segment is younger than this
@@ -50,7 +50,7 @@ pub async fn run(cfg: &Config, args: &VerifyArgs, out: &mut dyn Write) -> anyhow
 async fn verify(cfg: &Config, args: &VerifyArgs, out: &mut dyn Write) -> anyhow::Result<u8> {
     let repo = crate::context::open_repo(cfg)?;
     let marker = check_marker(&repo).await?;
-    let instance = crate::list::pick_instance(cfg, &repo).await?;
+    let instance = crate::context::pick_instance(cfg, &repo).await?;
     if repo.snapshot_ids(&instance).await?.is_empty() {
         return Err(
             anyhow::anyhow!("instance {instance} has no snapshot yet: nothing to verify")

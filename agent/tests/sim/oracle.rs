@@ -2,10 +2,10 @@
 //! snapshot's plan, extended by every stored segment that continues it; fetched, checked and
 //! fed as commands) into one [`Model`] per shard, and checks the repository's own shape.
 
+use aofvault::repo::plan::{plan, Selection};
 use aofvault::repo::{Repo, ShardId};
 use aofvault::restore::feed::{feed_shard, FeedOptions, Sink};
 use aofvault::restore::fetch::fetch;
-use aofvault::restore::plan::{plan, Selection};
 use aofvault::restore::progress::Progress;
 use aofvault::restore::retry::Retry;
 use aofvault::restore::translate::Kind;
