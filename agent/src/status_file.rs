@@ -11,7 +11,6 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::schedule::Runner;
 use crate::ship::status::ShardStatus;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -47,14 +46,20 @@ impl StatusDoc {
             && now_ms - self.written_ms < FRESH_MS
     }
 
-    pub fn new(instance: &str, repository: &str, shards: &[ShardStatus], sched: &Runner) -> Self {
+    /// The document for now; `schedules` are the next runs of the daemon's schedule.
+    pub fn new(
+        instance: &str,
+        repository: &str,
+        shards: &[ShardStatus],
+        schedules: Vec<NextRun>,
+    ) -> Self {
         StatusDoc {
             instance: instance.to_string(),
             repository: repository.to_string(),
             pid: std::process::id(),
             written_ms: chrono::Utc::now().timestamp_millis(),
             shards: shards.to_vec(),
-            schedules: sched.next_runs(),
+            schedules,
         }
     }
 }

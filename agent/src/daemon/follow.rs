@@ -231,7 +231,7 @@ impl Daemon {
                         ready = true;
                     }
                     self.notifier.status(&format!("{shards} shard(s), lag {lag} bytes / {lag_s:.1}s"));
-                    let doc = status_file::StatusDoc::new(&self.instance, self.repo.url(), &statuses, &sched);
+                    let doc = status_file::StatusDoc::new(&self.instance, self.repo.url(), &statuses, sched.next_runs());
                     status_file::write(&self.cfg.state.dir, &self.instance, &doc)
                         .unwrap_or_else(|e| tracing::warn!(error = %e, "cannot write the status file"));
                 }
@@ -274,7 +274,7 @@ impl Daemon {
             &self.instance,
             self.repo.url(),
             &shared.snapshot(),
-            &sched,
+            sched.next_runs(),
         );
         status_file::write(&self.cfg.state.dir, &self.instance, &doc).ok();
         Ok(outcome)

@@ -20,9 +20,10 @@ use aofvault_formats::aof::KEVY_AOF_MAGIC;
 use aofvault_formats::kevy::Routing;
 use aofvault_formats::resp;
 
-use super::feed::{contains_ignore_case, feed_shard, FeedOptions, FeedStats, Sink};
+use super::feed::{feed_shard, FeedOptions, FeedStats, Sink};
 use super::fetch::{create_private, StagedShard};
 use super::renames::Renames;
+use super::search::contains_ignore_case;
 use super::translate::{route, Kind, Route};
 
 /// Commands written into a RESP file.

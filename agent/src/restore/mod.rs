@@ -28,6 +28,7 @@ pub mod live;
 pub mod progress;
 pub mod renames;
 pub mod retry;
+pub mod search;
 pub mod send;
 pub mod stream;
 pub mod to_dir;

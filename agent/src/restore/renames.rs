@@ -72,7 +72,7 @@ impl Renames {
             f.seek(SeekFrom::Start(s.prefix + (from - s.stream_start)))?;
             Ok(f.take(s.stream_end - from))
         };
-        if !super::feed::contains_ignore_case(open()?, b"rename")? {
+        if !super::search::contains_ignore_case(open()?, b"rename")? {
             return Ok(None);
         }
         let mut list = Vec::new();

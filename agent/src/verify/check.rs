@@ -15,21 +15,16 @@ use anyhow::Context;
 use futures::StreamExt;
 use serde::Serialize;
 
+pub use super::finding::Finding;
+use super::finding::{as_finding, finding};
 use super::inventory::{self, Chains};
 use super::object::check_object;
 use super::plan::Plan;
-use crate::repo::{keys, Repo, RepoError, ShardId};
+use crate::repo::{keys, Repo, ShardId};
 use crate::restore::fetch::StagingDir;
 
 /// Objects checked at the same time.
 const CONCURRENCY: usize = 4;
-
-/// One problem (or, among notes, one remark), naming the object it is about.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Finding {
-    pub object: String,
-    pub problem: String,
-}
 
 /// Which snapshots, and how much of their chains.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,23 +51,6 @@ pub struct Report {
     pub findings: Vec<Finding>,
     /// Remarks that are not problems (an abandoned chain, a segment off the run).
     pub notes: Vec<Finding>,
-}
-
-pub(super) fn finding(object: impl Into<String>, problem: impl Into<String>) -> Finding {
-    Finding {
-        object: object.into(),
-        problem: problem.into(),
-    }
-}
-
-/// A repository error that is about an object (a finding), or about reaching the store (`Err`).
-pub(super) fn as_finding(key: &str, e: RepoError) -> anyhow::Result<Finding> {
-    match e {
-        e @ RepoError::Unreachable { .. } => Err(e.into()),
-        RepoError::NotFound { key } => Ok(finding(key, "missing")),
-        RepoError::Corrupt { key, reason } => Ok(finding(key, reason)),
-        other => Ok(finding(key, other.to_string())),
-    }
 }
 
 /// Runs every check of `scope` over `instance`. A gap in a chain counts once the segment after

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 
 use aofvault_formats::vault::{ChainHead, SegmentRef, SnapshotManifest};
 
-use super::check::{as_finding, finding, Finding};
+use super::finding::{as_finding, finding, Finding};
 use crate::repo::{keys, Repo, RepoError, ShardId};
 
 /// A chain's head, as read.

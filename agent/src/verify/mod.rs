@@ -19,6 +19,7 @@
 
 pub mod check;
 pub mod deep;
+pub mod finding;
 mod inventory;
 mod object;
 mod plan;

@@ -18,7 +18,7 @@ use aofvault_formats::model::Record;
 use aofvault_formats::rdb::RdbReader;
 use aofvault_formats::vault::BaseFormat;
 
-use super::check::{as_finding, finding, Finding};
+use super::finding::{as_finding, finding, Finding};
 use super::plan::{Kind, Target};
 use crate::repo::Repo;
 use crate::restore::fetch::create_private;

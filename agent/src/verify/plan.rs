@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use aofvault_formats::vault::{BaseFormat, SegmentRef, ShardCut, SnapshotManifest};
 
-use super::check::{finding, Finding};
+use super::finding::{finding, Finding};
 use super::inventory::{Chain, Chains, Head};
 use crate::repo::keys;
 use crate::repo::run::longest_run;
