@@ -10,7 +10,7 @@
 //! base — which is exactly the state that flush left — and the flush itself is not sent.
 //!
 //! For a kevy target, the renames of a shard's stream are found first and replayed as their
-//! effect ([`super::renames`]): every command and base key is written under the name its object
+//! effect ([`super::translate::renames`]): every command and base key is written under the name its object
 //! has at the end, and no `RENAME` is sent.
 
 use std::fs::File;
@@ -24,8 +24,8 @@ use aofvault_formats::render::{self, Dialect};
 use aofvault_formats::vault::BaseFormat;
 
 use super::fetch::{StagedBase, StagedShard};
-use super::renames::Renames;
 use super::stream::{for_each_item, Item};
+use super::translate::renames::Renames;
 use super::translate::{self, Kind};
 
 /// Read buffer for bases.

@@ -2,34 +2,32 @@
 //! (`--to-dir`) or replayed into a running one (`--to`), to the latest second, a snapshot, or a
 //! point in time.
 //!
-//! The parts, in the order a restore runs through them:
+//! The parts, in the order a restore runs through them — three folders by what they produce,
+//! and the shared steps beside them:
 //!
-//! - [`plan`] picks one snapshot's chains and how far along each to go (never mixing chains),
-//!   and [`dry_run`] prints it for `--dry-run`;
+//! - [`crate::repo::plan`] picks one snapshot's chains and how far along each to go (never
+//!   mixing chains), and [`dry_run`] prints it for `--dry-run`;
 //! - [`fetch`] downloads every object into a staging directory, each checked (CRC-32C, size)
 //!   before anything reaches the target, [`retry`] trying again what the store broke off;
-//! - [`to_dir`] renames the staged files into the server's layout (or converts them), the
-//!   "looks complete" marker last; or [`live`] replays them, pipelined, shards in parallel,
-//!   through [`send`], into a target [`counts`] found empty;
 //! - [`feed`] turns staged bases and streams into commands for the target, reading through
-//!   [`stream`]; [`translate`] is the table of what changes between kevy and Redis, [`keys`]
-//!   where each command's keys are, and [`renames`] writes renamed keys under their final
-//!   names for kevy targets (kevy cannot replay a `RENAME`);
+//!   [`stream`] ([`search`] tells whether a stream needs the careful replay at all);
+//! - **[`translate`]**: what changes between kevy and Redis — the command table, where each
+//!   command's keys are (`translate::key_positions`), which commands kevy serves
+//!   (`translate::kevy_commands`), and renames written under their final names
+//!   (`translate::renames`: kevy cannot replay a `RENAME`);
+//! - **[`to_dir`]**: files the server loads at start — the staged files renamed into the
+//!   server's layout, or converted (`to_dir::files`), the "looks complete" marker last;
+//! - **[`live`]**: a running server — pipelined, shards in parallel (`live::send`), into a
+//!   target found empty (`live::counts`);
 //! - [`progress`] shows it all.
 
-pub mod counts;
 pub mod dry_run;
 pub mod feed;
 pub mod fetch;
-pub mod files;
-pub mod kevy_commands;
-pub mod keys;
 pub mod live;
 pub mod progress;
-pub mod renames;
 pub mod retry;
 pub mod search;
-pub mod send;
 pub mod stream;
 pub mod to_dir;
 pub mod translate;

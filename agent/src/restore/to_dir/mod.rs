@@ -2,7 +2,7 @@
 //!
 //! - kevy: per shard `dump-{i}.rdb` (the KEVYSNAP base, when the chain has one) and
 //!   `aof-{i}.aof` (`KEVYAOF1\n` + the stream, with the commands kevy's own start-up replay
-//!   would drop rewritten into ones it applies: [`super::files`]), then `shards.meta`;
+//!   would drop rewritten into ones it applies: [`files`]), then `shards.meta`;
 //! - Redis ≥ 7: `<aof_dir>/<aof_name>.1.base.rdb|aof` and `.1.incr.aof`, then the manifest;
 //! - Redis ≤ 6: `<aof_name>` (base then stream in one file);
 //! - across kinds, or to another kevy shard count: the base decoded and every command translated
@@ -13,6 +13,8 @@
 //! existing entries moved aside (`--force`; never deleted) and the files renamed into place,
 //! the "looks complete" marker — `shards.meta` or the Redis manifest — last, and the
 //! directories fsynced. A restore that fails at any point leaves nothing that looks complete.
+
+pub mod files;
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -26,12 +28,12 @@ use aofvault_formats::vault::{check_name, BaseFormat, ServerLayout};
 
 use super::feed::{feed_shard, FeedOptions, FeedStats};
 use super::fetch::{create_private, fetch, sync_all, StagedShard, StagingDir};
-use super::files::{kevy_shard_files, resp_file, KevyFiles};
 use super::progress::Progress;
 use super::retry::Retry;
 use super::translate::Kind;
 use crate::repo::plan::Plan;
 use crate::repo::Repo;
+use files::{kevy_shard_files, resp_file, KevyFiles};
 
 /// What to write.
 #[derive(Debug, Clone, Copy)]

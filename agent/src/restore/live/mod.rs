@@ -2,7 +2,7 @@
 //!
 //! The target is inspected first: its kind (`INFO server` of kevy carries `kevy_version`; it
 //! also answers `redis_version`) decides the translation, and a target holding keys is refused
-//! unless `--force` (counted with `DBSIZE`: [`super::counts`]). The plan is then fetched and checked completely ([`super::fetch`]) before
+//! unless `--force` (counted with `DBSIZE`: [`counts`]). The plan is then fetched and checked completely ([`super::fetch`]) before
 //! the first command is sent.
 //!
 //! Each source shard is replayed on its own connection, in parallel (kevy shards hold disjoint
@@ -12,6 +12,9 @@
 //! the first few are reported with the command that got them. At the end the target's key
 //! counts per database are read back.
 
+pub mod counts;
+pub mod send;
+
 use std::time::Duration;
 
 use anyhow::Context;
@@ -20,15 +23,15 @@ use redis::AsyncConnectionConfig;
 use serde::Serialize;
 use tokio::sync::mpsc;
 
-use super::counts::key_counts;
 use super::feed::{feed_shard, FeedOptions, FeedStats};
 use super::fetch::{fetch, StagingDir};
 use super::progress::Progress;
 use super::retry::Retry;
-use super::send::{open_tcp, send_client, send_tcp, Batch, BatchSink, TcpTarget, IN_FLIGHT};
 use super::translate::Kind;
 use crate::repo::plan::Plan;
 use crate::repo::Repo;
+use counts::key_counts;
+use send::{open_tcp, send_client, send_tcp, Batch, BatchSink, TcpTarget, IN_FLIGHT};
 
 /// Error replies kept for the report.
 const KEEP_ERRORS: usize = 10;
