@@ -46,6 +46,58 @@ struct Pinned {
     replaced: Option<(String, ChainReason)>,
 }
 
+impl Pinned {
+    /// When `dump` (a dump other than the pinned one) was first seen, and the AOF's drop count
+    /// before that look; recorded now if this is the first look at it.
+    fn first_seen(&mut self, dump: String, drops_now: u64) -> (Instant, u64) {
+        match &self.dump_change_seen {
+            Some((id, seen, drops)) if *id == dump => (*seen, *drops),
+            _ => {
+                let now = Instant::now();
+                self.dump_change_seen = Some((dump, now, drops_now));
+                (now, drops_now)
+            }
+        }
+    }
+
+    /// The AOF was replaced by the file `now_id`; `new_dump` is a dump other than the pinned one,
+    /// if there is one. Why it was replaced is decided when the file is first seen: a dump
+    /// written later belongs to a later SAVE, not to this replacement.
+    fn replaced_by(&mut self, now_id: String, new_dump: Option<String>) -> Check {
+        let why = match &self.replaced {
+            Some((id, why)) if *id == now_id => *why,
+            _ => {
+                let why = if new_dump.is_some() {
+                    ChainReason::Bgsave
+                } else {
+                    ChainReason::Rewrite
+                };
+                self.replaced = Some((now_id, why));
+                why
+            }
+        };
+        let Some(dump) = new_dump else {
+            return Check::NewChain(why);
+        };
+        // The dump may be this replacement's own (BGSAVE renames it in just before the new AOF)
+        // or a later SAVE's, whose reset of the new file may still be pending (a rewrite, or a
+        // BGSAVE, then a SAVE before the chain could start). Either way the chain starts from
+        // the dump and the new file from its header — once a reset had its time, so that the
+        // file no longer holds what the dump holds.
+        let drops = self.aof.drops();
+        let (seen, _) = self.first_seen(dump, drops);
+        if seen.elapsed() < RESET_GRACE {
+            return Check::Wait(
+                "a new AOF and a new snapshot; waiting for the snapshot's AOF reset".into(),
+            );
+        }
+        Check::NewChain(match why {
+            ChainReason::Rewrite => ChainReason::Save,
+            other => other,
+        })
+    }
+}
+
 /// `dev:ino:mtime:size` of the dump: a renamed-in dump may reuse a freed inode number.
 fn dump_identity(path: &Path) -> Option<String> {
     use std::os::unix::fs::MetadataExt;
@@ -115,48 +167,11 @@ impl Follower for KevyFollower {
         let dump_changed = dump_now.is_some() && dump_now != p.dump_id;
         let now_id = identity_of(&meta);
         if now_id != p.aof_id {
-            let why = match &p.replaced {
-                Some((id, why)) if *id == now_id => *why,
-                _ => {
-                    let why = if dump_changed {
-                        ChainReason::Bgsave
-                    } else {
-                        ChainReason::Rewrite
-                    };
-                    p.replaced = Some((now_id, why));
-                    why
-                }
-            };
-            if dump_changed {
-                // The dump may be this replacement's own (BGSAVE renames it in just before the
-                // new AOF) or a later SAVE's, whose reset of the new file may still be pending
-                // (a rewrite, or a BGSAVE, then a SAVE before the chain could start). Either
-                // way the chain starts from the dump and the new file from its header — once a
-                // reset had its time, so that the file no longer holds what the dump holds.
-                let dump = dump_now.clone().unwrap_or_default();
-                let seen = match &p.dump_change_seen {
-                    Some((id, seen, _)) if *id == dump => *seen,
-                    _ => {
-                        let now = Instant::now();
-                        p.dump_change_seen = Some((dump, now, p.aof.drops()));
-                        now
-                    }
-                };
-                if seen.elapsed() < RESET_GRACE {
-                    return Ok(Check::Wait(
-                        "a new AOF and a new snapshot; waiting for the snapshot's AOF reset".into(),
-                    ));
-                }
-                return Ok(Check::NewChain(match why {
-                    ChainReason::Rewrite => ChainReason::Save,
-                    other => other,
-                }));
-            }
-            return Ok(Check::NewChain(why));
+            return Ok(p.replaced_by(now_id, dump_now.filter(|_| dump_changed)));
         }
         let drops_before = p.aof.drops();
         let truncated = p.aof.truncated()?;
-        if dump_changed {
+        if let Some(dump) = dump_now.filter(|_| dump_changed) {
             // A new dump beside the same AOF inode is kevy 1.19's SAVE: it writes the dump, then
             // truncates this file in place to its header — and the server may refill it past
             // the read position, even with the very same bytes (`INCR counter` again and
@@ -165,16 +180,7 @@ impl Follower for KevyFollower {
             // Its reset is proven by the file dropping in size *after* this dump was first seen
             // (a drop before belongs to an earlier SAVE, whose dump was replaced since);
             // without that proof, the reset is given its time.
-            let dump = dump_now.clone().unwrap_or_default();
-            let (seen, drops_then) = match &p.dump_change_seen {
-                Some((id, seen, drops)) if *id == dump => (*seen, *drops),
-                _ => {
-                    let first = (dump, Instant::now(), drops_before);
-                    let out = (first.1, first.2);
-                    p.dump_change_seen = Some(first);
-                    out
-                }
-            };
+            let (seen, drops_then) = p.first_seen(dump, drops_before);
             if p.aof.drops() > drops_then {
                 return Ok(Check::NewChain(ChainReason::Save));
             }
