@@ -63,7 +63,15 @@ impl Pinned {
     /// The AOF was replaced by the file `now_id`; `new_dump` is a dump other than the pinned one,
     /// if there is one. Why it was replaced is decided when the file is first seen: a dump
     /// written later belongs to a later SAVE, not to this replacement.
-    fn replaced_by(&mut self, now_id: String, new_dump: Option<String>) -> Check {
+    ///
+    /// `dump_after_aof`: the new dump was written after the new AOF was created (or the file
+    /// times cannot tell), so a SAVE may be resetting the new AOF.
+    fn replaced_by(
+        &mut self,
+        now_id: String,
+        new_dump: Option<String>,
+        dump_after_aof: bool,
+    ) -> Check {
         let why = match &self.replaced {
             Some((id, why)) if *id == now_id => *why,
             _ => {
@@ -76,14 +84,15 @@ impl Pinned {
                 why
             }
         };
-        let Some(dump) = new_dump else {
+        let Some(dump) = new_dump.filter(|_| dump_after_aof) else {
+            // No new dump, or this replacement's own: BGSAVE renames its dump in just before
+            // it creates the new AOF.
             return Check::NewChain(why);
         };
-        // The dump may be this replacement's own (BGSAVE renames it in just before the new AOF)
-        // or a later SAVE's, whose reset of the new file may still be pending (a rewrite, or a
-        // BGSAVE, then a SAVE before the chain could start). Either way the chain starts from
-        // the dump and the new file from its header — once a reset had its time, so that the
-        // file no longer holds what the dump holds.
+        // A dump written after the new AOF was created is a later SAVE's (a rewrite, or a
+        // BGSAVE, then a SAVE before the chain could start), and its reset of the new file may
+        // still be pending. The chain starts from that dump and the new file from its header —
+        // once the reset had its time, so that the file no longer holds what the dump holds.
         let drops = self.aof.drops();
         let (seen, _) = self.first_seen(dump, drops);
         if seen.elapsed() < RESET_GRACE {
@@ -167,7 +176,17 @@ impl Follower for KevyFollower {
         let dump_changed = dump_now.is_some() && dump_now != p.dump_id;
         let now_id = identity_of(&meta);
         if now_id != p.aof_id {
-            return Ok(p.replaced_by(now_id, dump_now.filter(|_| dump_changed)));
+            // Which came first, the new AOF or the new dump? (Unknown file times: assume the
+            // dump, and wait for its reset.)
+            let aof_born = meta.created().ok();
+            let dump_written = std::fs::metadata(&self.dump_path)
+                .and_then(|m| m.modified())
+                .ok();
+            let dump_after_aof = match (aof_born, dump_written) {
+                (Some(born), Some(written)) => written > born,
+                _ => true,
+            };
+            return Ok(p.replaced_by(now_id, dump_now.filter(|_| dump_changed), dump_after_aof));
         }
         let drops_before = p.aof.drops();
         let truncated = p.aof.truncated()?;
