@@ -8,139 +8,162 @@ use std::net::SocketAddr;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 
-use crate::ship::status::{Counters, SharedRef};
+use crate::ship::status::{Counters, ShardStatus, SharedRef};
 
 /// Renders every metric in the Prometheus text format.
 pub fn render(shared: &SharedRef) -> String {
     let mut out = String::new();
-    let c = &shared.counters;
-    let mut counter = |name: &str, help: &str, kind: &str, v: f64| {
+    write_totals(&mut out, &shared.counters);
+    write_shard_gauges(&mut out, &shared.snapshot());
+    out
+}
+
+/// One agent-wide metric: its name (after `aofvault_`), help text, Prometheus type and value.
+type Total = (&'static str, &'static str, &'static str, f64);
+
+/// The agent-wide counters and gauges, in the order they are rendered.
+fn totals(c: &Counters) -> [Total; 13] {
+    let get = |v: &std::sync::atomic::AtomicU64| Counters::get(v) as f64;
+    [
+        (
+            "shipped_bytes_total",
+            "AOF and base bytes stored in the repository.",
+            "counter",
+            get(&c.bytes_shipped),
+        ),
+        (
+            "shipped_objects_total",
+            "Segments stored.",
+            "counter",
+            get(&c.objects_shipped),
+        ),
+        (
+            "upload_retries_total",
+            "Transient failures retried.",
+            "counter",
+            get(&c.upload_retries),
+        ),
+        (
+            "errors_total",
+            "Permanent failures (a shard stopped).",
+            "counter",
+            get(&c.upload_errors),
+        ),
+        (
+            "upload_seconds_sum",
+            "Total time spent storing segments.",
+            "counter",
+            get(&c.upload_micros_total) / 1e6,
+        ),
+        (
+            "upload_seconds_count",
+            "Segments stored (latency denominator).",
+            "counter",
+            get(&c.uploads_total),
+        ),
+        (
+            "rewrites_triggered_total",
+            "BGREWRITEAOF sent by the agent.",
+            "counter",
+            get(&c.rewrites_triggered),
+        ),
+        (
+            "rewrites_failed_total",
+            "BGREWRITEAOF that failed.",
+            "counter",
+            get(&c.rewrites_failed),
+        ),
+        (
+            "recovery_rewrites_total",
+            "BGREWRITEAOF sent to recover a shard that could not go on from its files.",
+            "counter",
+            get(&c.recovery_rewrites),
+        ),
+        (
+            "torn_frames_total",
+            "Half-written commands left by a server crash, stepped over (recorded in the chain).",
+            "counter",
+            get(&c.torn_frames),
+        ),
+        (
+            "snapshots_published_total",
+            "Snapshot manifests published.",
+            "counter",
+            get(&c.snapshots_published),
+        ),
+        (
+            "last_snapshot_timestamp_seconds",
+            "When the last snapshot was published.",
+            "gauge",
+            get(&c.last_snapshot_ms) / 1e3,
+        ),
+        (
+            "drift_keys",
+            "Keys that differed at the last drift check.",
+            "gauge",
+            get(&c.drift_keys),
+        ),
+    ]
+}
+
+/// Writes the agent-wide counters and gauges, one `# HELP`/`# TYPE`/value block each.
+fn write_totals(out: &mut String, c: &Counters) {
+    for (name, help, kind, v) in totals(c) {
         let _ = writeln!(
             out,
             "# HELP aofvault_{name} {help}\n# TYPE aofvault_{name} {kind}\naofvault_{name} {v}"
         );
-    };
-    counter(
-        "shipped_bytes_total",
-        "AOF and base bytes stored in the repository.",
-        "counter",
-        Counters::get(&c.bytes_shipped) as f64,
-    );
-    counter(
-        "shipped_objects_total",
-        "Segments stored.",
-        "counter",
-        Counters::get(&c.objects_shipped) as f64,
-    );
-    counter(
-        "upload_retries_total",
-        "Transient failures retried.",
-        "counter",
-        Counters::get(&c.upload_retries) as f64,
-    );
-    counter(
-        "errors_total",
-        "Permanent failures (a shard stopped).",
-        "counter",
-        Counters::get(&c.upload_errors) as f64,
-    );
-    let uploads = Counters::get(&c.uploads_total);
-    counter(
-        "upload_seconds_sum",
-        "Total time spent storing segments.",
-        "counter",
-        Counters::get(&c.upload_micros_total) as f64 / 1e6,
-    );
-    counter(
-        "upload_seconds_count",
-        "Segments stored (latency denominator).",
-        "counter",
-        uploads as f64,
-    );
-    counter(
-        "rewrites_triggered_total",
-        "BGREWRITEAOF sent by the agent.",
-        "counter",
-        Counters::get(&c.rewrites_triggered) as f64,
-    );
-    counter(
-        "rewrites_failed_total",
-        "BGREWRITEAOF that failed.",
-        "counter",
-        Counters::get(&c.rewrites_failed) as f64,
-    );
-    counter(
-        "recovery_rewrites_total",
-        "BGREWRITEAOF sent to recover a shard that could not go on from its files.",
-        "counter",
-        Counters::get(&c.recovery_rewrites) as f64,
-    );
-    counter(
-        "torn_frames_total",
-        "Half-written commands left by a server crash, stepped over (recorded in the chain).",
-        "counter",
-        Counters::get(&c.torn_frames) as f64,
-    );
-    counter(
-        "snapshots_published_total",
-        "Snapshot manifests published.",
-        "counter",
-        Counters::get(&c.snapshots_published) as f64,
-    );
-    counter(
-        "last_snapshot_timestamp_seconds",
-        "When the last snapshot was published.",
-        "gauge",
-        Counters::get(&c.last_snapshot_ms) as f64 / 1e3,
-    );
-    counter(
-        "drift_keys",
-        "Keys that differed at the last drift check.",
-        "gauge",
-        Counters::get(&c.drift_keys) as f64,
-    );
-    let shards = shared.snapshot();
-    for (name, help, f) in [
-        (
-            "lag_bytes",
-            "Bytes on disk not yet in the repository.",
-            (|s: &crate::ship::status::ShardStatus| s.lag_bytes as f64) as fn(&_) -> f64,
-        ),
-        (
-            "lag_seconds",
-            "Age of the oldest byte not yet in the repository.",
-            |s| s.lag_seconds,
-        ),
-        (
-            "shipped_offset_bytes",
-            "Offset of the shard's stream stored so far.",
-            |s| s.shipped_offset as f64,
-        ),
-        (
-            "last_upload_timestamp_seconds",
-            "Last successful segment upload.",
-            |s| s.last_upload_ms.unwrap_or(0) as f64 / 1e3,
-        ),
-        (
-            "shard_up",
-            "1 while the shard is followed without a permanent error.",
-            |s| if s.state == "stopped" { 0.0 } else { 1.0 },
-        ),
-        (
-            "shard_recovering",
-            "1 while the shard waits for the server to rewrite its AOF (it ships nothing meanwhile).",
-            |s| if s.recovery.is_some() { 1.0 } else { 0.0 },
-        ),
-    ] {
+    }
+}
+
+/// One per-shard gauge: its name, help text and how to read it from a shard's status.
+type ShardGauge = (&'static str, &'static str, fn(&ShardStatus) -> f64);
+
+/// The per-shard gauges, in the order they are rendered.
+const SHARD_GAUGES: [ShardGauge; 6] = [
+    (
+        "lag_bytes",
+        "Bytes on disk not yet in the repository.",
+        |s| s.lag_bytes as f64,
+    ),
+    (
+        "lag_seconds",
+        "Age of the oldest byte not yet in the repository.",
+        |s| s.lag_seconds,
+    ),
+    (
+        "shipped_offset_bytes",
+        "Offset of the shard's stream stored so far.",
+        |s| s.shipped_offset as f64,
+    ),
+    (
+        "last_upload_timestamp_seconds",
+        "Last successful segment upload.",
+        |s| s.last_upload_ms.unwrap_or(0) as f64 / 1e3,
+    ),
+    (
+        "shard_up",
+        "1 while the shard is followed without a permanent error.",
+        |s| if s.state == "stopped" { 0.0 } else { 1.0 },
+    ),
+    (
+        "shard_recovering",
+        "1 while the shard waits for the server to rewrite its AOF (it ships nothing meanwhile).",
+        |s| if s.recovery.is_some() { 1.0 } else { 0.0 },
+    ),
+];
+
+/// Writes each per-shard gauge once, with one labelled value per shard.
+fn write_shard_gauges(out: &mut String, shards: &[ShardStatus]) {
+    for (name, help, f) in SHARD_GAUGES {
         let _ = writeln!(
             out,
             "# HELP aofvault_{name} {help}\n# TYPE aofvault_{name} gauge"
         );
-        for s in &shards {
+        for s in shards {
             let _ = writeln!(out, "aofvault_{name}{{shard=\"{}\"}} {}", s.shard, f(s));
         }
     }
-    out
 }
 
 /// Serves `/metrics` on `addr` until cancelled.

@@ -16,14 +16,9 @@ use std::time::{Duration, Instant};
 use aofvault_tests::keyspace::{self, Keyspace};
 use aofvault_tests::workload::{self, Rng};
 use aofvault_tests::{agent, KevyServer, RedisServer};
+use common::cli::{dump, env_num, kevy_sizes, redis_sizes, try_cmd, Cli};
 
-/// A number from the environment (the soak script scales the tests with these), or `default`.
-fn env_num(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
+mod common;
 
 /// A file repository, a state dir, and the commands that use them.
 struct Vault {
@@ -56,13 +51,6 @@ impl Vault {
         .to_vec()
     }
 
-    fn cmd(&self, args: &[&str]) -> agent::Output {
-        let mut all = self.global();
-        all.extend(args.iter().map(|s| s.to_string()));
-        let all: Vec<&str> = all.iter().map(String::as_str).collect();
-        agent::run(&all, &[]).unwrap()
-    }
-
     fn spawn(&self, args: &[&str]) -> agent::AgentProcess {
         let mut all = self.global();
         all.extend(args.iter().map(|s| s.to_string()));
@@ -73,38 +61,6 @@ impl Vault {
     fn run_agent(&self, source: &Path, server: &str) -> agent::AgentProcess {
         let dir = source.display().to_string();
         self.spawn(&["--source", &dir, "--server", server, "run"])
-    }
-
-    /// The end offset of every shard in a latest restore's plan (`None`: no snapshot yet).
-    fn plan_ends(&self) -> Option<Vec<u64>> {
-        let out = self.cmd(&["restore", "--dry-run", "--json", "--to-dir", "/nonexistent"]);
-        if !out.success() {
-            return None;
-        }
-        let plan = out.json().ok()?;
-        plan["plan"]["shards"]
-            .as_array()?
-            .iter()
-            .map(|s| s["end"].as_u64())
-            .collect()
-    }
-
-    /// Waits (≤ `limit`) until a latest restore reaches `sizes()` on every shard.
-    fn wait_shipped(&self, sizes: &dyn Fn() -> Vec<u64>, agent: &agent::AgentProcess) {
-        let deadline = Instant::now() + Duration::from_secs(120);
-        loop {
-            let ends = self.plan_ends();
-            let want = sizes();
-            if ends.as_ref() == Some(&want) {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "not shipped: plan ends {ends:?}, files {want:?}\nagent log:\n{}",
-                agent.logs()
-            );
-            std::thread::sleep(Duration::from_millis(300));
-        }
     }
 
     /// `aofvault verify` must find nothing (exit 0).
@@ -142,35 +98,12 @@ impl Vault {
     }
 }
 
-fn kevy_sizes(k: &KevyServer) -> Vec<u64> {
-    k.aof_paths()
-        .iter()
-        .map(|p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0))
-        .collect()
-}
-
-/// The logical stream length of a Redis ≥ 7 AOF: the incr files the manifest lists, summed.
-fn redis_sizes(r: &RedisServer) -> Vec<u64> {
-    let dir = r.dir().join("appendonlydir");
-    let manifest = std::fs::read_to_string(dir.join("appendonly.aof.manifest")).unwrap();
-    let total = manifest
-        .lines()
-        .filter(|l| l.ends_with("type i"))
-        .filter_map(|l| l.split(' ').nth(1))
-        .map(|name| std::fs::metadata(dir.join(name)).unwrap().len())
-        .sum();
-    vec![total]
-}
-
-fn dump(url: &str) -> Keyspace {
-    keyspace::dump(&mut aofvault_tests::connect(url).unwrap(), &[0]).unwrap()
-}
-
-/// Sends a command whose failure is fine (a rewrite already running, ...).
-fn try_cmd(url: &str, name: &str) -> bool {
-    match aofvault_tests::connect(url) {
-        Ok(mut c) => redis::cmd(name).query::<redis::Value>(&mut c).is_ok(),
-        Err(_) => false,
+impl Cli for Vault {
+    fn cmd(&self, args: &[&str]) -> agent::Output {
+        let mut all = self.global();
+        all.extend(args.iter().map(|s| s.to_string()));
+        let all: Vec<&str> = all.iter().map(String::as_str).collect();
+        agent::run(&all, &[]).unwrap()
     }
 }
 

@@ -19,13 +19,9 @@ use aofvault_tests::keyspace::{self, Keyspace};
 use aofvault_tests::proxy::{FaultProxy, Mode};
 use aofvault_tests::workload::{self, Rng};
 use aofvault_tests::{agent, shared_s3, KevyServer, RedisServer, S3Server};
+use common::cli::{dump, env_num, kevy_sizes, try_cmd, Cli};
 
-fn env_num(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
+mod common;
 
 /// A repository under its own prefix of the shared S3 server, a state dir, and a proxy in
 /// front of the store.
@@ -70,13 +66,6 @@ impl Vault {
         all
     }
 
-    /// Runs a command straight against the store (no faults).
-    fn cmd(&self, args: &[&str]) -> agent::Output {
-        let all = self.args(args);
-        let all: Vec<&str> = all.iter().map(String::as_str).collect();
-        agent::run(&all, &self.s3.env()).unwrap()
-    }
-
     /// Runs a command through the proxy.
     fn cmd_via_proxy(&self, args: &[&str]) -> agent::Output {
         let all = self.args(args);
@@ -98,42 +87,6 @@ impl Vault {
         let all = self.args(args);
         let all: Vec<&str> = all.iter().map(String::as_str).collect();
         agent::spawn(&all, &self.s3.env_via(&self.proxy.http_url())).unwrap()
-    }
-
-    /// `status --json` (the status file the daemon writes every second).
-    fn status(&self) -> serde_json::Value {
-        self.cmd(&["status", "--json"])
-            .json()
-            .unwrap_or(serde_json::Value::Null)
-    }
-
-    fn plan_ends(&self) -> Option<Vec<u64>> {
-        let out = self.cmd(&["restore", "--dry-run", "--json", "--to-dir", "/nonexistent"]);
-        if !out.success() {
-            return None;
-        }
-        out.json().ok()?["plan"]["shards"]
-            .as_array()?
-            .iter()
-            .map(|s| s["end"].as_u64())
-            .collect()
-    }
-
-    fn wait_shipped(&self, sizes: &dyn Fn() -> Vec<u64>, agent: &agent::AgentProcess) {
-        let deadline = Instant::now() + Duration::from_secs(120);
-        loop {
-            let ends = self.plan_ends();
-            let want = sizes();
-            if ends.as_ref() == Some(&want) {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "not shipped: plan ends {ends:?}, files {want:?}\nagent log:\n{}",
-                agent.logs()
-            );
-            std::thread::sleep(Duration::from_millis(500));
-        }
     }
 
     /// Reads every manifest straight from the store and checks that each object it names (the
@@ -178,21 +131,17 @@ impl Vault {
     }
 }
 
-fn kevy_sizes(k: &KevyServer) -> Vec<u64> {
-    k.aof_paths()
-        .iter()
-        .map(|p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0))
-        .collect()
-}
+impl Cli for Vault {
+    /// Runs a command straight against the store (no faults).
+    fn cmd(&self, args: &[&str]) -> agent::Output {
+        let all = self.args(args);
+        let all: Vec<&str> = all.iter().map(String::as_str).collect();
+        agent::run(&all, &self.s3.env()).unwrap()
+    }
 
-fn dump(url: &str) -> Keyspace {
-    keyspace::dump(&mut aofvault_tests::connect(url).unwrap(), &[0]).unwrap()
-}
-
-fn try_cmd(url: &str, name: &str) -> bool {
-    match aofvault_tests::connect(url) {
-        Ok(mut c) => redis::cmd(name).query::<redis::Value>(&mut c).is_ok(),
-        Err(_) => false,
+    /// Polls less often than the others: each look is a command against the S3 server.
+    fn poll(&self) -> Duration {
+        Duration::from_millis(500)
     }
 }
 

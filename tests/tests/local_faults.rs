@@ -15,6 +15,9 @@ use std::time::{Duration, Instant};
 
 use aofvault_tests::keyspace::{self, Keyspace};
 use aofvault_tests::{agent, workload, KevyServer, RedisServer};
+use common::cli::{dump, kevy_sizes, redis_sizes, Cli};
+
+mod common;
 
 /// A file repository, a state dir, and the commands that use them.
 struct Vault {
@@ -47,12 +50,6 @@ impl Vault {
         all
     }
 
-    fn cmd(&self, args: &[&str]) -> agent::Output {
-        let all = self.args(args);
-        let all: Vec<&str> = all.iter().map(String::as_str).collect();
-        agent::run(&all, &[]).unwrap()
-    }
-
     fn run_agent(&self, source: &Path, server: Option<&str>) -> agent::AgentProcess {
         let dir = source.display().to_string();
         let mut a = vec!["--source", &dir];
@@ -65,49 +62,6 @@ impl Vault {
         agent::spawn(&all, &[]).unwrap()
     }
 
-    fn status(&self) -> serde_json::Value {
-        self.cmd(&["status", "--json"])
-            .json()
-            .unwrap_or(serde_json::Value::Null)
-    }
-
-    fn plan_ends(&self) -> Option<Vec<u64>> {
-        let out = self.cmd(&["restore", "--dry-run", "--json", "--to-dir", "/nonexistent"]);
-        if !out.success() {
-            return None;
-        }
-        out.json().ok()?["plan"]["shards"]
-            .as_array()?
-            .iter()
-            .map(|s| s["end"].as_u64())
-            .collect()
-    }
-
-    /// Waits until the latest restore's plan satisfies `done(ends)`.
-    fn wait_plan(&self, what: &str, done: &dyn Fn(&[u64]) -> bool, logs: &dyn Fn() -> String) {
-        let deadline = Instant::now() + Duration::from_secs(90);
-        loop {
-            let ends = self.plan_ends();
-            if ends.as_deref().is_some_and(done) {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{what}: plan ends {ends:?}\nagent log:\n{}",
-                logs()
-            );
-            std::thread::sleep(Duration::from_millis(300));
-        }
-    }
-
-    fn wait_shipped(&self, sizes: &dyn Fn() -> Vec<u64>, a: &agent::AgentProcess) {
-        self.wait_plan(
-            &format!("not shipped (files {:?})", sizes()),
-            &|ends| ends == sizes().as_slice(),
-            &|| a.logs(),
-        );
-    }
-
     fn restore_kevy(&self, name: &str, shards: u32) -> Keyspace {
         let to = self.path(name);
         self.cmd(&["restore", "--to-dir", &to.display().to_string()])
@@ -118,27 +72,12 @@ impl Vault {
     }
 }
 
-fn kevy_sizes(k: &KevyServer) -> Vec<u64> {
-    k.aof_paths()
-        .iter()
-        .map(|p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0))
-        .collect()
-}
-
-fn redis_sizes(r: &RedisServer) -> Vec<u64> {
-    let dir = r.dir().join("appendonlydir");
-    let manifest = std::fs::read_to_string(dir.join("appendonly.aof.manifest")).unwrap();
-    let total = manifest
-        .lines()
-        .filter(|l| l.ends_with("type i"))
-        .filter_map(|l| l.split(' ').nth(1))
-        .map(|name| std::fs::metadata(dir.join(name)).unwrap().len())
-        .sum();
-    vec![total]
-}
-
-fn dump(url: &str) -> Keyspace {
-    keyspace::dump(&mut aofvault_tests::connect(url).unwrap(), &[0]).unwrap()
+impl Cli for Vault {
+    fn cmd(&self, args: &[&str]) -> agent::Output {
+        let all = self.args(args);
+        let all: Vec<&str> = all.iter().map(String::as_str).collect();
+        agent::run(&all, &[]).unwrap()
+    }
 }
 
 fn is_root() -> bool {

@@ -11,6 +11,9 @@ use std::time::{Duration, Instant};
 
 use aofvault_tests::keyspace::{self, Keyspace};
 use aofvault_tests::{agent, KevyServer, RedisServer};
+use common::cli::{dump, Cli};
+
+mod common;
 
 struct Vault {
     tmp: tempfile::TempDir,
@@ -37,12 +40,6 @@ impl Vault {
         all
     }
 
-    fn cmd(&self, args: &[&str]) -> agent::Output {
-        let all = self.args(args);
-        let all: Vec<&str> = all.iter().map(String::as_str).collect();
-        agent::run(&all, &[]).unwrap()
-    }
-
     fn run_agent(&self, source: &Path, server: Option<&str>) -> agent::AgentProcess {
         let dir = source.display().to_string();
         let mut a = vec!["--source", &dir];
@@ -54,33 +51,13 @@ impl Vault {
         let all: Vec<&str> = all.iter().map(String::as_str).collect();
         agent::spawn(&all, &[]).unwrap()
     }
+}
 
-    fn status(&self) -> serde_json::Value {
-        self.cmd(&["status", "--json"])
-            .json()
-            .unwrap_or(serde_json::Value::Null)
-    }
-
-    /// Waits until `done(status)` holds.
-    fn wait_status(
-        &self,
-        what: &str,
-        done: &dyn Fn(&serde_json::Value) -> bool,
-        logs: &dyn Fn() -> String,
-    ) {
-        let deadline = Instant::now() + Duration::from_secs(90);
-        loop {
-            let st = self.status();
-            if done(&st) {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{what}: {st}\nagent log:\n{}",
-                logs()
-            );
-            std::thread::sleep(Duration::from_millis(300));
-        }
+impl Cli for Vault {
+    fn cmd(&self, args: &[&str]) -> agent::Output {
+        let all = self.args(args);
+        let all: Vec<&str> = all.iter().map(String::as_str).collect();
+        agent::run(&all, &[]).unwrap()
     }
 }
 
@@ -90,10 +67,6 @@ fn cmd(args: &[&str]) -> Vec<u8> {
         out.extend_from_slice(format!("${}\r\n{a}\r\n", a.len()).as_bytes());
     }
     out
-}
-
-fn dump(url: &str) -> Keyspace {
-    keyspace::dump(&mut aofvault_tests::connect(url).unwrap(), &[0]).unwrap()
 }
 
 fn shard_ships_all(st: &serde_json::Value, len: u64) -> bool {

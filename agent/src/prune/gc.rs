@@ -116,7 +116,7 @@ pub fn inventory(instance: &str, listing: &[Listed]) -> Inventory {
             continue;
         }
         // Only names the keys module itself would build (e.g. the shard's zero padding).
-        if l.key != format!("{}{name}", keys::chain_dir(instance, ShardId(shard), chain)) {
+        if l.key != keys::chain_object(instance, ShardId(shard), chain, name) {
             continue;
         }
         inv.entry((shard, chain.to_string()))
@@ -250,7 +250,7 @@ mod tests {
 
     fn obj(shard: u32, chain: &str, name: &str, age_ms: i64) -> Listed {
         Listed {
-            key: format!("{}{name}", keys::chain_dir("db", ShardId(shard), chain)),
+            key: keys::chain_object("db", ShardId(shard), chain, name),
             size: 100,
             last_modified_ms: NOW - age_ms,
         }

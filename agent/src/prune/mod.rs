@@ -7,7 +7,10 @@
 //! - [`shards`]: which shards the server no longer has (a kevy shard-count shrink), whose
 //!   chains are then nobody's open chain.
 //! - [`report`]: the text and JSON output.
-//! - here: reading the repository, ordering the deletions, carrying them out.
+//! - [`read`]: which listed keys are manifests, and reading them.
+//! - [`decide`]: the policy plus the rules around it, over the readable manifests.
+//! - [`delete`]: carrying deletions out, a few at a time.
+//! - here: the order of work, step by step.
 //!
 //! # Order of work
 //!
@@ -42,8 +45,11 @@
 //! A *reader* (restore, verify) of a snapshot the policy drops may find its objects gone; that
 //! is the cost of retention, and the reader reports the missing object by name.
 
+mod decide;
+mod delete;
 pub mod gc;
 pub mod policy;
+mod read;
 pub mod report;
 pub mod shards;
 
@@ -51,8 +57,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 
 use aofvault_config::Config;
-use aofvault_formats::vault::SnapshotManifest;
-use futures::StreamExt;
 
 pub use gc::{inventory, plan, ChainFolder, ChainPlan, Fate, Inventory};
 pub use policy::{select, Policy};
@@ -60,6 +64,9 @@ pub use report::{Deletion, Report, SnapshotFate, SnapshotLine, Summary};
 
 use crate::cli::PruneArgs;
 use crate::repo::{keys, Listed, Repo, RepoError};
+use decide::{chains_of, decide};
+use delete::{delete_all, delete_chain};
+use read::{read_manifests, snapshot_objects, Manifests};
 
 /// Keep reason: the newest snapshot whose every object exists (when the newest does not).
 pub const NEWEST_RESTORABLE: &str = "newest restorable";
@@ -171,286 +178,200 @@ pub async fn prune(
         );
         return Ok(report);
     }
-    let prefix = keys::instance_prefix(instance);
-    let listing = repo
-        .list(&prefix)
-        .await
-        .map_err(|source| PruneError::List { prefix, source })?;
-    if listing.is_empty() {
-        report.note = Some(format!(
-            "instance {instance} has nothing in {}: is [repository] instance right?",
-            repo.url()
-        ));
-        return Ok(report);
-    }
-    let listed = snapshot_objects(instance, &listing);
-    let (manifests, unreadable) =
-        read_manifests(repo, instance, listed.keys().cloned().collect()).await?;
-    let inv = gc::inventory(instance, &listing);
-    let mut decision = decide(&manifests, &listed, &inv, policy, now_ms, grace_ms);
-    for (id, why) in &unreadable {
-        decision.lines.push(SnapshotLine {
-            id: id.clone(),
-            created_ms: None,
-            fate: SnapshotFate::Unreadable,
-            reasons: Vec::new(),
-        });
-        report.warnings.push(format!(
-            "{} is unreadable ({why}); chains are not collected until it is repaired or removed (run `aofvault verify`)",
-            keys::snapshot(instance, id)
-        ));
-    }
-    report.snapshots = decision.lines;
-    let mut needed = decision.needed;
-
-    // Manifests first: afterwards no manifest names anything that is about to go.
-    let doomed: Vec<(Listed, String)> = decision
-        .delete
-        .iter()
-        .filter_map(|id| listed.get(id))
-        .map(|l| (l.clone(), DROPPED.to_string()))
-        .collect();
-    let done = delete_all(repo, doomed, dry_run).await;
-    for d in done.iter().filter(|d| d.error.is_some()) {
-        // Still there, so it stays, and so do its chains.
-        let Some(line) = report
-            .snapshots
-            .iter_mut()
-            .find(|l| keys::snapshot(instance, &l.id) == d.key)
-        else {
-            continue;
-        };
-        line.fate = SnapshotFate::Keep;
-        line.reasons = vec![DELETE_FAILED];
-        needed.extend(manifests.get(&line.id).into_iter().flat_map(chains_of));
-    }
-    report.deletions.extend(done);
-    if !unreadable.is_empty() {
-        report.summarize();
-        return Ok(report);
-    }
-
-    // A manifest published meanwhile names chains the first listing may call orphans.
-    let prefix = keys::snapshots_prefix(instance);
-    let again = repo
-        .list(&prefix)
-        .await
-        .map_err(|source| PruneError::List { prefix, source })?;
-    let new_ids = snapshot_objects(instance, &again)
-        .into_keys()
-        .filter(|id| !listed.contains_key(id))
-        .collect();
-    let (late, late_unreadable) = read_manifests(repo, instance, new_ids).await?;
-    for m in late.values() {
-        needed.extend(chains_of(m));
-        report.snapshots.push(SnapshotLine {
-            id: m.id.clone(),
-            created_ms: Some(m.created_ms),
-            fate: SnapshotFate::Keep,
-            reasons: vec![PUBLISHED_MEANWHILE],
-        });
-    }
-    if let Some((id, why)) = late_unreadable.first() {
-        report.warnings.push(format!(
-            "{} appeared during prune and is unreadable ({why}); chains are not collected this time",
-            keys::snapshot(instance, id)
-        ));
-        report.summarize();
-        return Ok(report);
-    }
-
-    // The layout of the newest manifest still stored: which shards the server has.
-    let stored = snapshot_objects(instance, &again);
-    let current = shards::current_layout(
-        manifests
-            .values()
-            .chain(late.values())
-            .filter_map(|m| stored.get(&m.id).map(|l| (m, l.last_modified_ms))),
-    );
-    let removed = current.map_or_else(BTreeSet::new, |c| shards::removed(&inv, &c));
-    report.chains = gc::plan(&inv, &needed, &removed, now_ms, grace_ms);
-    for p in report.chains.iter().filter(|p| p.fate == Fate::Delete) {
-        report
-            .deletions
-            .extend(delete_chain(repo, p, dry_run).await);
-    }
-    report.summarize();
+    let pass = Pass {
+        repo,
+        instance,
+        dry_run,
+        now_ms,
+        grace_ms,
+    };
+    pass.run(policy, &mut report).await?;
     Ok(report)
 }
 
-/// What happens to each readable snapshot, and what that leaves needed.
-#[derive(Debug, Default)]
-struct Decision {
-    /// Newest first.
-    lines: Vec<SnapshotLine>,
-    /// Ids whose manifests go.
-    delete: Vec<String>,
-    /// (shard, chain) named by the snapshots that stay.
-    needed: BTreeSet<(u32, String)>,
-}
-
-/// The policy, plus the two rules around it: the newest restorable snapshot stays, and a
-/// dropped manifest younger than the grace (by its own time or the store's) is spared.
-fn decide(
-    manifests: &Manifests,
-    listed: &BTreeMap<String, Listed>,
-    inv: &Inventory,
-    policy: &Policy,
+/// The fixed inputs of one prune, and its steps in order.
+struct Pass<'a> {
+    repo: &'a Repo,
+    instance: &'a str,
+    dry_run: bool,
     now_ms: i64,
     grace_ms: i64,
-) -> Decision {
-    let times: Vec<(String, i64)> = manifests
-        .values()
-        .map(|m| (m.id.clone(), m.created_ms))
-        .collect();
-    let mut selection = policy::select(&times, policy, now_ms);
-    if let Some((_, reasons)) = selection
-        .iter_mut()
-        .find(|(id, _)| manifests.get(id).is_some_and(|m| restorable(m, inv)))
-    {
-        if reasons.is_empty() {
-            reasons.push(NEWEST_RESTORABLE);
+}
+
+/// The snapshots the first listing found: the listed manifest objects by id, and those read.
+struct Seen {
+    listed: BTreeMap<String, Listed>,
+    manifests: Manifests,
+}
+
+impl Pass<'_> {
+    /// Steps 1–5 of the order of work (see the module doc), filling `report`.
+    async fn run(&self, policy: &Policy, report: &mut Report) -> Result<(), PruneError> {
+        let prefix = keys::instance_prefix(self.instance);
+        let listing = self
+            .repo
+            .list(&prefix)
+            .await
+            .map_err(|source| PruneError::List { prefix, source })?;
+        if listing.is_empty() {
+            report.note = Some(format!(
+                "instance {} has nothing in {}: is [repository] instance right?",
+                self.instance,
+                self.repo.url()
+            ));
+            return Ok(());
         }
-    }
-    let young_after = now_ms.saturating_sub(grace_ms);
-    let mut d = Decision::default();
-    for (id, reasons) in selection {
-        let Some(m) = manifests.get(&id) else {
-            continue;
+        let listed = snapshot_objects(self.instance, &listing);
+        let (manifests, unreadable) =
+            read_manifests(self.repo, self.instance, listed.keys().cloned().collect()).await?;
+        let seen = Seen { listed, manifests };
+        let inv = gc::inventory(self.instance, &listing);
+        let decision = decide(
+            &seen.manifests,
+            &seen.listed,
+            &inv,
+            policy,
+            self.now_ms,
+            self.grace_ms,
+        );
+        self.record_decision(decision.lines, &unreadable, report);
+        let mut needed = decision.needed;
+        self.delete_manifests(&decision.delete, &seen, report, &mut needed)
+            .await;
+        if !unreadable.is_empty() {
+            report.summarize();
+            return Ok(());
+        }
+        let Some((late, stored)) = self.published_meanwhile(&seen, report, &mut needed).await?
+        else {
+            report.summarize();
+            return Ok(());
         };
-        let stored_ms = listed.get(&id).map_or(i64::MIN, |l| l.last_modified_ms);
-        let (fate, reasons) = if !reasons.is_empty() {
-            (SnapshotFate::Keep, reasons)
-        } else if m.created_ms > young_after || stored_ms > young_after {
-            (SnapshotFate::Spare, vec![SPARED])
-        } else {
-            (SnapshotFate::Delete, Vec::new())
-        };
-        if fate == SnapshotFate::Delete {
-            d.delete.push(id.clone());
-        } else {
-            d.needed.extend(chains_of(m));
-        }
-        d.lines.push(SnapshotLine {
-            id,
-            created_ms: Some(m.created_ms),
-            fate,
-            reasons,
-        });
+        self.delete_chains(&seen, &late, &stored, &inv, &needed, report)
+            .await;
+        report.summarize();
+        Ok(())
     }
-    d
-}
 
-/// Deletes one chain folder: its `chain.json` alone first (from then on every reader sees an
-/// abandoned start), then the rest; if the head cannot be deleted, nothing else is tried.
-async fn delete_chain(repo: &Repo, p: &ChainPlan, dry_run: bool) -> Vec<Deletion> {
-    let reason = format!("{} (shard {}, chain {})", p.reason, p.shard, p.chain);
-    let mut objects = p.delete_order.iter();
-    let mut out = Vec::new();
-    if let Some(first) = objects.next() {
-        out = delete_all(repo, vec![(first.clone(), reason.clone())], dry_run).await;
-        if out.iter().any(|d| d.error.is_some()) {
-            return out;
+    /// Puts the decided snapshot lines in the report, then a line and a warning per unreadable
+    /// manifest.
+    fn record_decision(
+        &self,
+        mut lines: Vec<SnapshotLine>,
+        unreadable: &[(String, String)],
+        report: &mut Report,
+    ) {
+        for (id, why) in unreadable {
+            lines.push(SnapshotLine {
+                id: id.clone(),
+                created_ms: None,
+                fate: SnapshotFate::Unreadable,
+                reasons: Vec::new(),
+            });
+            report.warnings.push(format!(
+                "{} is unreadable ({why}); chains are not collected until it is repaired or removed (run `aofvault verify`)",
+                keys::snapshot(self.instance, id)
+            ));
         }
+        report.snapshots = lines;
     }
-    let rest = objects.map(|o| (o.clone(), reason.clone())).collect();
-    out.extend(delete_all(repo, rest, dry_run).await);
-    out
-}
 
-/// Snapshot manifests in a listing, by id (only keys exactly as [`keys::snapshot`] builds them).
-fn snapshot_objects(instance: &str, listing: &[Listed]) -> BTreeMap<String, Listed> {
-    let prefix = keys::snapshots_prefix(instance);
-    listing
-        .iter()
-        .filter_map(|l| {
-            let id = l.key.strip_prefix(&prefix)?.strip_suffix(".json")?;
-            (!id.is_empty() && !id.contains('/') && keys::snapshot(instance, id) == l.key)
-                .then(|| (id.to_string(), l.clone()))
-        })
-        .collect()
-}
-
-type Manifests = BTreeMap<String, SnapshotManifest>;
-
-/// Reads manifests, a few at a time. Vanished ones (another prune) are skipped; unparsable ones
-/// are returned apart with the reason; any other failure (unreachable store) stops the prune.
-async fn read_manifests(
-    repo: &Repo,
-    instance: &str,
-    ids: Vec<String>,
-) -> Result<(Manifests, Vec<(String, String)>), PruneError> {
-    let results: Vec<(String, Result<SnapshotManifest, RepoError>)> = futures::stream::iter(ids)
-        .map(|id| async move {
-            let r = repo.snapshot(instance, &id).await;
-            (id, r)
-        })
-        .buffer_unordered(PARALLEL)
-        .collect()
-        .await;
-    let mut ok = Manifests::new();
-    let mut bad = Vec::new();
-    for (id, r) in results {
-        match r {
-            Ok(m) if m.id == id && m.instance == instance => {
-                ok.insert(id, m);
-            }
-            Ok(m) => bad.push((
-                id,
-                format!("it says it is snapshot {} of instance {}", m.id, m.instance),
-            )),
-            Err(RepoError::NotFound { .. }) => {}
-            Err(RepoError::Corrupt { reason, .. }) => bad.push((id, reason)),
-            Err(RepoError::Format { source, .. }) => bad.push((id, source.to_string())),
-            Err(source) => {
-                return Err(PruneError::Manifest {
-                    key: keys::snapshot(instance, &id),
-                    source,
-                })
-            }
-        }
-    }
-    bad.sort();
-    Ok((ok, bad))
-}
-
-/// The (shard, chain) pairs a manifest names.
-fn chains_of(m: &SnapshotManifest) -> impl Iterator<Item = (u32, String)> + '_ {
-    m.shards.iter().map(|c| (c.shard, c.chain.clone()))
-}
-
-/// Whether every object the manifest names is in the listing.
-fn restorable(m: &SnapshotManifest, inv: &Inventory) -> bool {
-    m.shards.iter().all(|cut| {
-        inv.get(&(cut.shard, cut.chain.clone()))
-            .is_some_and(|folder| {
-                folder.head().is_some()
-                    && cut.base.iter().all(|b| folder.has(&b.object))
-                    && cut.segments.iter().all(|s| folder.has(&s.object))
-            })
-    })
-}
-
-/// Deletes `objects` (nothing with `dry_run`), a few at a time, and reports each.
-async fn delete_all(repo: &Repo, objects: Vec<(Listed, String)>, dry_run: bool) -> Vec<Deletion> {
-    futures::stream::iter(objects)
-        .map(|(obj, reason)| async move {
-            let result = if dry_run {
-                Ok(())
-            } else {
-                repo.delete(&obj.key).await
+    /// Deletes the manifests the decision drops. Manifests first: afterwards no manifest names
+    /// anything that is about to go. One whose deletion failed is still there, so it stays, and
+    /// so do its chains.
+    async fn delete_manifests(
+        &self,
+        ids: &[String],
+        seen: &Seen,
+        report: &mut Report,
+        needed: &mut BTreeSet<(u32, String)>,
+    ) {
+        let doomed: Vec<(Listed, String)> = ids
+            .iter()
+            .filter_map(|id| seen.listed.get(id))
+            .map(|l| (l.clone(), DROPPED.to_string()))
+            .collect();
+        let done = delete_all(self.repo, doomed, self.dry_run).await;
+        for d in done.iter().filter(|d| d.error.is_some()) {
+            let Some(line) = report
+                .snapshots
+                .iter_mut()
+                .find(|l| keys::snapshot(self.instance, &l.id) == d.key)
+            else {
+                continue;
             };
-            Deletion {
-                deleted: !dry_run && result.is_ok(),
-                error: result.err().map(|e| e.to_string()),
-                key: obj.key,
-                size: obj.size,
-                reason,
-            }
-        })
-        .buffered(PARALLEL)
-        .collect()
-        .await
+            line.fate = SnapshotFate::Keep;
+            line.reasons = vec![DELETE_FAILED];
+            needed.extend(seen.manifests.get(&line.id).into_iter().flat_map(chains_of));
+        }
+        report.deletions.extend(done);
+    }
+
+    /// Lists the snapshot folder again: a manifest published meanwhile names chains the first
+    /// listing may call orphans, so they become needed. Returns the late manifests and the
+    /// second listing's manifest objects, or `None` when a late one is unreadable (chains are
+    /// then not collected this time).
+    async fn published_meanwhile(
+        &self,
+        seen: &Seen,
+        report: &mut Report,
+        needed: &mut BTreeSet<(u32, String)>,
+    ) -> Result<Option<(Manifests, BTreeMap<String, Listed>)>, PruneError> {
+        let prefix = keys::snapshots_prefix(self.instance);
+        let again = self
+            .repo
+            .list(&prefix)
+            .await
+            .map_err(|source| PruneError::List { prefix, source })?;
+        let new_ids = snapshot_objects(self.instance, &again)
+            .into_keys()
+            .filter(|id| !seen.listed.contains_key(id))
+            .collect();
+        let (late, late_unreadable) = read_manifests(self.repo, self.instance, new_ids).await?;
+        for m in late.values() {
+            needed.extend(chains_of(m));
+            report.snapshots.push(SnapshotLine {
+                id: m.id.clone(),
+                created_ms: Some(m.created_ms),
+                fate: SnapshotFate::Keep,
+                reasons: vec![PUBLISHED_MEANWHILE],
+            });
+        }
+        if let Some((id, why)) = late_unreadable.first() {
+            report.warnings.push(format!(
+                "{} appeared during prune and is unreadable ({why}); chains are not collected this time",
+                keys::snapshot(self.instance, id)
+            ));
+            return Ok(None);
+        }
+        Ok(Some((late, snapshot_objects(self.instance, &again))))
+    }
+
+    /// Plans the chain folders against what is needed and the shards the server still has (the
+    /// layout of the newest manifest still stored), and deletes those that go.
+    async fn delete_chains(
+        &self,
+        seen: &Seen,
+        late: &Manifests,
+        stored: &BTreeMap<String, Listed>,
+        inv: &Inventory,
+        needed: &BTreeSet<(u32, String)>,
+        report: &mut Report,
+    ) {
+        let current = shards::current_layout(
+            seen.manifests
+                .values()
+                .chain(late.values())
+                .filter_map(|m| stored.get(&m.id).map(|l| (m, l.last_modified_ms))),
+        );
+        let removed = current.map_or_else(BTreeSet::new, |c| shards::removed(inv, &c));
+        report.chains = gc::plan(inv, needed, &removed, self.now_ms, self.grace_ms);
+        for p in report.chains.iter().filter(|p| p.fate == Fate::Delete) {
+            report
+                .deletions
+                .extend(delete_chain(self.repo, p, self.dry_run).await);
+        }
+    }
 }
 
 #[cfg(test)]

@@ -83,7 +83,7 @@ mod tests {
 
     fn obj(shard: u32, chain: &str, name: &str, ms: i64) -> Listed {
         Listed {
-            key: format!("{}{name}", keys::chain_dir("db", ShardId(shard), chain)),
+            key: keys::chain_object("db", ShardId(shard), chain, name),
             size: 1,
             last_modified_ms: ms,
         }

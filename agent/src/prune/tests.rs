@@ -37,9 +37,12 @@ async fn chain(
     segs: u64,
 ) -> (ChainHead, Vec<aofvault_formats::vault::SegmentRef>) {
     let dir = keys::chain_dir(INSTANCE, ShardId(0), id);
-    repo.put_new(&format!("{dir}base-0.raw"), Bytes::from_static(b"base"))
-        .await
-        .unwrap();
+    repo.put_new(
+        &keys::object(&dir, "base-0.raw"),
+        Bytes::from_static(b"base"),
+    )
+    .await
+    .unwrap();
     let head = ChainHead {
         format_version: FORMAT_VERSION,
         instance: INSTANCE.into(),
@@ -317,9 +320,12 @@ async fn without_rules_nothing_is_read_or_deleted() {
 /// returns its cut up to that segment.
 async fn kevy_chain(repo: &Repo, shard: u32, id: &str, shards: u32) -> ShardCut {
     let dir = keys::chain_dir(INSTANCE, ShardId(shard), id);
-    repo.put_new(&format!("{dir}base-0.raw"), Bytes::from_static(b"base"))
-        .await
-        .unwrap();
+    repo.put_new(
+        &keys::object(&dir, "base-0.raw"),
+        Bytes::from_static(b"base"),
+    )
+    .await
+    .unwrap();
     let base = vec![BasePart {
         format: BaseFormat::KevySnap,
         object: "base-0.raw".into(),

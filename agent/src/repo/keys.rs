@@ -122,7 +122,25 @@ pub fn chain_dir(instance: &str, shard: ShardId, chain: &str) -> String {
 }
 
 pub fn chain_head(instance: &str, shard: ShardId, chain: &str) -> String {
-    format!("{}chain.json", chain_dir(instance, shard, chain))
+    object(&chain_dir(instance, shard, chain), "chain.json")
+}
+
+/// The full key of `name` in the folder `dir`: a chain folder (from [`chain_dir`]) and a name
+/// relative to it (`chain.json`, [`base_object`], [`segment_object`], [`torn_object`]), or the
+/// repository's prefix and a key.
+pub fn object(dir: &str, name: &str) -> String {
+    format!("{dir}{name}")
+}
+
+/// The full key of `name` (relative to the chain folder) in one chain's folder.
+pub fn chain_object(instance: &str, shard: ShardId, chain: &str, name: &str) -> String {
+    object(&chain_dir(instance, shard, chain), name)
+}
+
+/// The name a report gives the missing range `start..end` of the chain folder `dir`: the
+/// segment name's offset part, for a segment that was never stored.
+pub fn gap(dir: &str, start: u64, end: u64) -> String {
+    format!("{dir}seg-{start:016x}-{end:016x}")
 }
 
 /// Relative name (inside the chain folder) of base part `n`.

@@ -38,7 +38,8 @@ use aofvault_formats::json::rfc3339_ms;
 
 use crate::cli::{RestoreArgs, TargetFormat};
 use crate::exit::{self, Failure};
-use crate::repo::plan::{self, Selection};
+use crate::repo::plan::{self, Plan, Selection};
+use crate::repo::Repo;
 use translate::Kind;
 
 /// The selection the arguments ask for.
@@ -59,83 +60,14 @@ async fn restore(cfg: &Config, args: &RestoreArgs) -> anyhow::Result<u8> {
         deadline: args.retry_deadline.unwrap_or(cfg.restore.retry_deadline),
     };
     let sel = &selection(args.snapshot.as_deref(), args.at.as_deref())?;
-    // Planning only reads: when the store fails on the way, it is planned again from the start.
-    let (repo, plan) = retry
-        .reads(
-            "reading the repository to plan the restore",
-            move || async move {
-                let repo = crate::context::open_for_reading(cfg).await?;
-                let instance = crate::context::pick_instance(cfg, &repo).await?;
-                let plan = plan::plan(&repo, &instance, sel.clone()).await?;
-                anyhow::Ok((repo, plan))
-            },
-        )
-        .await?;
-    let source = if plan.layout.is_kevy() {
-        Kind::Kevy
-    } else {
-        Kind::Redis
-    };
+    let (repo, plan) = plan_with_retries(cfg, sel, &retry).await?;
     let mut stdout = std::io::stdout().lock();
     if args.dry_run {
-        if args.json {
-            let doc = serde_json::json!({
-                "plan": plan, "objects": plan.objects(), "total_bytes": plan.total_bytes(),
-                "covers_until_ms": plan.covers_until_ms(), "covers_until": rfc3339_ms(plan.covers_until_ms()),
-            });
-            serde_json::to_writer_pretty(&mut stdout, &doc)?;
-            use std::io::Write;
-            writeln!(stdout)?;
-        } else {
-            dry_run::describe(&plan, &mut stdout)?;
-        }
+        print_plan(&plan, args.json, &mut stdout)?;
         return Ok(exit::OK);
     }
     if let Some(dir) = &args.to_dir {
-        let target = match args.format {
-            Some(TargetFormat::Kevy) => Kind::Kevy,
-            Some(TargetFormat::Redis) => Kind::Redis,
-            None => source,
-        };
-        let shards = args.shards.unwrap_or(if source == Kind::Kevy {
-            plan.layout.shards()
-        } else {
-            1
-        });
-        if let to_dir::Prepared::NotEmpty(names) = to_dir::prepare(dir)? {
-            if !args.force {
-                let shown: Vec<&str> = names.iter().take(5).map(String::as_str).collect();
-                eprintln!(
-                    "aofvault: {} is not empty ({}{}): restore refused; --force moves its contents aside",
-                    dir.display(),
-                    shown.join(", "),
-                    if names.len() > 5 { ", …" } else { "" }
-                );
-                return Ok(exit::TARGET_NOT_EMPTY);
-            }
-        }
-        let opts = to_dir::DirOptions {
-            target,
-            shards,
-            force: args.force,
-        };
-        let written = to_dir::restore_with(&repo, &plan, dir, opts, &retry).await?;
-        let summary = serde_json::json!({
-            "instance": plan.instance, "snapshot": plan.snapshot, "dir": dir, "format": target,
-            "files": written, "bytes": plan.total_bytes(), "covers_until": rfc3339_ms(plan.covers_until_ms()),
-        });
-        print_result(&mut stdout, args.json, &summary, || {
-            format!(
-                "restored instance {} (snapshot {}, up to {}) into {}: {} file(s) in {} layout",
-                plan.instance,
-                plan.snapshot,
-                rfc3339_ms(plan.covers_until_ms()),
-                dir.display(),
-                written.len(),
-                target
-            )
-        })?;
-        return Ok(exit::OK);
+        return restore_to_dir(&repo, &plan, dir, args, &retry, &mut stdout).await;
     }
     let Some(url) = &args.to else {
         return Err(anyhow::anyhow!("give --to-dir DIR or --to URL").context(Failure::Usage));
@@ -153,49 +85,155 @@ async fn restore(cfg: &Config, args: &RestoreArgs) -> anyhow::Result<u8> {
             );
             Ok(exit::TARGET_NOT_EMPTY)
         }
-        live::Outcome::Done(report) => {
-            if let Some(reason) = report.lossy_reason {
-                eprintln!(
-                    "aofvault: warning: {} command(s) could not be fully translated: {reason}",
-                    report.lossy
-                );
-            }
-            let summary = serde_json::json!({
-                "instance": plan.instance, "snapshot": plan.snapshot, "target": live::shown(url),
-                "covers_until": rfc3339_ms(plan.covers_until_ms()), "report": report,
-            });
-            print_result(&mut stdout, args.json, &summary, || {
-                let keys: Vec<String> = report
-                    .keyspace
-                    .iter()
-                    .map(|(db, n)| format!("{db}={n}"))
-                    .collect();
-                format!(
-                    "replayed instance {} (snapshot {}, up to {}) into {} ({}): {} commands in {:.1}s, {} error replies; keys now: {}",
-                    plan.instance,
-                    plan.snapshot,
-                    rfc3339_ms(plan.covers_until_ms()),
-                    live::shown(url),
-                    report.target_kind.map_or("?".into(), |k| k.to_string()),
-                    report.commands,
-                    report.seconds,
-                    report.errors,
-                    if keys.is_empty() { "none".into() } else { keys.join(" ") }
-                )
-            })?;
-            if report.errors > 0 {
-                eprintln!(
-                    "aofvault: the target answered {} command(s) with an error; the first ones:",
-                    report.errors
-                );
-                for e in &report.first_errors {
-                    eprintln!("  {e}");
-                }
-                return Ok(exit::ERROR);
-            }
-            Ok(exit::OK)
+        live::Outcome::Done(report) => report_replay(&plan, url, args.json, &report, &mut stdout),
+    }
+}
+
+/// Opens the repository, picks the instance and plans the restore. Planning only reads: when
+/// the store fails on the way, it is planned again from the start.
+async fn plan_with_retries(
+    cfg: &Config,
+    sel: &Selection,
+    retry: &retry::Retry,
+) -> anyhow::Result<(Repo, Plan)> {
+    retry
+        .reads(
+            "reading the repository to plan the restore",
+            move || async move {
+                let repo = crate::context::open_for_reading(cfg).await?;
+                let instance = crate::context::pick_instance(cfg, &repo).await?;
+                let plan = plan::plan(&repo, &instance, sel.clone()).await?;
+                anyhow::Ok((repo, plan))
+            },
+        )
+        .await
+}
+
+/// `--dry-run`: the plan as JSON, or described in words.
+fn print_plan(plan: &Plan, json: bool, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
+    if json {
+        let doc = serde_json::json!({
+            "plan": plan, "objects": plan.objects(), "total_bytes": plan.total_bytes(),
+            "covers_until_ms": plan.covers_until_ms(), "covers_until": rfc3339_ms(plan.covers_until_ms()),
+        });
+        serde_json::to_writer_pretty(&mut *out, &doc)?;
+        writeln!(out)?;
+    } else {
+        dry_run::describe(plan, out)?;
+    }
+    Ok(())
+}
+
+/// `--to-dir`: files the server loads at start, in the source's format unless `--format` says
+/// otherwise; a non-empty directory is refused without `--force`.
+async fn restore_to_dir(
+    repo: &Repo,
+    plan: &Plan,
+    dir: &std::path::Path,
+    args: &RestoreArgs,
+    retry: &retry::Retry,
+    out: &mut dyn std::io::Write,
+) -> anyhow::Result<u8> {
+    let source = if plan.layout.is_kevy() {
+        Kind::Kevy
+    } else {
+        Kind::Redis
+    };
+    let target = match args.format {
+        Some(TargetFormat::Kevy) => Kind::Kevy,
+        Some(TargetFormat::Redis) => Kind::Redis,
+        None => source,
+    };
+    let shards = args.shards.unwrap_or(if source == Kind::Kevy {
+        plan.layout.shards()
+    } else {
+        1
+    });
+    if let to_dir::Prepared::NotEmpty(names) = to_dir::prepare(dir)? {
+        if !args.force {
+            let shown: Vec<&str> = names.iter().take(5).map(String::as_str).collect();
+            eprintln!(
+                "aofvault: {} is not empty ({}{}): restore refused; --force moves its contents aside",
+                dir.display(),
+                shown.join(", "),
+                if names.len() > 5 { ", …" } else { "" }
+            );
+            return Ok(exit::TARGET_NOT_EMPTY);
         }
     }
+    let opts = to_dir::DirOptions {
+        target,
+        shards,
+        force: args.force,
+    };
+    let written = to_dir::restore_with(repo, plan, dir, opts, retry).await?;
+    let summary = serde_json::json!({
+        "instance": plan.instance, "snapshot": plan.snapshot, "dir": dir, "format": target,
+        "files": written, "bytes": plan.total_bytes(), "covers_until": rfc3339_ms(plan.covers_until_ms()),
+    });
+    print_result(out, args.json, &summary, || {
+        format!(
+            "restored instance {} (snapshot {}, up to {}) into {}: {} file(s) in {} layout",
+            plan.instance,
+            plan.snapshot,
+            rfc3339_ms(plan.covers_until_ms()),
+            dir.display(),
+            written.len(),
+            target
+        )
+    })?;
+    Ok(exit::OK)
+}
+
+/// What a finished replay into a running server says: a warning for lossy translations, the
+/// summary, and the first error replies (which make the exit code an error).
+fn report_replay(
+    plan: &Plan,
+    url: &str,
+    json: bool,
+    report: &live::Report,
+    out: &mut dyn std::io::Write,
+) -> anyhow::Result<u8> {
+    if let Some(reason) = &report.lossy_reason {
+        eprintln!(
+            "aofvault: warning: {} command(s) could not be fully translated: {reason}",
+            report.lossy
+        );
+    }
+    let summary = serde_json::json!({
+        "instance": plan.instance, "snapshot": plan.snapshot, "target": live::shown(url),
+        "covers_until": rfc3339_ms(plan.covers_until_ms()), "report": report,
+    });
+    print_result(out, json, &summary, || {
+        let keys: Vec<String> = report
+            .keyspace
+            .iter()
+            .map(|(db, n)| format!("{db}={n}"))
+            .collect();
+        format!(
+            "replayed instance {} (snapshot {}, up to {}) into {} ({}): {} commands in {:.1}s, {} error replies; keys now: {}",
+            plan.instance,
+            plan.snapshot,
+            rfc3339_ms(plan.covers_until_ms()),
+            live::shown(url),
+            report.target_kind.map_or("?".into(), |k| k.to_string()),
+            report.commands,
+            report.seconds,
+            report.errors,
+            if keys.is_empty() { "none".into() } else { keys.join(" ") }
+        )
+    })?;
+    if report.errors > 0 {
+        eprintln!(
+            "aofvault: the target answered {} command(s) with an error; the first ones:",
+            report.errors
+        );
+        for e in &report.first_errors {
+            eprintln!("  {e}");
+        }
+        return Ok(exit::ERROR);
+    }
+    Ok(exit::OK)
 }
 
 fn print_result(

@@ -11,7 +11,10 @@
 //! Every problem becomes a [`Finding`] naming its object; only an unreachable repository stops
 //! the run (it says nothing about the backups).
 
+use std::collections::BTreeMap;
+
 use anyhow::Context;
+use aofvault_formats::vault::SnapshotManifest;
 use futures::StreamExt;
 use serde::Serialize;
 
@@ -19,7 +22,7 @@ pub use super::finding::Finding;
 use super::finding::{as_finding, finding};
 use super::inventory::{self, Chains};
 use super::object::check_object;
-use super::plan::Plan;
+use super::plan::{Plan, Target};
 use crate::repo::{keys, Repo, ShardId};
 use crate::restore::fetch::StagingDir;
 
@@ -66,6 +69,31 @@ pub async fn check(
         ..Report::default()
     };
     let mut plan = Plan::default();
+    let ids = in_scope(repo, instance, scope).await?;
+    let manifests = read_manifests(repo, instance, &ids, &mut report, &mut plan).await?;
+    plan_checks(
+        repo,
+        instance,
+        scope,
+        grace_ms,
+        &manifests,
+        &mut report,
+        &mut plan,
+    )
+    .await?;
+    report.objects = plan.targets.len();
+    report.findings = std::mem::take(&mut plan.findings);
+    report.notes = std::mem::take(&mut plan.notes);
+    check_objects(repo, std::mem::take(&mut plan.targets), &mut report).await?;
+    report.findings.sort();
+    report.findings.dedup();
+    report.notes.sort();
+    report.notes.dedup();
+    Ok(report)
+}
+
+/// The ids of the snapshots `scope` covers, oldest first.
+async fn in_scope(repo: &Repo, instance: &str, scope: &Scope) -> anyhow::Result<Vec<String>> {
     let mut ids = repo.snapshot_ids(instance).await?;
     match scope {
         Scope::One(id) => {
@@ -79,8 +107,20 @@ pub async fn check(
         Scope::Latest => ids = ids.split_off(ids.len().saturating_sub(1)),
         Scope::All => {}
     }
+    Ok(ids)
+}
+
+/// Reads each manifest, with its key. An unreadable one, or one naming another instance or id,
+/// is a finding; the readable ones are listed in the report.
+async fn read_manifests(
+    repo: &Repo,
+    instance: &str,
+    ids: &[String],
+    report: &mut Report,
+    plan: &mut Plan,
+) -> anyhow::Result<Vec<(String, SnapshotManifest)>> {
     let mut manifests = Vec::new();
-    for id in &ids {
+    for id in ids {
         let key = keys::snapshot(instance, id);
         match repo.snapshot(instance, id).await {
             Ok(m) => {
@@ -96,6 +136,21 @@ pub async fn check(
             Err(e) => plan.findings.push(as_finding(&key, e)?),
         }
     }
+    Ok(manifests)
+}
+
+/// Lists the chains `scope` covers (every chain folder, or those the manifests name) and plans
+/// what to check in them: every chain and the manifests' cuts, and for `All` each chain's run of
+/// segments, for `Latest` what lies after each cut.
+async fn plan_checks(
+    repo: &Repo,
+    instance: &str,
+    scope: &Scope,
+    grace_ms: i64,
+    manifests: &[(String, SnapshotManifest)],
+    report: &mut Report,
+    plan: &mut Plan,
+) -> anyhow::Result<()> {
     let only: Vec<_> = manifests.iter().map(|(_, m)| m.clone()).collect();
     let chains: Chains = match scope {
         Scope::All => inventory::list_all(repo, instance, &mut plan.findings).await?,
@@ -109,7 +164,7 @@ pub async fn check(
             plan.add_chain(chain);
         }
     }
-    for (key, m) in &manifests {
+    for (key, m) in manifests {
         plan.add_manifest(m, key, &chains);
     }
     let now = crate::context::now_ms();
@@ -120,7 +175,7 @@ pub async fn check(
             }
         }
         Scope::Latest => {
-            for (_, m) in &manifests {
+            for (_, m) in manifests {
                 for cut in &m.shards {
                     if let Some(chain) = chains.get(&(ShardId(cut.shard), cut.chain.clone())) {
                         plan.after_cut(chain, cut, grace_ms, now);
@@ -130,11 +185,18 @@ pub async fn check(
         }
         Scope::One(_) => {}
     }
-    report.objects = plan.targets.len();
-    report.findings = std::mem::take(&mut plan.findings);
-    report.notes = std::mem::take(&mut plan.notes);
+    Ok(())
+}
+
+/// Downloads and checks every planned object, a few at a time, adding what each found to the
+/// report.
+async fn check_objects(
+    repo: &Repo,
+    targets: BTreeMap<String, Target>,
+    report: &mut Report,
+) -> anyhow::Result<()> {
     let scratch = StagingDir::temp()?;
-    let results = futures::stream::iter(std::mem::take(&mut plan.targets).into_iter().enumerate())
+    let results = futures::stream::iter(targets.into_iter().enumerate())
         .map(|(n, (key, target))| {
             let path = scratch.path().join(format!("object-{n}"));
             let repo = repo.clone();
@@ -150,9 +212,5 @@ pub async fn check(
         report.base_keys += checked.base_keys;
         report.commands += checked.commands;
     }
-    report.findings.sort();
-    report.findings.dedup();
-    report.notes.sort();
-    report.notes.dedup();
-    Ok(report)
+    Ok(())
 }

@@ -109,7 +109,7 @@ async fn read_chain(
     let head_key = keys::chain_head(instance, shard, id);
     let mut has_head = false;
     for l in repo.chain_objects(instance, shard, id).await? {
-        let full = format!("{dir}{}", l.key);
+        let full = keys::object(&dir, &l.key);
         if full == head_key {
             has_head = true;
         } else if let Some(s) = keys::parse_segment(&l.key) {

@@ -109,7 +109,7 @@ impl Plan {
                     crc: part.crc32c,
                     size: part.size,
                 };
-                let key = format!("{}{}", chain.dir, part.object);
+                let key = keys::object(&chain.dir, &part.object);
                 self.claim(key, Kind::Base(Some(part.format)), Some(c));
             }
         }
@@ -119,7 +119,7 @@ impl Plan {
     pub fn add_chain(&mut self, chain: &Chain) {
         self.head_claims(chain);
         for b in &chain.bases {
-            let key = format!("{}{b}", chain.dir);
+            let key = keys::object(&chain.dir, b);
             if let Head::Good(h) = &chain.head {
                 if !h.base.iter().any(|p| &p.object == b) {
                     self.notes.push(finding(
@@ -131,7 +131,7 @@ impl Plan {
             self.claim(key, Kind::Base(None), None);
         }
         for s in &chain.segments {
-            let key = format!("{}{}", chain.dir, s.object);
+            let key = keys::object(&chain.dir, &s.object);
             let c = Claim {
                 by: key.clone(),
                 crc: s.crc32c,
@@ -141,7 +141,7 @@ impl Plan {
         }
         for o in &chain.others {
             self.notes.push(finding(
-                format!("{}{o}", chain.dir),
+                keys::object(&chain.dir, o),
                 "not an aofvault object name: not checked",
             ));
         }
@@ -172,7 +172,7 @@ impl Plan {
                     crc: part.crc32c,
                     size: part.size,
                 };
-                let object = format!("{}{}", chain.dir, part.object);
+                let object = keys::object(&chain.dir, &part.object);
                 self.claim(object, Kind::Base(Some(part.format)), Some(c));
             }
             self.named_starts
@@ -198,7 +198,7 @@ impl Plan {
                         ),
                     ));
                 }
-                let object = format!("{}{}", chain.dir, s.object);
+                let object = keys::object(&chain.dir, &s.object);
                 let c = Claim {
                     by: object.clone(),
                     crc: named.crc32c,
@@ -314,7 +314,7 @@ impl Plan {
                 "off the chain's longest run (segments overlapping it go further, as after a retry): restore does not need it".to_string()
             };
             self.notes
-                .push(finding(format!("{}{}", chain.dir, s.object), why));
+                .push(finding(keys::object(&chain.dir, &s.object), why));
         }
     }
 
@@ -324,7 +324,7 @@ impl Plan {
         let run = longest_run(cut.end, &chain.segments);
         self.gap(chain, run.gap, grace_ms, now_ms);
         for s in run.segments {
-            let key = format!("{}{}", chain.dir, s.object);
+            let key = keys::object(&chain.dir, &s.object);
             let c = Claim {
                 by: key.clone(),
                 crc: s.crc32c,
@@ -343,7 +343,7 @@ impl Plan {
     ) {
         if let Some(g) = gap.filter(|g| now_ms - g.next_seen_ms >= grace_ms) {
             self.findings.push(finding(
-                format!("{}seg-{:016x}-{:016x}", chain.dir, g.start, g.end),
+                keys::gap(&chain.dir, g.start, g.end),
                 format!(
                     "missing: the chain's segments stop at offset {} and go on at {}; a restore stops at the gap",
                     g.start, g.end

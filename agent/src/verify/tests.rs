@@ -179,7 +179,7 @@ async fn overlapping_segments_after_a_retry_are_a_note_not_a_gap() {
     }
     let report = check(&repo, INSTANCE, &Scope::All, 0).await.unwrap();
     let notes: Vec<&str> = report.notes.iter().map(|n| n.object.as_str()).collect();
-    assert_eq!(notes, vec![format!("{}{}", dir(), short.object)]);
+    assert_eq!(notes, vec![keys::object(&dir(), &short.object)]);
     assert_eq!(report.objects, 4, "the shorter one is checked too");
 }
 

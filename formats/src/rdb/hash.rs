@@ -37,19 +37,7 @@ pub(crate) fn read_hash<R: BufRead>(
     out: &mut Vec<HashField>,
 ) -> Result<(), RdbError> {
     match (type_id, flavor) {
-        (4, _) => {
-            let count = src.read_len("hash length")?;
-            for _ in 0..count {
-                let field = src.read_string("hash field")?;
-                let value = src.read_string("hash value")?;
-                out.push(HashField {
-                    field,
-                    value,
-                    expire_at_ms: None,
-                });
-            }
-            Ok(())
-        }
+        (4, _) => hashtable(src, out),
         (9, _) => packed(src, key, "zipmap of hash", |data| {
             let pairs = zipmap::pairs(data)?.into_iter();
             out.extend(pairs.map(|(field, value)| HashField {
@@ -65,59 +53,8 @@ pub(crate) fn read_hash<R: BufRead>(
         (16, _) => packed(src, key, "listpack of hash", |data| {
             pairs(Listpack::new(data)?, out)
         }),
-        (22, Flavor::Valkey) => {
-            let count = src.read_len("hash length")?;
-            for _ in 0..count {
-                let field = src.read_string("hash field")?;
-                let value = src.read_string("hash value")?;
-                let at = src.offset();
-                let expiry = src.read_i64_le("hash field expiry")?;
-                let expire_at_ms = match expiry {
-                    -1 => None,
-                    ms if ms >= 0 => Some(ms),
-                    _ => return Err(bad_expiry(at, key)),
-                };
-                out.push(HashField {
-                    field,
-                    value,
-                    expire_at_ms,
-                });
-            }
-            Ok(())
-        }
-        (22 | 24, Flavor::Redis) => {
-            // Type 24 stores field TTLs relative to the smallest one; 22 stores them absolute.
-            let base = if type_id == 24 {
-                let at = src.offset();
-                let min = src.read_i64_le("hash minimum expiry")?;
-                Some(u64::try_from(min).map_err(|_| bad_expiry(at, key))?)
-            } else {
-                None
-            };
-            let count = src.read_len("hash length")?;
-            for _ in 0..count {
-                let at = src.offset();
-                let ttl = src.read_len("hash field ttl")?;
-                let expire = match (ttl, base) {
-                    (0, _) => None,
-                    (ttl, Some(min)) => Some(ttl.checked_add(min).and_then(|t| t.checked_sub(1))),
-                    (ttl, None) => Some(Some(ttl)),
-                };
-                let expire_at_ms = match expire {
-                    None => None,
-                    Some(Some(ms)) if ms <= MAX_FIELD_EXPIRE => Some(ms as i64),
-                    Some(_) => return Err(bad_expiry(at, key)),
-                };
-                let field = src.read_string("hash field")?;
-                let value = src.read_string("hash value")?;
-                out.push(HashField {
-                    field,
-                    value,
-                    expire_at_ms,
-                });
-            }
-            Ok(())
-        }
+        (22, Flavor::Valkey) => valkey_expiring(src, key, out),
+        (22 | 24, Flavor::Redis) => redis_expiring(src, type_id, key, out),
         (23 | 25, Flavor::Redis) => {
             if type_id == 25 {
                 // The smallest field expiry: informational, the triplets carry absolute times.
@@ -135,6 +72,88 @@ pub(crate) fn read_hash<R: BufRead>(
             ),
         }),
     }
+}
+
+/// Type 4: `count`, then field, value strings.
+fn hashtable<R: BufRead>(src: &mut Source<R>, out: &mut Vec<HashField>) -> Result<(), RdbError> {
+    let count = src.read_len("hash length")?;
+    for _ in 0..count {
+        let field = src.read_string("hash field")?;
+        let value = src.read_string("hash value")?;
+        out.push(HashField {
+            field,
+            value,
+            expire_at_ms: None,
+        });
+    }
+    Ok(())
+}
+
+/// Valkey's type 22: `count`, then field, value, `expiry:i64le` (-1 = none).
+fn valkey_expiring<R: BufRead>(
+    src: &mut Source<R>,
+    key: &[u8],
+    out: &mut Vec<HashField>,
+) -> Result<(), RdbError> {
+    let count = src.read_len("hash length")?;
+    for _ in 0..count {
+        let field = src.read_string("hash field")?;
+        let value = src.read_string("hash value")?;
+        let at = src.offset();
+        let expiry = src.read_i64_le("hash field expiry")?;
+        let expire_at_ms = match expiry {
+            -1 => None,
+            ms if ms >= 0 => Some(ms),
+            _ => return Err(bad_expiry(at, key)),
+        };
+        out.push(HashField {
+            field,
+            value,
+            expire_at_ms,
+        });
+    }
+    Ok(())
+}
+
+/// Redis's types 22 and 24: `ttl:len`, field, value per field, the TTL absolute (22) or
+/// relative to a leading minimum (24).
+fn redis_expiring<R: BufRead>(
+    src: &mut Source<R>,
+    type_id: u8,
+    key: &[u8],
+    out: &mut Vec<HashField>,
+) -> Result<(), RdbError> {
+    // Type 24 stores field TTLs relative to the smallest one; 22 stores them absolute.
+    let base = if type_id == 24 {
+        let at = src.offset();
+        let min = src.read_i64_le("hash minimum expiry")?;
+        Some(u64::try_from(min).map_err(|_| bad_expiry(at, key))?)
+    } else {
+        None
+    };
+    let count = src.read_len("hash length")?;
+    for _ in 0..count {
+        let at = src.offset();
+        let ttl = src.read_len("hash field ttl")?;
+        let expire = match (ttl, base) {
+            (0, _) => None,
+            (ttl, Some(min)) => Some(ttl.checked_add(min).and_then(|t| t.checked_sub(1))),
+            (ttl, None) => Some(Some(ttl)),
+        };
+        let expire_at_ms = match expire {
+            None => None,
+            Some(Some(ms)) if ms <= MAX_FIELD_EXPIRE => Some(ms as i64),
+            Some(_) => return Err(bad_expiry(at, key)),
+        };
+        let field = src.read_string("hash field")?;
+        let value = src.read_string("hash value")?;
+        out.push(HashField {
+            field,
+            value,
+            expire_at_ms,
+        });
+    }
+    Ok(())
 }
 
 fn bad_expiry(at: u64, key: &[u8]) -> RdbError {

@@ -1,4 +1,6 @@
-//! Helpers shared by the `run` tests: reading a repository back with the agent's own library.
+//! Helpers shared by the end-to-end tests: reading a repository back with the agent's own
+//! library (here), and the agent's command line against a test's repository, the servers'
+//! stream lengths and the waits on them ([`cli`]).
 
 #![allow(clippy::unwrap_used, dead_code)]
 
@@ -94,3 +96,5 @@ pub fn chain_count(rt: &tokio::runtime::Runtime, repo: &Repo, instance: &str, sh
         .unwrap()
         .len()
 }
+
+pub mod cli;

@@ -24,14 +24,14 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 
 use super::feed::{feed_shard, FeedOptions, FeedStats};
-use super::fetch::{fetch, StagingDir};
+use super::fetch::{fetch, StagedShard, StagingDir};
 use super::progress::Progress;
 use super::retry::Retry;
 use super::translate::Kind;
 use crate::repo::plan::Plan;
 use crate::repo::Repo;
 use counts::key_counts;
-use send::{open_tcp, send_client, send_tcp, Batch, BatchSink, TcpTarget, IN_FLIGHT};
+use send::{open_tcp, send_client, send_tcp, Batch, BatchSink, Sent, TcpTarget, IN_FLIGHT};
 
 /// Error replies kept for the report.
 const KEEP_ERRORS: usize = 10;
@@ -152,14 +152,49 @@ pub async fn replay_with(
         merge: staged.len() > 1,
         now_ms: crate::context::now_ms(),
     };
-    let tcp = TcpTarget::from_url(url);
     // Each source shard has its own decoder thread and connection (see `connections_for`);
     // shards hold disjoint keys, so their replays need no order between them.
     let connections = connections_for(staged.len());
+    let capacity = IN_FLIGHT * staged.len().div_ceil(connections);
+    let (senders, consumers) = open_senders(&target, url, connections, capacity, &progress).await?;
+    let producers = spawn_decoders(staged, &senders, opts, &progress);
+    drop(senders);
+    let mut report = Report {
+        target_kind: Some(target.kind),
+        ..Report::default()
+    };
+    let failure = gather(consumers, producers, &mut report).await?;
+    progress.add_keys(report.base_keys);
+    progress.finish();
+    drop(staging);
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    report.first_errors.truncate(KEEP_ERRORS);
+    report.seconds = started.elapsed().as_secs_f64();
+    report.keyspace = key_counts(&mut target.conn, target.home_db).await?;
+    Ok(Outcome::Done(report))
+}
+
+/// A task sending batches on one connection.
+type Consumer = tokio::task::JoinHandle<anyhow::Result<Sent>>;
+/// A blocking task decoding one source shard into batches, with the shard it decodes.
+type Producer = (u32, tokio::task::JoinHandle<anyhow::Result<FeedStats>>);
+
+/// Opens `connections` connections to the target (raw TCP when the URL allows it, else through
+/// the client), each with a task sending what its channel of `capacity` batches receives.
+async fn open_senders(
+    target: &Target,
+    url: &str,
+    connections: usize,
+    capacity: usize,
+    progress: &Progress,
+) -> anyhow::Result<(Vec<mpsc::Sender<Batch>>, Vec<Consumer>)> {
+    let tcp = TcpTarget::from_url(url);
     let mut senders = Vec::new();
     let mut consumers = Vec::new();
     for _ in 0..connections {
-        let (tx, rx) = mpsc::channel::<Batch>(IN_FLIGHT * staged.len().div_ceil(connections));
+        let (tx, rx) = mpsc::channel::<Batch>(capacity);
         senders.push(tx);
         let consumer = match &tcp {
             Some(t) => {
@@ -179,9 +214,19 @@ pub async fn replay_with(
         };
         consumers.push(consumer);
     }
+    Ok((senders, consumers))
+}
+
+/// Starts one decoder thread per staged shard, the shards dealt round-robin over `senders`.
+fn spawn_decoders(
+    staged: Vec<StagedShard>,
+    senders: &[mpsc::Sender<Batch>],
+    opts: FeedOptions,
+    progress: &Progress,
+) -> Vec<Producer> {
     let mut producers = Vec::new();
     for (i, s) in staged.into_iter().enumerate() {
-        let tx = senders[i % connections].clone();
+        let tx = senders[i % senders.len()].clone();
         let shard = s.shard;
         let p = progress.clone();
         producers.push((
@@ -194,13 +239,17 @@ pub async fn replay_with(
             }),
         ));
     }
-    drop(senders);
-    let mut report = Report {
-        target_kind: Some(target.kind),
-        ..Report::default()
-    };
-    // The sender's error is the cause when both failed (the decoder then only saw the channel
-    // close), so senders are looked at first.
+    producers
+}
+
+/// Waits for every task, adding what each did to `report`; returns the first failure. The
+/// sender's error is the cause when both failed (the decoder then only saw the channel close),
+/// so senders are looked at first.
+async fn gather(
+    consumers: Vec<Consumer>,
+    producers: Vec<Producer>,
+    report: &mut Report,
+) -> anyhow::Result<Option<anyhow::Error>> {
     let mut failure = None;
     for consumer in consumers {
         match consumer.await.context("replay task")? {
@@ -226,14 +275,5 @@ pub async fn replay_with(
             }
         }
     }
-    progress.add_keys(report.base_keys);
-    progress.finish();
-    drop(staging);
-    if let Some(e) = failure {
-        return Err(e);
-    }
-    report.first_errors.truncate(KEEP_ERRORS);
-    report.seconds = started.elapsed().as_secs_f64();
-    report.keyspace = key_counts(&mut target.conn, target.home_db).await?;
-    Ok(Outcome::Done(report))
+    Ok(failure)
 }

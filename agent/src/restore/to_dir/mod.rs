@@ -15,6 +15,7 @@
 //! directories fsynced. A restore that fails at any point leaves nothing that looks complete.
 
 pub mod files;
+mod same_kind;
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -34,6 +35,7 @@ use super::translate::Kind;
 use crate::repo::plan::Plan;
 use crate::repo::Repo;
 use files::{kevy_shard_files, resp_file, KevyFiles};
+use same_kind::same_kind;
 
 /// What to write.
 #[derive(Debug, Clone, Copy)]
@@ -228,110 +230,6 @@ fn single_base(s: &StagedShard) -> anyhow::Result<Option<&super::fetch::StagedBa
 }
 
 type Staged = (Vec<Output>, Output, Vec<FeedStats>);
-
-/// The server's own files, renamed from the staging area.
-fn same_kind(plan: &Plan, staged: &[StagedShard], work: &Path) -> anyhow::Result<Staged> {
-    let mut outputs = Vec::new();
-    let mut stats = Vec::new();
-    let marker = match &plan.layout {
-        ServerLayout::Kevy {
-            shards,
-            shards_meta,
-        } => {
-            for s in staged {
-                if let Some(b) = single_base(s)? {
-                    if b.part.format != BaseFormat::KevySnap {
-                        bail!(
-                            "shard {}: a kevy chain with a {:?} base",
-                            s.shard,
-                            b.part.format
-                        );
-                    }
-                }
-                // What kevy's own replay would drop is rewritten (see `files`).
-                let files = kevy_shard_files(s, work)?;
-                if let Some(dump) = files.dump {
-                    outputs.push(Output {
-                        staged: dump,
-                        dest: format!("dump-{}.rdb", s.shard).into(),
-                    });
-                }
-                outputs.push(Output {
-                    staged: files.aof,
-                    dest: format!("aof-{}.aof", s.shard).into(),
-                });
-                stats.extend(files.stats);
-            }
-            let meta = match shards_meta.as_deref().map(ShardsMeta::parse) {
-                Some(Ok(m)) if m.shards == *shards => m.render(),
-                Some(Ok(m)) => bail!(
-                    "the recorded shards.meta says {} shards, the layout {shards}",
-                    m.shards
-                ),
-                Some(Err(e)) => bail!("the recorded shards.meta is unreadable: {e}"),
-                None => ShardsMeta {
-                    shards: *shards,
-                    routing: Routing::KevyHash,
-                }
-                .render(),
-            };
-            small_file(work, "shards.meta", meta.as_bytes(), "shards.meta".into())?
-        }
-        ServerLayout::RedisMultiPart { aof_name, aof_dir } => {
-            check_name("aof_name", aof_name)?;
-            check_name("aof_dir", aof_dir)?;
-            let s = staged.first().context("no shard")?;
-            let d = PathBuf::from(aof_dir);
-            let mut manifest = String::new();
-            if let Some(b) = single_base(s)? {
-                let ext = if b.part.format == BaseFormat::Rdb {
-                    "rdb"
-                } else {
-                    "aof"
-                };
-                let name = format!("{aof_name}.1.base.{ext}");
-                manifest.push_str(&format!("file {name} seq 1 type b\n"));
-                outputs.push(Output {
-                    staged: b.path.clone(),
-                    dest: d.join(name),
-                });
-            }
-            let incr = format!("{aof_name}.1.incr.aof");
-            manifest.push_str(&format!("file {incr} seq 1 type i\n"));
-            outputs.push(Output {
-                staged: s.stream.clone(),
-                dest: d.join(incr),
-            });
-            small_file(
-                work,
-                "manifest",
-                manifest.as_bytes(),
-                d.join(format!("{aof_name}.manifest")),
-            )?
-        }
-        ServerLayout::RedisSingle { aof_name } => {
-            check_name("aof_name", aof_name)?;
-            let s = staged.first().context("no shard")?;
-            let path = work.join("single.aof");
-            let mut out = BufWriter::new(create_private(&path)?);
-            for p in s
-                .base
-                .iter()
-                .map(|b| &b.path)
-                .chain(std::iter::once(&s.stream))
-            {
-                std::io::copy(&mut File::open(p)?, &mut out)
-                    .with_context(|| format!("copying {}", p.display()))?;
-            }
-            out.into_inner().map_err(|e| e.into_error())?;
-            Output {
-                staged: path,
-                dest: aof_name.into(),
-            }
-        }
-    };
-    Ok((outputs, marker, stats))
-}
 
 fn small_file(work: &Path, name: &str, bytes: &[u8], dest: PathBuf) -> anyhow::Result<Output> {
     let path = work.join(name);
