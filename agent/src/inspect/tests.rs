@@ -8,6 +8,9 @@ use std::path::Path;
 
 use anyhow::Result;
 
+use aofvault_formats::resp::encode_command;
+use serde_json::json;
+
 use super::*;
 use aofvault_formats::kevy::write_snapshot;
 use aofvault_formats::model::{Entry, Value};

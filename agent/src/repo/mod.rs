@@ -37,9 +37,7 @@ mod lost_reply_tests;
 
 use std::sync::Arc;
 
-use aofvault_formats::vault::{
-    ChainHead, FormatMarker, SegmentRef, SnapshotManifest, VaultError, FORMAT_VERSION,
-};
+use aofvault_formats::vault::VaultError;
 use bytes::Bytes;
 use futures::StreamExt;
 use object_store::path::Path;

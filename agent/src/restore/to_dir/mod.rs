@@ -18,14 +18,14 @@ pub mod files;
 mod same_kind;
 
 use std::fs::File;
-use std::io::{BufWriter, Write};
+use std::io::Write;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use aofvault_formats::aof::KEVY_AOF_MAGIC;
 use aofvault_formats::kevy::{Routing, ShardsMeta};
-use aofvault_formats::vault::{check_name, BaseFormat, ServerLayout};
+use aofvault_formats::vault::{check_name, ServerLayout};
 
 use super::feed::{feed_shard, FeedOptions, FeedStats};
 use super::fetch::{create_private, fetch, sync_all, StagedShard, StagingDir};
@@ -34,7 +34,7 @@ use super::retry::Retry;
 use super::translate::Kind;
 use crate::repo::plan::Plan;
 use crate::repo::Repo;
-use files::{kevy_shard_files, resp_file, KevyFiles};
+use files::{resp_file, KevyFiles};
 use same_kind::same_kind;
 
 /// What to write.
