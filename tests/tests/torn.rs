@@ -7,9 +7,9 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use aofvault_tests::keyspace::{self, Keyspace};
+use aofvault_tests::keyspace;
 use aofvault_tests::{agent, KevyServer, RedisServer};
 use common::cli::{dump, Cli};
 
