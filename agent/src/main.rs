@@ -46,7 +46,7 @@ fn main() -> ExitCode {
             return ExitCode::from(aofvault::exit::ERROR);
         }
     };
-    match runtime.block_on(aofvault::commands::dispatch(cli, cfg)) {
+    match runtime.block_on(aofvault::cmd::dispatch(cli, cfg)) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             aofvault::logging::report_fatal(&e);

@@ -5,6 +5,8 @@
 //! codes ([`crate::exit`]). Completions and the man page are generated from these types
 //! (`aofvault completions`, `aofvault man`).
 
+pub mod docs;
+
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum, ValueHint};
