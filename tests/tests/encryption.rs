@@ -16,6 +16,9 @@ use std::time::Duration;
 use age::secrecy::ExposeSecret;
 use aofvault_tests::keyspace::{self, Keyspace};
 use aofvault_tests::{agent, wait_until, KevyServer, RedisServer};
+use common::cli::{dump, kevy_sizes};
+
+mod common;
 
 /// An age key pair: (identity text, recipient).
 fn keypair() -> (String, String) {
@@ -234,17 +237,6 @@ fn redis_stream_size(r: &RedisServer) -> Vec<u64> {
         .unwrap()
         .to_string();
     vec![std::fs::metadata(dir.join(incr)).unwrap().len()]
-}
-
-fn kevy_sizes(k: &KevyServer) -> Vec<u64> {
-    k.aof_paths()
-        .iter()
-        .map(|p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0))
-        .collect()
-}
-
-fn dump(url: &str) -> Keyspace {
-    keyspace::dump(&mut aofvault_tests::connect(url).unwrap(), &[0]).unwrap()
 }
 
 fn wait_rewrite(conn: &mut redis::Connection) {

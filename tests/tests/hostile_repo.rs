@@ -15,7 +15,10 @@ use std::time::Duration;
 
 use aofvault_tests::keyspace::{self, Keyspace};
 use aofvault_tests::{agent, wait_until, workload, RedisServer};
+use common::cli::dump;
 use serde_json::Value;
+
+mod common;
 
 const MANIFEST_ID: &str = "20991231T235959000Z-ffff";
 
@@ -103,10 +106,6 @@ fn write_full_manifest(repo: &Path) -> Value {
 fn write_manifest(repo: &Path, m: &Value) {
     let path = snapshots_dir(repo).join(format!("{MANIFEST_ID}.json"));
     std::fs::write(path, serde_json::to_vec_pretty(m).unwrap()).unwrap();
-}
-
-fn dump(url: &str) -> Keyspace {
-    keyspace::dump(&mut aofvault_tests::connect(url).unwrap(), &[0]).unwrap()
 }
 
 /// Changes the manifest (or, through the repository's path, another document).

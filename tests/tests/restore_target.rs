@@ -11,6 +11,9 @@ use std::time::{Duration, Instant};
 
 use aofvault_tests::keyspace::{self, Keyspace};
 use aofvault_tests::{agent, workload, KevyServer, RedisServer};
+use common::cli::dump;
+
+mod common;
 
 /// A `file://` repository holding a shipped kevy, and what it holds.
 struct Shipped {
@@ -84,10 +87,6 @@ impl Shipped {
         assert!(s.expected.len() > 100, "{} keys", s.expected.len());
         s
     }
-}
-
-fn dump(url: &str) -> Keyspace {
-    keyspace::dump(&mut aofvault_tests::connect(url).unwrap(), &[0]).unwrap()
 }
 
 /// Writes `n` small keys in pipelines of 10,000.

@@ -10,6 +10,9 @@ use std::time::{Duration, Instant};
 
 use aofvault_tests::keyspace;
 use aofvault_tests::{agent, workload, KevyServer, RedisServer};
+use common::cli::kevy_sizes;
+
+mod common;
 
 struct Repo {
     tmp: tempfile::TempDir,
@@ -44,13 +47,6 @@ impl Repo {
         assert!(path.is_file(), "{} exists", path.display());
         (key, path)
     }
-}
-
-fn kevy_sizes(k: &KevyServer) -> Vec<u64> {
-    k.aof_paths()
-        .iter()
-        .map(|p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0))
-        .collect()
 }
 
 #[test]

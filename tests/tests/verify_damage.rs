@@ -18,6 +18,9 @@ use std::time::{Duration, Instant};
 use aofvault::repo::{keys, Repo as Store, RepoSpec, ShardId};
 use aofvault_tests::keyspace::{self, Keyspace};
 use aofvault_tests::{agent, workload, KevyServer};
+use common::cli::kevy_sizes;
+
+mod common;
 
 struct Repo {
     tmp: tempfile::TempDir,
@@ -76,13 +79,6 @@ impl Repo {
     fn store(&self) -> Store {
         Store::open(&RepoSpec::File(self.root()), 3).unwrap()
     }
-}
-
-fn kevy_sizes(k: &KevyServer) -> Vec<u64> {
-    k.aof_paths()
-        .iter()
-        .map(|p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0))
-        .collect()
 }
 
 /// Runs the agent over `kevy` while `write` runs, until the repository holds every byte of the
