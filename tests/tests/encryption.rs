@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use age::secrecy::ExposeSecret;
-use aofvault_tests::keyspace::{self, Keyspace};
+use aofvault_tests::keyspace;
 use aofvault_tests::{agent, wait_until, KevyServer, RedisServer};
 use common::cli::{dump, kevy_sizes};
 

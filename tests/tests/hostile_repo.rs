@@ -13,7 +13,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use aofvault_tests::keyspace::{self, Keyspace};
+use aofvault_tests::keyspace;
 use aofvault_tests::{agent, wait_until, workload, RedisServer};
 use common::cli::dump;
 use serde_json::Value;
