@@ -50,6 +50,7 @@ pub mod proxy;
 pub mod redis_server;
 pub mod s3;
 mod server;
+pub mod vault;
 pub mod workload;
 
 pub use kevy::KevyServer;
