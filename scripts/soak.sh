@@ -8,6 +8,10 @@
 #                                 stalls, slowness and an outage (default 4);
 #   - tests/tests/local_faults.rs once per round (corrupt frame, server kill -9, full or
 #                                 read-only state dir, unreadable AOF dir).
+#   - tests/tests/server_crash.rs the server round: kevy (4 shards) and redis-server killed -9
+#                                 under load AOFVAULT_SERVER_KILLS times each (default 10),
+#                                 nobody sending BGREWRITEAOF; prints the time until every shard
+#                                 follows again after each restart.
 # Each test prints one `SOAK-SUMMARY` line; at the end the script prints them all, adds up the
 # kills and fault cycles, and exits non-zero if any test failed (its whole output is kept in
 # the work directory it names).
@@ -38,6 +42,13 @@ for t in crash faults local_faults; do
     cp "$exe" "$work/bin/$t"
 done
 
+# The server-kill round's binary (kept apart from the list above).
+server_kills=${AOFVAULT_SERVER_KILLS:-10}
+exe=$(cargo test -p aofvault-tests --test server_crash --no-run --message-format=json 2>/dev/null |
+    sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | tail -1)
+[ -x "$exe" ] || { echo "soak: cannot build the server_crash test binary" >&2; exit 1; }
+cp "$exe" "$work/bin/server_crash"
+
 summary="$work/summary.txt"
 : > "$summary"
 passed=0
@@ -65,6 +76,12 @@ run() {
     grep -ho 'SOAK-SUMMARY.*' "$log" >>"$summary" || true
 }
 
+# The server-kill round: kevy and redis-server killed -9 under load, more times than CI does.
+server_kill_round() {
+    run server_crash AOFVAULT_SERVER_KILLS="$server_kills" -- killed_under_load
+    grep -h 'following again after\|torn ranges' "$work/logs/round${rounds}-server_crash.log" || true
+}
+
 while [ "$(date +%s)" -lt "$deadline" ]; do
     rounds=$((rounds + 1))
     seed=$((seed + 1))
@@ -74,6 +91,8 @@ while [ "$(date +%s)" -lt "$deadline" ]; do
     run faults AOFVAULT_FAULT_CYCLES="$cycles" --
     [ "$(date +%s)" -lt "$deadline" ] || break
     run local_faults --
+    [ "$(date +%s)" -lt "$deadline" ] || break
+    server_kill_round
 done
 
 echo
@@ -83,5 +102,6 @@ sum() { grep -o "$1=[0-9]*" "$summary" | cut -d= -f2 | awk '{s+=$1} END {print s
 echo "agent kill -9s: $(sum ' kills') ; killed restores (to-dir mid-run): $(sum killed_mid) ; killed live restores: $(sum live_killed)"
 echo "fault cycles: $(sum cycles) ; outages reported in status: $(sum outages_reported) ; proxy resets: $(sum proxy_resets) ; proxy 503s: $(sum proxy_503s)"
 echo "acknowledged writes under faults and kills: $(sum writes)"
+echo "server kill -9s: $(sum server_kills) ; torn ranges: $(sum torn_ranges) ; recovery times (s): $(grep -o 'recovery_s=\[[^]]*\]' "$summary" | cut -d= -f2 | tr '\n' ' ')"
 echo "work dir: ${work}"
 [ "$failed" -eq 0 ]

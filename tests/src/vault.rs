@@ -253,6 +253,10 @@ pub fn redis_stream_len(dir: &Path) -> u64 {
         .lines()
         .filter(|l| l.ends_with("type i"))
         .filter_map(|l| l.split(' ').nth(1))
-        .map(|name| std::fs::metadata(dir.join(name)).map(|m| m.len()).unwrap_or(0))
+        .map(|name| {
+            std::fs::metadata(dir.join(name))
+                .map(|m| m.len())
+                .unwrap_or(0)
+        })
         .sum()
 }

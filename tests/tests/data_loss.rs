@@ -88,12 +88,8 @@ fn kevy_save_refilled_with_identical_bytes_loses_nothing() {
 fn wait_rewrite_done(conn: &mut redis::Connection) {
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
-        let info: String = redis::cmd("INFO")
-            .arg("persistence")
-            .query(conn)
-            .unwrap();
-        if info.contains("aof_rewrite_in_progress:0") && info.contains("aof_rewrite_scheduled:0")
-        {
+        let info: String = redis::cmd("INFO").arg("persistence").query(conn).unwrap();
+        if info.contains("aof_rewrite_in_progress:0") && info.contains("aof_rewrite_scheduled:0") {
             return;
         }
         assert!(Instant::now() < deadline, "the rewrite did not end: {info}");
@@ -106,7 +102,10 @@ fn write_keys(conn: &mut redis::Connection, prefix: &str, n: usize) {
     let value = "x".repeat(100);
     let mut p = redis::pipe();
     for i in 0..n {
-        p.cmd("SET").arg(format!("{prefix}:{i}")).arg(&value).ignore();
+        p.cmd("SET")
+            .arg(format!("{prefix}:{i}"))
+            .arg(&value)
+            .ignore();
     }
     p.query::<()>(conn).unwrap();
 }
