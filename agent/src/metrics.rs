@@ -70,6 +70,18 @@ pub fn render(shared: &SharedRef) -> String {
         Counters::get(&c.rewrites_failed) as f64,
     );
     counter(
+        "recovery_rewrites_total",
+        "BGREWRITEAOF sent to recover a shard that could not go on from its files.",
+        "counter",
+        Counters::get(&c.recovery_rewrites) as f64,
+    );
+    counter(
+        "torn_frames_total",
+        "Half-written commands left by a server crash, stepped over (recorded in the chain).",
+        "counter",
+        Counters::get(&c.torn_frames) as f64,
+    );
+    counter(
         "snapshots_published_total",
         "Snapshot manifests published.",
         "counter",
@@ -113,6 +125,11 @@ pub fn render(shared: &SharedRef) -> String {
             "shard_up",
             "1 while the shard is followed without a permanent error.",
             |s| if s.state == "stopped" { 0.0 } else { 1.0 },
+        ),
+        (
+            "shard_recovering",
+            "1 while the shard waits for the server to rewrite its AOF (it ships nothing meanwhile).",
+            |s| if s.recovery.is_some() { 1.0 } else { 0.0 },
         ),
     ] {
         let _ = writeln!(

@@ -7,11 +7,13 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
 
 use aofvault_config::{Config, Schedule};
 use chrono::{DateTime, Utc};
 
 use crate::repo::Repo;
+use crate::ship::status::Counters;
 use crate::status_file::NextRun;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -148,13 +150,17 @@ impl Runner {
 
 /// Runs a scheduled job other than the snapshot (which the daemon publishes itself). Failures
 /// are logged and counted, never fatal to the daemon.
-pub async fn run_job(job: Job, cfg: &Config, repo: &Repo, instance: &str) {
+/// Runs one scheduled job to its end; its outcome goes to the log and, for the drift check, to
+/// the `drift_keys` metric in `counters`.
+pub async fn run_job(job: Job, cfg: &Config, repo: &Repo, instance: &str, counters: &Counters) {
     tracing::info!(job = job.name(), "scheduled job starting");
     let result = match job {
         Job::Snapshot => Ok(()),
         Job::Verify => crate::verify::scheduled(repo, instance).await,
         Job::Prune => crate::prune::scheduled(cfg, repo, instance).await,
-        Job::DriftCheck => crate::drift::scheduled(cfg, repo, instance).await,
+        Job::DriftCheck => crate::drift::scheduled(cfg, repo, instance)
+            .await
+            .map(|keys| counters.drift_keys.store(keys, Ordering::Relaxed)),
     };
     match result {
         Ok(()) => tracing::info!(job = job.name(), "scheduled job done"),

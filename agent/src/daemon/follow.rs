@@ -17,7 +17,7 @@ use crate::repo::lease::LeaseError;
 use crate::ship::status::{Counters, Shared, SharedRef};
 use crate::ship::tailer::{ShipSettings, Tailer};
 use crate::ship::Event;
-use crate::source::Layout;
+use crate::source::{ChainReason, Layout};
 use crate::{compact, metrics, schedule, status_file};
 
 /// How a follow ended.
@@ -93,7 +93,8 @@ impl Daemon {
                 self.settings(),
                 shared.clone(),
                 events_tx.clone(),
-            );
+            )
+            .with_recovery(self.server.is_some());
             tracker.spawn(t.run(tailers.clone(), wake_rx.clone()));
         }
         tracker.close();
@@ -112,7 +113,11 @@ impl Daemon {
         let mut layout_check = tokio::time::interval(LAYOUT_CHECK);
         let mut ready = false;
         let mut last_progress = (0u64, Instant::now());
+        // Scheduled jobs run beside the loop, on their own tracker under the daemon's
+        // cancellation tree: shutdown cancels them and waits for them.
         let mut jobs: HashMap<schedule::Job, tokio::task::JoinHandle<()>> = HashMap::new();
+        let job_tracker = TaskTracker::new();
+        let job_cancel = self.shutdown.child_token();
         let shutdown = self.shutdown.clone();
         let outcome = loop {
             tokio::select! {
@@ -131,7 +136,7 @@ impl Daemon {
                                 tracing::warn!(sections = ?later, "configuration reloaded; these sections take effect at the next start");
                             }
                             sched = schedule::Runner::new(&new, &new.state.dir, &self.instance);
-                            compactor = compact::Compactor::new(&new);
+                            compactor.reconfigure(&new);
                             self.cfg = new;
                         }
                         Err(e) => tracing::error!(error = %format!("{e:#}"), "the new configuration is invalid; keeping the running one"),
@@ -140,15 +145,19 @@ impl Daemon {
                 }
                 Some(ev) = events.recv() => match ev {
                     Event::ChainStarted { shard, head, reason } => {
+                        compactor.chain_started(shard);
                         heads[shard as usize] = Some(*head);
-                        if published_start && reason != "resumed" {
+                        if published_start && reason != ChainReason::Resumed {
                             // Published at the next tick: one manifest for the shards a
                             // multi-shard rewrite renews within the same second.
-                            snapshot_due.get_or_insert((Instant::now(), reason));
+                            snapshot_due.get_or_insert((Instant::now(), reason.as_str().to_string()));
                         }
                     }
                     Event::Stopped { shard, error } => {
                         tracing::error!(shard, %error, "a shard stopped shipping; the others go on");
+                    }
+                    Event::NeedRewrite { shard, reason } => {
+                        compactor.need_rewrite(shard, reason);
                     }
                 },
                 _ = renew.tick() => {
@@ -191,7 +200,13 @@ impl Daemon {
                                 }
                                 other => {
                                     let (c, r, i) = (self.cfg.clone(), self.repo.clone(), self.instance.clone());
-                                    jobs.insert(other, tokio::spawn(async move { schedule::run_job(other, &c, &r, &i).await }));
+                                    let (sh, stop) = (shared.clone(), job_cancel.clone());
+                                    jobs.insert(other, job_tracker.spawn(async move {
+                                        tokio::select! {
+                                            _ = stop.cancelled() => tracing::info!(job = other.name(), "scheduled job cancelled by shutdown"),
+                                            _ = schedule::run_job(other, &c, &r, &i, &sh.counters) => {}
+                                        }
+                                    }));
                                 }
                             }
                             sched.done(job);
@@ -200,8 +215,6 @@ impl Daemon {
                     if let Some(srv) = self.server.as_mut() {
                         compactor.tick(srv, &layout, &shared).await;
                     }
-                    // The drift check job runs beside this loop; its last count is the metric.
-                    shared.counters.drift_keys.store(crate::drift::last_drift_keys(), std::sync::atomic::Ordering::Relaxed);
                     let statuses = shared.snapshot();
                     let shipped: u64 = statuses.iter().map(|s| s.bytes_shipped).sum();
                     let lag: u64 = statuses.iter().map(|s| s.lag_bytes).sum();
@@ -230,6 +243,8 @@ impl Daemon {
             tracing::info!("stopping: storing what is complete");
         }
         tailers.cancel();
+        job_cancel.cancel();
+        job_tracker.close();
         let deadline = self.cfg.shutdown.deadline;
         if tokio::time::timeout(deadline, tracker.wait())
             .await
@@ -238,6 +253,15 @@ impl Daemon {
             tracing::warn!(
                 ?deadline,
                 "shutdown deadline reached; unstored bytes will be shipped by the next start"
+            );
+        }
+        if tokio::time::timeout(deadline, job_tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                ?deadline,
+                "a scheduled job did not end within the shutdown deadline"
             );
         }
         // A chain that began since the last manifest gets one now, so that "latest" names it.

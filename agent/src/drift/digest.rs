@@ -7,8 +7,6 @@ use std::hash::Hasher;
 
 use redis::Value;
 
-use super::read::shown;
-
 /// Canonical bytes of a reply: tagged, length-prefixed, so no two replies share them.
 fn canon(v: &Value, out: &mut Vec<u8>) {
     match v {
@@ -59,7 +57,7 @@ pub fn digest(kind: &str, value: &Value) -> (u64, String) {
             match value {
                 Value::BulkString(b) => format!(
                     "string \"{}\" ({} bytes)",
-                    shown(&b[..b.len().min(40)]),
+                    key_text(&b[..b.len().min(40)]),
                     b.len()
                 ),
                 _ => "string".into(),
@@ -154,4 +152,14 @@ mod tests {
         assert_eq!(digest("zset", &z1).0, digest("zset", &z2).0);
         assert_eq!(digest("set", &a).1, "set of 2 members");
     }
+}
+
+/// A key as text for messages (escaped, at most 200 characters).
+pub fn key_text(key: &[u8]) -> String {
+    let text = String::from_utf8_lossy(&key[..key.len().min(200)]);
+    let mut s = text.escape_debug().to_string();
+    if key.len() > 200 {
+        s.push('…');
+    }
+    s
 }

@@ -22,7 +22,7 @@
 //! differs persistently; a key written continuously is never compared (it is listed).
 //!
 //! Findings are reported with key names, at warning level in the log, in the `drift_keys`
-//! metric ([`last_drift_keys`]), and with exit code 3.
+//! metric (the count [`scheduled`] returns), and with exit code 3.
 
 pub mod compare;
 pub mod digest;
@@ -31,7 +31,6 @@ pub mod report;
 pub mod scratch;
 
 use std::io::Write;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -51,14 +50,6 @@ use scratch::Scratch;
 const BUFFER_MARGIN_MS: i64 = 1500;
 /// How often the re-check asks the repository whether it caught up.
 const POLL: Duration = Duration::from_millis(500);
-
-/// Keys that differed at the last drift check of this process (the `drift_keys` metric).
-static LAST_DRIFT_KEYS: AtomicU64 = AtomicU64::new(0);
-
-/// Keys that differed at the last drift check run by this process.
-pub fn last_drift_keys() -> u64 {
-    LAST_DRIFT_KEYS.load(Ordering::Relaxed)
-}
 
 /// What one check reads, and how fast.
 #[derive(Debug, Clone, Copy)]
@@ -107,7 +98,7 @@ pub async fn run(
 
 /// The `[schedule] drift_check` job: the same check against `[source] url`, findings logged at
 /// warning level and counted in the `drift_keys` metric.
-pub async fn scheduled(cfg: &Config, repo: &Repo, instance: &str) -> anyhow::Result<()> {
+pub async fn scheduled(cfg: &Config, repo: &Repo, instance: &str) -> anyhow::Result<u64> {
     let url = cfg
         .source
         .url
@@ -129,11 +120,10 @@ pub async fn scheduled(cfg: &Config, repo: &Repo, instance: &str) -> anyhow::Res
         seconds = report.seconds,
         "drift check done"
     );
-    Ok(())
+    Ok(report.divergences.len() as u64)
 }
 
 fn log_findings(report: &Report) {
-    LAST_DRIFT_KEYS.store(report.divergences.len() as u64, Ordering::Relaxed);
     for d in &report.divergences {
         tracing::warn!(
             db = d.db,
@@ -332,7 +322,7 @@ async fn recheck(
         };
         report.divergences.push(Divergence {
             db: c.db,
-            key: read::shown(&c.key),
+            key: digest::key_text(&c.key),
             problem,
             server: b.as_ref().map(Observed::describe),
             backup: restored.as_ref().map(Observed::describe),

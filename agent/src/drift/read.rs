@@ -194,10 +194,14 @@ impl Side {
         let mut pipe = redis::pipe();
         pipe.cmd("TYPE").arg(key).cmd("PTTL").arg(key);
         self.limiter.take(2).await;
-        let (kind, pttl): (String, i64) = pipe
-            .query_async(&mut self.conn)
-            .await
-            .with_context(|| format!("TYPE/PTTL {} on the {}", shown(key), self.name))?;
+        let (kind, pttl): (String, i64) =
+            pipe.query_async(&mut self.conn).await.with_context(|| {
+                format!(
+                    "TYPE/PTTL {} on the {}",
+                    super::digest::key_text(key),
+                    self.name
+                )
+            })?;
         let read_ms = crate::context::now_ms();
         let mut cmd = match kind.as_str() {
             "none" => return Ok(None),
@@ -243,16 +247,6 @@ impl Side {
             deadline_ms: (pttl >= 0).then_some(read_ms + pttl),
         }))
     }
-}
-
-/// A key as text for messages (escaped, at most 200 characters).
-pub fn shown(key: &[u8]) -> String {
-    let text = String::from_utf8_lossy(&key[..key.len().min(200)]);
-    let mut s = text.escape_debug().to_string();
-    if key.len() > 200 {
-        s.push('…');
-    }
-    s
 }
 
 #[cfg(test)]

@@ -59,7 +59,7 @@ impl KeyRef {
     pub fn new(db: u32, key: &[u8]) -> KeyRef {
         KeyRef {
             db,
-            key: super::read::shown(key),
+            key: super::digest::key_text(key),
         }
     }
 }

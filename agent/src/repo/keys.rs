@@ -9,6 +9,7 @@
 //! <prefix>/instances/<instance>/shards/<shard:04>/chains/<chain>/chain.json
 //! <prefix>/instances/<instance>/shards/<shard:04>/chains/<chain>/base-<n>.<codec>
 //! <prefix>/instances/<instance>/shards/<shard:04>/chains/<chain>/seg-<start:016x>-<end:016x>-<t0>-<t1>-<crc:08x>.<codec>
+//! <prefix>/instances/<instance>/shards/<shard:04>/chains/<chain>/torn-<start:016x>-<end:016x>-<t0>-<t1>-<crc:08x>.<codec>
 //! ```
 
 use std::fmt;
@@ -131,11 +132,40 @@ pub fn segment_object(
     )
 }
 
-/// Parses a segment's relative name back into its reference.
+/// Relative name of a torn range: bytes a crash left half-written, which the server appended
+/// after when it restarted. It continues the chain like a segment, holds the torn bytes (for
+/// inspection) and is never replayed.
+pub fn torn_object(
+    start: u64,
+    end: u64,
+    first_ms: i64,
+    last_ms: i64,
+    crc: u32,
+    codec: Codec,
+) -> String {
+    format!(
+        "{TORN}{}",
+        segment_object(start, end, first_ms, last_ms, crc, codec)
+            .strip_prefix(SEGMENT)
+            .unwrap_or_default()
+    )
+}
+
+const SEGMENT: &str = "seg-";
+const TORN: &str = "torn-";
+
+/// True for a torn range ([`torn_object`]): it takes its place in the chain's byte ranges, and
+/// readers skip its bytes.
+pub fn is_torn(seg: &SegmentRef) -> bool {
+    seg.object.starts_with(TORN)
+}
+
+/// Parses a segment's (or a torn range's) relative name back into its reference.
 pub fn parse_segment(name: &str) -> Option<SegmentRef> {
     let codec = Codec::from_name(name)?;
     let stem = name
-        .strip_prefix("seg-")?
+        .strip_prefix(SEGMENT)
+        .or_else(|| name.strip_prefix(TORN))?
         .strip_suffix(codec.ext())?
         .strip_suffix('.')?;
     let mut parts = stem.split('-');
@@ -202,6 +232,11 @@ mod tests {
         );
         assert_eq!(parse_segment(&b).unwrap().end, 70000);
         assert!(parse_segment("seg-zz.zst").is_none());
+        let t = torn_object(9, 20, 1, 2, 0xabc, Codec::Zstd);
+        assert!(t.starts_with("torn-"), "{t}");
+        let torn = parse_segment(&t).unwrap();
+        assert!(is_torn(&torn) && (torn.start, torn.end) == (9, 20));
+        assert!(!is_torn(&parse_segment(&a).unwrap()));
         assert!(parse_segment("chain.json").is_none());
         let c = segment_object(9, 20, 1, 2, 0xabc, Codec::ZstdAge);
         assert!(c.ends_with(".zst.age"), "{c}");

@@ -375,10 +375,45 @@ impl Repo {
         payload: &[u8],
         seen: (i64, i64),
     ) -> Result<SegmentRef> {
+        self.put_range(instance, shard, chain, start, payload, seen, false)
+            .await
+    }
+
+    /// Stores a torn range ([`keys::torn_object`]): bytes a crash left half-written, kept for
+    /// inspection, that readers step over.
+    pub async fn put_torn(
+        &self,
+        instance: &str,
+        shard: ShardId,
+        chain: &str,
+        start: u64,
+        payload: &[u8],
+        seen: (i64, i64),
+    ) -> Result<SegmentRef> {
+        self.put_range(instance, shard, chain, start, payload, seen, true)
+            .await
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn put_range(
+        &self,
+        instance: &str,
+        shard: ShardId,
+        chain: &str,
+        start: u64,
+        payload: &[u8],
+        seen: (i64, i64),
+        torn: bool,
+    ) -> Result<SegmentRef> {
         let crc = crc32c::crc32c(payload);
         let codec = self.codec();
         let end = start + payload.len() as u64;
-        let object = keys::segment_object(start, end, seen.0, seen.1, crc, codec);
+        let name = if torn {
+            keys::torn_object
+        } else {
+            keys::segment_object
+        };
+        let object = name(start, end, seen.0, seen.1, crc, codec);
         let key = format!("{}{}", keys::chain_dir(instance, shard, chain), object);
         let data = codec::encode(payload, codec, self.level, Some(&self.keys)).map_err(|e| {
             RepoError::Other {

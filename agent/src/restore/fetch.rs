@@ -20,7 +20,7 @@ use futures::StreamExt;
 
 use super::plan::Plan;
 use super::progress::Progress;
-use crate::repo::Repo;
+use crate::repo::{keys, Repo};
 
 /// Objects downloaded at the same time.
 const CONCURRENCY: usize = 8;
@@ -39,7 +39,8 @@ pub struct StagedBase {
 pub struct StagedShard {
     pub shard: u32,
     pub base: Vec<StagedBase>,
-    /// `prefix` bytes, then the stream from logical offset `stream_start` to `stream_end`.
+    /// `prefix` bytes, then the stream from logical offset `stream_start` to `stream_end`, torn
+    /// ranges left out (offsets past one are the chain's less the torn bytes before them).
     pub stream: PathBuf,
     pub prefix: u64,
     pub stream_start: u64,
@@ -165,13 +166,20 @@ pub async fn fetch(
             .with_context(|| format!("writing {}", stream.display()))?;
         let prefix = stream_prefix.len() as u64;
         let file = Arc::new(file);
+        // Torn ranges (a crash's half-written command) hold no command: they are left out of
+        // the staged stream, which is the chain's stream without them.
+        let mut torn = 0u64;
         for p in &s.segments {
+            if keys::is_torn(&p.seg) {
+                torn += p.take;
+                continue;
+            }
             jobs.push(Job {
                 key: s.key(&plan.instance, &p.seg.object),
                 crc: p.seg.crc32c,
                 size: p.seg.end - p.seg.start,
                 file: file.clone(),
-                at: prefix + (p.seg.start - s.stream_start),
+                at: prefix + (p.seg.start - s.stream_start - torn),
             });
         }
         staged.push((
@@ -181,7 +189,7 @@ pub async fn fetch(
                 stream,
                 prefix,
                 stream_start: s.stream_start,
-                stream_end: s.end,
+                stream_end: s.end - torn,
             },
             file,
         ));

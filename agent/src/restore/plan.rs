@@ -324,6 +324,10 @@ async fn until(
             out.push(full(seg));
             continue;
         }
+        if keys::is_torn(&seg) {
+            // A torn range holds no command to cut at: the restore stops before it.
+            break;
+        }
         if seg.first_seen_ms <= ms {
             let key = format!(
                 "{}{}",

@@ -10,8 +10,11 @@ use serde::{Deserialize, Serialize};
 pub struct ShardStatus {
     pub shard: u32,
     pub file: String,
-    /// following | waiting | missing | retrying | stopped
+    /// following | waiting | missing | retrying | recovering | stopped
     pub state: String,
+    /// Set while the shard waits for the server to rewrite its AOF (state `recovering`).
+    #[serde(default)]
+    pub recovery: Option<Recovery>,
     pub chain: Option<String>,
     pub chain_started_ms: Option<i64>,
     /// Logical offset up to which the stream is in the repository.
@@ -31,6 +34,15 @@ pub struct ShardStatus {
     pub stream_start: u64,
 }
 
+/// Why a shard is recovering, and since when.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Recovery {
+    /// Logical offset at which shipping stopped.
+    pub offset: u64,
+    pub reason: String,
+    pub since_ms: i64,
+}
+
 /// Counters for `/metrics`.
 #[derive(Debug, Default)]
 pub struct Counters {
@@ -43,6 +55,10 @@ pub struct Counters {
     pub uploads_total: AtomicU64,
     pub rewrites_triggered: AtomicU64,
     pub rewrites_failed: AtomicU64,
+    /// Rewrites asked of the server to recover a shard (invalid bytes, an unexplained cut).
+    pub recovery_rewrites: AtomicU64,
+    /// Torn frames (a crash's half-written command) stepped over.
+    pub torn_frames: AtomicU64,
     pub snapshots_published: AtomicU64,
     pub last_snapshot_ms: AtomicU64,
     pub drift_keys: AtomicU64,

@@ -21,7 +21,8 @@ use aofvault_formats::aof::kevy_header_len;
 use aofvault_formats::vault::{BaseFormat, ChainHead, SegmentRef};
 
 use super::{
-    holds_segment, identity_of, read_at, ChainStart, Check, Follower, PinnedBase, Tracked,
+    holds_segment, identity_of, read_at, ChainReason, ChainStart, Check, Follower, PinnedBase,
+    Tracked,
 };
 
 /// How long a new dump may stand before its AOF reset shows.
@@ -104,39 +105,52 @@ impl Follower for KevyFollower {
             Err(e) => return Err(e),
         };
         let Some(p) = self.pinned.as_mut() else {
-            return Ok(Check::NewChain("start".into()));
+            return Ok(Check::NewChain(ChainReason::Start));
         };
         let dump_now = dump_identity(&self.dump_path);
         let dump_changed = dump_now.is_some() && dump_now != p.dump_id;
         if identity_of(&meta) != p.aof_id {
-            let why = if dump_changed { "bgsave" } else { "rewrite" };
-            return Ok(Check::NewChain(why.into()));
+            let why = if dump_changed {
+                ChainReason::Bgsave
+            } else {
+                ChainReason::Rewrite
+            };
+            return Ok(Check::NewChain(why));
         }
+        let truncated = p.aof.truncated()?;
         if dump_changed {
+            // A new dump beside the same AOF inode is kevy 1.19's SAVE: it writes the dump, then
+            // truncates this file in place to its header — and the server may refill it past
+            // the read position, even with the very same bytes (`INCR counter` again and
+            // again), before the next look. Nothing in the file tells that apart from "no
+            // reset", and kevy never changes the dump without resetting the AOF: it is a SAVE.
+            if truncated {
+                return Ok(Check::NewChain(ChainReason::Save));
+            }
             let seen = *p.dump_change_seen.get_or_insert_with(Instant::now);
             if seen.elapsed() < RESET_GRACE {
                 return Ok(Check::Wait(
                     "a new snapshot was written; waiting for the AOF reset".into(),
                 ));
             }
-            if p.aof.truncated()? {
-                return Ok(Check::NewChain("save".into()));
-            }
-            tracing::warn!(
+            tracing::info!(
                 dump = %self.dump_path.display(),
-                "the snapshot changed but the AOF was not reset; the chain continues on the AOF"
+                "a new snapshot beside the same AOF: a SAVE (the AOF was reset and refilled before it was seen short)"
             );
-            p.dump_id = dump_now;
-            p.dump_change_seen = None;
-            return Ok(Check::Continue);
+            return Ok(Check::NewChain(ChainReason::Save));
         }
-        if p.aof.truncated()? {
-            return Ok(Check::NewChain("truncated".into()));
+        if truncated {
+            // Cut short with no new snapshot: kevy does not do that by itself, and a guess
+            // could replay commands twice or lose them. A rewrite settles it.
+            return Ok(Check::AskServer(format!(
+                "{} is shorter than what was read, and no new snapshot explains it",
+                self.aof_path.display()
+            )));
         }
         Ok(Check::Continue)
     }
 
-    fn start_chain(&mut self, reason: &str) -> std::io::Result<ChainStart> {
+    fn start_chain(&mut self, reason: ChainReason) -> std::io::Result<ChainStart> {
         let aof = File::open(&self.aof_path)?;
         let aof_id = identity_of(&aof.metadata()?);
         let dump = match File::open(&self.dump_path) {
@@ -147,8 +161,8 @@ impl Follower for KevyFollower {
         let dump_id = dump_identity(&self.dump_path).filter(|_| dump.is_some());
         let with_dump = match (&dump, reason) {
             (None, _) => false,
-            (Some(_), "rewrite") => false,
-            (Some(_), "save" | "bgsave") => true,
+            (Some(_), ChainReason::Rewrite) => false,
+            (Some(_), ChainReason::Save | ChainReason::Bgsave) => true,
             (Some(d), _) => Self::dump_precedes_aof(&aof, d),
         };
         let mut base = Vec::new();
@@ -212,14 +226,29 @@ impl Follower for KevyFollower {
     }
 
     fn read(&mut self, at: u64, max: usize) -> std::io::Result<Vec<u8>> {
-        match self.pinned.as_mut() {
-            Some(p) => p.aof.read(at, max),
-            None => Ok(Vec::new()),
+        let Some(p) = self.pinned.as_mut() else {
+            return Ok(Vec::new());
+        };
+        let data = p.aof.read(at, max)?;
+        // SAVE renames the new dump into place *before* it truncates the AOF. A dump still the
+        // pinned one after the read means the truncation had not begun when the read ended:
+        // the bytes are this chain's. Otherwise they may be the refill's, at old offsets —
+        // dropped; the next check starts the new chain.
+        let dump_now = dump_identity(&self.dump_path);
+        if dump_now.is_some() && dump_now != p.dump_id {
+            return Ok(Vec::new());
         }
+        Ok(data)
     }
 
     fn stream_len(&mut self) -> u64 {
-        self.pinned.as_ref().map_or(0, |p| p.aof.size())
+        self.pinned.as_mut().map_or(0, |p| p.aof.size())
+    }
+
+    fn rewind(&mut self, _to: u64) -> std::io::Result<bool> {
+        // kevy keeps a torn frame and appends after it; it never cuts its AOF short except in
+        // SAVE. A shorter file is left to `check`.
+        Ok(false)
     }
 
     fn describe(&self) -> String {

@@ -164,17 +164,69 @@ pub struct ChainStart {
     pub identity: String,
 }
 
+/// Why a chain starts. Recorded in the chain head (as [`ChainReason::as_str`]) and deciding
+/// what the shipper does with the old chain's files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChainReason {
+    /// No chain yet (first start, or files not provably the ones of the last chain).
+    Start,
+    /// The repository's newest chain is taken up again after a restart.
+    Resumed,
+    /// A rewrite replaced the AOF (a new file holding a full image, or a new Redis base).
+    Rewrite,
+    /// kevy `SAVE`: a new dump, the same AOF truncated in place.
+    Save,
+    /// kevy `BGSAVE`: a new dump, then a new AOF holding the commands since.
+    Bgsave,
+    /// The AOF was cut short and nothing better explains it.
+    Truncated,
+    /// The Redis manifest no longer lists the chain's incr files.
+    ManifestChanged,
+}
+
+impl ChainReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChainReason::Start => "start",
+            ChainReason::Resumed => "resumed",
+            ChainReason::Rewrite => "rewrite",
+            ChainReason::Save => "save",
+            ChainReason::Bgsave => "bgsave",
+            ChainReason::Truncated => "truncated",
+            ChainReason::ManifestChanged => "manifest changed",
+        }
+    }
+
+    /// Whether the old chain's pinned files are read to their end before the new chain starts.
+    /// A file truncated in place may already hold new bytes at the old offsets: reading it would
+    /// take them for the old chain's. Its data is in the new base, so it is not drained.
+    pub fn drains_old_files(self) -> bool {
+        !matches!(self, ChainReason::Save | ChainReason::Truncated)
+    }
+}
+
+impl std::fmt::Display for ChainReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// The follower's verdict on the current chain.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Check {
     /// Same files: read on.
     Continue,
-    /// Continuity is lost: drain what the pinned files still hold, then start a new chain.
-    NewChain(String),
+    /// Continuity is lost: drain what the pinned files still hold (when the reason allows),
+    /// then start a new chain.
+    NewChain(ChainReason),
     /// Something is half done (a `SAVE` between its snapshot and its AOF reset): do not read yet.
     Wait(String),
     /// The files are gone (server stopped, AOF off): keep the chain, wait.
     Missing(String),
+    /// The files alone cannot tell what happened (an AOF cut short with no new snapshot beside
+    /// it): guessing could replay commands twice or lose them, so the shipper asks the server
+    /// for a rewrite (a new file holding everything) and waits for it, reading nothing.
+    AskServer(String),
 }
 
 /// Follows one shard's files.
@@ -182,7 +234,7 @@ pub trait Follower: Send {
     /// Compares the files on disk with the pinned ones.
     fn check(&mut self) -> std::io::Result<Check>;
     /// Pins the files of a new chain and tells what its base is. `reason` is the last `NewChain`.
-    fn start_chain(&mut self, reason: &str) -> std::io::Result<ChainStart>;
+    fn start_chain(&mut self, reason: ChainReason) -> std::io::Result<ChainStart>;
     /// After a restart: continue `head` at logical offset `end` only if the files are provably the
     /// ones it followed and still hold the last shipped segment's bytes (`last`, checked by CRC).
     fn resume(
@@ -195,14 +247,31 @@ pub trait Follower: Send {
     fn read(&mut self, at: u64, max: usize) -> std::io::Result<Vec<u8>>;
     /// The stream's current length as the pinned files show it (for lag).
     fn stream_len(&mut self) -> u64;
+    /// The stream shrank below what was read but not below `to`, the end of what is stored: the
+    /// server cut a torn tail at restart (Redis `aof-load-truncated`). Forget what was read
+    /// past `to`; `false` when the follower cannot vouch that the files are still the same
+    /// (then the shipper drops its unstored bytes and looks again).
+    fn rewind(&mut self, to: u64) -> std::io::Result<bool> {
+        let _ = to;
+        Ok(true)
+    }
     /// The file being followed, for messages.
     fn describe(&self) -> String;
 }
 
-/// `dev:ino` of a file.
+/// `dev:ino` of a file, and its birth time where the filesystem records one: an inode number
+/// is reused at once after a delete (ext4, tmpfs), so two rewrites while the agent is down can
+/// leave a different file under the same `dev:ino`.
 pub fn identity_of(meta: &std::fs::Metadata) -> String {
     use std::os::unix::fs::MetadataExt;
-    format!("{}:{}", meta.dev(), meta.ino())
+    match meta
+        .created()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+    {
+        Some(born) => format!("{}:{}@{}", meta.dev(), meta.ino(), born.as_nanos()),
+        None => format!("{}:{}", meta.dev(), meta.ino()),
+    }
 }
 
 /// Reads exactly `len` bytes at `offset` from `file` (short if the file is shorter).
@@ -237,11 +306,14 @@ pub fn holds_segment(file: &File, seg: &SegmentRef, shift: u64) -> std::io::Resu
 
 /// A pinned file followed by offset, with the last bytes read remembered: if the file no longer
 /// holds them where they were, it was truncated (and perhaps re-grown) behind the follower's back.
+/// A file seen shorter than what was read, at any look, is remembered too ([`Tracked::shrunk`]):
+/// a truncation refilled with the same bytes before the next look leaves no other trace.
 #[derive(Debug)]
 pub struct Tracked {
     pub file: File,
     read_end: u64,
     tail: Vec<u8>,
+    shrunk: bool,
 }
 
 /// How many trailing bytes [`Tracked`] remembers.
@@ -255,11 +327,13 @@ impl Tracked {
             file,
             read_end: end,
             tail,
+            shrunk: false,
         })
     }
 
     /// Reads up to `max` bytes at `at`, remembering the end of what was read.
     pub fn read(&mut self, at: u64, max: usize) -> std::io::Result<Vec<u8>> {
+        self.observe();
         let data = read_at(&self.file, at, max)?;
         let end = at + data.len() as u64;
         if end > self.read_end {
@@ -269,17 +343,52 @@ impl Tracked {
         Ok(data)
     }
 
-    /// True when the file is shorter than what was read, or no longer holds the last bytes read.
-    pub fn truncated(&self) -> std::io::Result<bool> {
-        if self.file.metadata()?.len() < self.read_end {
+    /// Looks at the size; a file shorter than what was read is remembered.
+    fn observe(&mut self) -> u64 {
+        let len = self.file.metadata().map_or(u64::MAX, |m| m.len());
+        if len < self.read_end {
+            self.shrunk = true;
+        }
+        len
+    }
+
+    /// True when the file was ever seen shorter than what was read, or no longer holds the last
+    /// bytes read.
+    pub fn truncated(&mut self) -> std::io::Result<bool> {
+        if self.observe() < self.read_end || self.shrunk {
+            self.shrunk = true;
             return Ok(true);
         }
         let at = self.read_end - self.tail.len() as u64;
         Ok(read_at(&self.file, at, self.tail.len())? != self.tail)
     }
 
+    /// True when a look ever found the file shorter than what was read.
+    pub fn shrunk(&self) -> bool {
+        self.shrunk
+    }
+
+    /// Forgets what was read past `to` (a torn tail the server cut): the file is followed from
+    /// there as if those bytes had never been read.
+    pub fn rewind(&mut self, to: u64) -> std::io::Result<()> {
+        let len = self.file.metadata()?.len();
+        if to > len {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("cannot rewind to offset {to}: the file holds {len} bytes"),
+            ));
+        }
+        self.read_end = to;
+        self.tail = read_at(&self.file, to.saturating_sub(TAIL), to.min(TAIL) as usize)?;
+        self.shrunk = false;
+        Ok(())
+    }
+
     /// The file's current size.
-    pub fn size(&self) -> u64 {
-        self.file.metadata().map_or(0, |m| m.len())
+    pub fn size(&mut self) -> u64 {
+        match self.observe() {
+            u64::MAX => 0,
+            len => len,
+        }
     }
 }

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use aofvault_formats::aof_manifest::AofManifest;
 use aofvault_formats::vault::{BaseFormat, ChainHead, SegmentRef};
 
-use super::{holds_segment, read_at, ChainStart, Check, Follower, PinnedBase};
+use super::{holds_segment, read_at, ChainReason, ChainStart, Check, Follower, PinnedBase};
 
 pub struct RedisFollower {
     dir: PathBuf,
@@ -139,27 +139,38 @@ impl Follower for RedisFollower {
             )));
         };
         let Some(p) = self.pinned.as_mut() else {
-            return Ok(Check::NewChain("start".into()));
+            return Ok(Check::NewChain(ChainReason::Start));
         };
         if list.base != p.base_name {
-            return Ok(Check::NewChain("rewrite".into()));
+            return Ok(Check::NewChain(ChainReason::Rewrite));
         }
         // Our incr files must still be listed, in order, as a prefix of the listing.
         let ours: Vec<&str> = p.incrs.iter().map(|i| i.name.as_str()).collect();
         let listed: Vec<&str> = list.incrs.iter().map(String::as_str).collect();
         if listed.len() < ours.len() || listed[..ours.len()] != ours[..] {
-            return Ok(Check::NewChain("manifest changed".into()));
+            return Ok(Check::NewChain(ChainReason::ManifestChanged));
         }
+        // Pin each new incr file as soon as the manifest lists it: a second rewrite may delete
+        // it before the stream reaches it, and the old chain's drain must still read it.
         for name in &list.incrs[ours.len()..] {
-            p.incrs.push(Incr {
-                name: name.clone(),
-                file: None,
-            });
+            match File::open(self.dir.join(name)) {
+                Ok(f) => p.incrs.push(Incr {
+                    name: name.clone(),
+                    file: Some(f),
+                }),
+                // Listed, then deleted before it could be opened: a later rewrite retired it,
+                // and its new base covers it. The old chain ends with the files it holds.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    tracing::info!(file = %name, "an incr file vanished before it was opened; a later rewrite covers it");
+                    return Ok(Check::NewChain(ChainReason::Rewrite));
+                }
+                Err(e) => return Err(e),
+            }
         }
         Ok(Check::Continue)
     }
 
-    fn start_chain(&mut self, _reason: &str) -> std::io::Result<ChainStart> {
+    fn start_chain(&mut self, _reason: ChainReason) -> std::io::Result<ChainStart> {
         let list = self.listing()?.ok_or_else(|| {
             std::io::Error::new(
                 std::io::ErrorKind::NotFound,

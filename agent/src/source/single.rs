@@ -14,7 +14,8 @@ use aofvault_formats::rdb::RdbReader;
 use aofvault_formats::vault::{BaseFormat, ChainHead, SegmentRef};
 
 use super::{
-    holds_segment, identity_of, read_at, ChainStart, Check, Follower, PinnedBase, Tracked,
+    holds_segment, identity_of, read_at, ChainReason, ChainStart, Check, Follower, PinnedBase,
+    Tracked,
 };
 
 pub struct SingleFollower {
@@ -77,19 +78,19 @@ impl Follower for SingleFollower {
             }
             Err(e) => return Err(e),
         };
-        let Some(p) = self.pinned.as_ref() else {
-            return Ok(Check::NewChain("start".into()));
+        let Some(p) = self.pinned.as_mut() else {
+            return Ok(Check::NewChain(ChainReason::Start));
         };
         if identity_of(&meta) != p.id {
-            return Ok(Check::NewChain("rewrite".into()));
+            return Ok(Check::NewChain(ChainReason::Rewrite));
         }
         if p.file.truncated()? {
-            return Ok(Check::NewChain("truncated".into()));
+            return Ok(Check::NewChain(ChainReason::Truncated));
         }
         Ok(Check::Continue)
     }
 
-    fn start_chain(&mut self, _reason: &str) -> std::io::Result<ChainStart> {
+    fn start_chain(&mut self, _reason: ChainReason) -> std::io::Result<ChainStart> {
         let file = File::open(&self.path)?;
         let id = identity_of(&file.metadata()?);
         let preamble = self.preamble_len(&file)?;
@@ -153,7 +154,15 @@ impl Follower for SingleFollower {
     }
 
     fn stream_len(&mut self) -> u64 {
-        self.pinned.as_ref().map_or(0, |p| p.file.size())
+        self.pinned.as_mut().map_or(0, |p| p.file.size())
+    }
+
+    fn rewind(&mut self, to: u64) -> std::io::Result<bool> {
+        // Redis cuts a torn tail at restart (`aof-load-truncated yes`) and appends after it.
+        match self.pinned.as_mut() {
+            Some(p) => p.file.rewind(to).map(|()| true),
+            None => Ok(false),
+        }
     }
 
     fn describe(&self) -> String {

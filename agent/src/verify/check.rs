@@ -46,7 +46,11 @@ pub enum Scope {
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Kind {
     Base(BaseFormat),
-    Segment { start: u64 },
+    Segment {
+        start: u64,
+    },
+    /// A crash's torn command, recorded on purpose: size and CRC only, never decoded.
+    Torn,
 }
 
 #[derive(Debug, Clone)]
@@ -164,7 +168,11 @@ pub async fn check(
                 let e = Expect {
                     crc: s.crc32c,
                     size: s.end - s.start,
-                    kind: Kind::Segment { start: s.start },
+                    kind: if keys::is_torn(&s) {
+                        Kind::Torn
+                    } else {
+                        Kind::Segment { start: s.start }
+                    },
                 };
                 add(
                     &mut objects,
@@ -331,6 +339,7 @@ fn decode(path: &Path, kind: &Kind) -> anyhow::Result<(u64, u64)> {
             let end = for_each_item(reader, 0, |_, _| Ok(()))?;
             Ok((0, end.commands))
         }
+        Kind::Torn => Ok((0, 0)),
         Kind::Segment { start } => {
             let end = for_each_item(reader, *start, |item, _| match item {
                 Item::Command(_) | Item::Timestamp(_) => Ok(()),

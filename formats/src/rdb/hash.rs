@@ -22,8 +22,7 @@ use crate::model::HashField;
 use super::error::{display_key, PackError, RdbError};
 use super::listpack::Listpack;
 use super::packed::Packed;
-use super::source::Source;
-use super::value::packed;
+use super::source::{packed, Source};
 use super::ziplist::Ziplist;
 use super::{zipmap, Flavor};
 

@@ -19,8 +19,7 @@ use crate::model::{Bytes, Consumer, PendingEntry, Stream, StreamEntry, StreamGro
 use super::error::{display_key, PackError, RdbError};
 use super::listpack::Listpack;
 use super::packed::{Item, Packed};
-use super::source::Source;
-use super::value::{capacity, packed};
+use super::source::{capacity, packed, Source};
 
 const FLAG_DELETED: i64 = 1;
 const FLAG_SAMEFIELDS: i64 = 2;

@@ -11,15 +11,9 @@ use crate::model::{Bytes, HashField, Value};
 use super::error::{PackError, RdbError};
 use super::listpack::{self, Listpack};
 use super::packed::Packed;
-use super::source::Source;
+use super::source::{packed, Source};
 use super::ziplist::{self, Ziplist};
 use super::{hash, intset, module, stream, text, Flavor};
-
-/// Capacity to reserve for a collection whose count comes from the file: enough to avoid most
-/// regrowth, too little to matter when the count is a lie.
-pub(crate) fn capacity(count: u64) -> usize {
-    count.min(4096) as usize
-}
 
 /// Most elements a [`Gather`] buffer keeps between values (a bigger one is freed).
 const GATHER_KEEP: usize = 1 << 16;
@@ -132,18 +126,6 @@ pub(crate) fn read_value<R: BufRead>(
         Value::Hash(v) => v.is_empty(),
     };
     Ok((!empty).then_some(value))
-}
-
-/// Parses a packed container held in the next string; its errors point at that string.
-pub(crate) fn packed<R: BufRead, T>(
-    src: &mut Source<R>,
-    key: &[u8],
-    what: &'static str,
-    parse: impl FnOnce(&[u8]) -> Result<T, PackError>,
-) -> Result<T, RdbError> {
-    let at = src.offset();
-    src.with_string(what, parse)?
-        .map_err(|e| e.into_rdb(at, what, key))
 }
 
 /// `count` then `count` strings (linked lists, hashtable sets).

@@ -1,0 +1,149 @@
+//! The chain step of the shipping path: taking the repository's newest chain up again after a
+//! restart ([`Tailer::resume`], only when the follower proves the files are the same), and
+//! starting a new one ([`Tailer::start_chain`]: pin, store the base, then the head).
+
+use aofvault_formats::vault::{BasePart, ChainHead, FORMAT_VERSION};
+
+use super::{now_ms, Open, TailError, Tailer};
+use crate::repo::{keys, ShardId};
+use crate::ship::status::Counters;
+use crate::ship::Event;
+use crate::source::ChainReason;
+
+impl Tailer {
+    /// After a restart: continue the newest chain if the files are provably the same.
+    pub(super) async fn resume(&mut self) -> Result<bool, TailError> {
+        let shard = ShardId(self.shard);
+        let ids = self
+            .repo
+            .chain_ids(&self.instance, shard)
+            .await
+            .map_err(|e| self.repo_err(e))?;
+        for id in ids.iter().rev() {
+            let Some(head) = self
+                .repo
+                .chain_head(&self.instance, shard, id)
+                .await
+                .map_err(|e| self.repo_err(e))?
+            else {
+                continue; // a chain whose head was never written: abandoned during its base upload
+            };
+            let segs = self
+                .repo
+                .segments(&self.instance, shard, id)
+                .await
+                .map_err(|e| self.repo_err(e))?;
+            let segs: Vec<_> = segs.into_iter().map(|(s, _)| s).collect();
+            let run = crate::repo::run::longest_run(head.stream_start, &segs);
+            let end = run.end;
+            let last = run.segments.last().cloned();
+            let ok = self
+                .follower
+                .resume(&head, end, last.as_ref())
+                .map_err(|e| self.io(e))?;
+            if ok {
+                tracing::info!(shard = self.shard, chain = %head.chain, offset = end, "continuing the chain in the repository");
+                let event = Event::ChainStarted {
+                    shard: self.shard,
+                    head: Box::new(head.clone()),
+                    reason: ChainReason::Resumed,
+                };
+                let _ = self.events.send(event).await;
+                self.install(head, end);
+                return Ok(true);
+            }
+            tracing::info!(shard = self.shard, chain = %head.chain, "the files changed since the last shipped chain; starting a new one");
+            return Ok(false);
+        }
+        Ok(false)
+    }
+
+    fn install(&mut self, head: ChainHead, end: u64) {
+        let (chain, started) = (head.chain.clone(), head.created_ms);
+        // The compaction rule's base: the chain's base files plus the stream as it stands now.
+        let stream_start = self.follower.stream_len().max(end);
+        let base_size = head.base.iter().map(|b| b.size).sum::<u64>() + stream_start;
+        self.chain = Some(Open { head, end });
+        self.pending.clear();
+        self.scanned = 0;
+        self.seen = None;
+        self.inflight = None;
+        self.shared.update(self.shard, |s| {
+            s.chain = Some(chain);
+            s.chain_started_ms = Some(started);
+            s.shipped_offset = end;
+            s.base_size = base_size;
+            s.stream_start = stream_start;
+        });
+    }
+
+    /// Pins the follower's files, stores the base, then the head: the chain exists from then on.
+    pub(super) async fn start_chain(&mut self, reason: ChainReason) -> Result<(), TailError> {
+        // Until the new head is stored, the old chain must not be read on: the follower has
+        // already pinned the new files.
+        self.owed_chain = Some(reason);
+        let start = self.follower.start_chain(reason).map_err(|e| self.io(e))?;
+        let created_ms = now_ms();
+        let chain = keys::new_chain_id(created_ms);
+        let shard = ShardId(self.shard);
+        let dir = keys::chain_dir(&self.instance, shard, &chain);
+        let mut base = Vec::new();
+        for (n, part) in start.base.into_iter().enumerate() {
+            let object = keys::base_object(n, self.repo.codec());
+            let key = format!("{dir}{object}");
+            let (size, crc32c) = self
+                .repo
+                .put_file(&key, part.file, Some(part.len))
+                .await
+                .map_err(|source| TailError::BaseUpload {
+                    shard: self.shard,
+                    source,
+                })?;
+            Counters::add(&self.shared.counters.bytes_shipped, size);
+            base.push(BasePart {
+                format: part.format,
+                object,
+                file_name: part.file_name,
+                size,
+                crc32c,
+            });
+        }
+        let head = ChainHead {
+            format_version: FORMAT_VERSION,
+            instance: self.instance.clone(),
+            shard: self.shard,
+            chain,
+            created_ms,
+            layout: self.layout.clone(),
+            server_version: self.server_version.clone(),
+            base,
+            stream_start: start.stream_start,
+            reason: reason.as_str().to_string(),
+            source_identity: start.identity,
+        };
+        self.repo
+            .put_chain_head(&head)
+            .await
+            .map_err(|e| self.repo_err(e))?;
+        tracing::info!(shard = self.shard, chain = %head.chain, %reason, base_parts = head.base.len(), "new chain");
+        self.shared.update(self.shard, |s| s.chains_started += 1);
+        let _ = self
+            .events
+            .send(Event::ChainStarted {
+                shard: self.shard,
+                head: Box::new(head.clone()),
+                reason,
+            })
+            .await;
+        self.install(head, start.stream_start);
+        self.owed_chain = None;
+        if let Some(why) = self.recovering.take() {
+            tracing::info!(shard = self.shard, %why, "recovered: shipping again on a new chain");
+            self.shared.update(self.shard, |s| {
+                s.recovery = None;
+                s.last_error = None;
+            });
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,182 @@
+//! The segment step of the shipping path: read what is new, cut it at the last safe point, store
+//! it as one object ([`Tailer::ship_available`]); a failed store is retried with exactly the
+//! same object ([`Tailer::put`]); a torn tail the server cut is forgotten ([`Tailer::settle_tail`]).
+
+use aofvault_formats::aof::{safe_prefix, AofError};
+use tokio::time::Instant;
+
+use super::{invalid, now_ms, Attempt, TailError, Tailer};
+use crate::repo::ShardId;
+use crate::ship::status::Counters;
+
+impl Tailer {
+    /// Reads what is new and stores whole commands: every `interval` (RPO), when a segment is
+    /// full, or at once when `force` (drain before a new chain, shutdown).
+    pub(super) async fn ship_available(&mut self, force: bool) -> Result<(), TailError> {
+        loop {
+            if self.owed_chain.is_some() {
+                return Ok(());
+            }
+            if let Some(attempt) = self.inflight {
+                // The last store failed: the same object again, before reading anything more.
+                self.put(attempt).await?;
+                continue;
+            }
+            let Some(open) = self.chain.as_ref() else {
+                return Ok(());
+            };
+            let at = open.end + self.pending.len() as u64;
+            let room = self.limit.saturating_sub(self.pending.len());
+            let data = if room > 0 {
+                self.follower.read(at, room).map_err(|e| self.io(e))?
+            } else {
+                Vec::new()
+            };
+            let got = data.len();
+            if got < room {
+                self.read_to_end_ms = now_ms();
+            }
+            if got > 0 {
+                let now = now_ms();
+                self.seen = Some(self.seen.map_or((now, now), |(first, _)| (first, now)));
+                self.pending.extend_from_slice(&data);
+            }
+            if self.pending.is_empty() {
+                return Ok(());
+            }
+            let start = open.end;
+            // Only the bytes after the known safe prefix are scanned: under a steady load a
+            // tailer wakes on every write, and rescanning the whole pending buffer each time
+            // would cost quadratic CPU.
+            let known = self.scanned.min(self.pending.len());
+            let safe = match safe_prefix(&self.pending[known..], start + known as u64) {
+                Ok(more) => known + more.len,
+                Err(AofError::Invalid { offset, reason }) => {
+                    match self.invalid(start, offset, reason, got < room).await? {
+                        invalid::Next::Again => continue,
+                        invalid::Next::Wait => return Ok(()),
+                    }
+                }
+            };
+            self.scanned = safe;
+            if safe == 0 {
+                if self.pending.len() >= self.limit {
+                    // One command (or transaction) is bigger than a segment: allow it, up to 32×.
+                    if self.limit >= self.settings.segment_max * 32 {
+                        return Err(TailError::TooLarge {
+                            shard: self.shard,
+                            file: self.follower.describe(),
+                            offset: start,
+                            limit: self.limit,
+                        });
+                    }
+                    self.limit *= 2;
+                    continue;
+                }
+                return Ok(());
+            }
+            let full = self.pending.len() >= self.limit;
+            if !(force || full || self.last_ship.elapsed() >= self.settings.interval) {
+                return Ok(());
+            }
+            self.store(start, safe).await?;
+            if got == 0 && !full && self.pending.is_empty() {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Stores the first `len` pending bytes (whole commands, from logical offset `start`) as one
+    /// segment and moves the chain's end past them.
+    pub(super) async fn store(&mut self, start: u64, len: usize) -> Result<(), TailError> {
+        let seen = self.seen.unwrap_or((now_ms(), now_ms()));
+        self.put(Attempt {
+            start,
+            len,
+            seen,
+            torn: false,
+        })
+        .await
+    }
+
+    /// Stores one attempt; on failure it stays in `inflight`, to be sent again as it is.
+    pub(super) async fn put(&mut self, attempt: Attempt) -> Result<(), TailError> {
+        let Attempt {
+            start,
+            len,
+            seen,
+            torn,
+        } = attempt;
+        self.inflight = Some(attempt);
+        let t0 = Instant::now();
+        let (instance, shard, chain) = (&self.instance, ShardId(self.shard), self.chain_id());
+        let payload = &self.pending[..len.min(self.pending.len())];
+        let stored = if torn {
+            self.repo
+                .put_torn(instance, shard, &chain, start, payload, seen)
+                .await
+        } else {
+            self.repo
+                .put_segment(instance, shard, &chain, start, payload, seen)
+                .await
+        };
+        let seg = stored.map_err(|e| self.repo_err(e))?;
+        self.inflight = None;
+        let c = &self.shared.counters;
+        Counters::add(&c.upload_micros_total, t0.elapsed().as_micros() as u64);
+        Counters::add(&c.uploads_total, 1);
+        Counters::add(&c.objects_shipped, 1);
+        Counters::add(&c.bytes_shipped, len as u64);
+        self.pending.drain(..len);
+        self.scanned = self.scanned.saturating_sub(len);
+        self.seen = if self.pending.is_empty() {
+            None
+        } else {
+            Some((seen.1, seen.1))
+        };
+        self.last_ship = Instant::now();
+        self.limit = self.settings.segment_max;
+        let end = seg.end;
+        if let Some(open) = self.chain.as_mut() {
+            open.end = end;
+        }
+        self.shared.update(self.shard, |s| {
+            s.shipped_offset = end;
+            s.last_upload_ms = Some(now_ms());
+            s.segments_shipped += 1;
+            s.bytes_shipped += len as u64;
+        });
+        Ok(())
+    }
+
+    /// The stream shrank below what was read, but not below what is stored: a torn tail the
+    /// server cut when it restarted (Redis). Forget the unstored bytes past the new end, so that
+    /// what the server appends there is read afresh. Anything shorter is for the follower's
+    /// check (a SAVE, a truncation).
+    pub(super) async fn settle_tail(&mut self) -> Result<(), TailError> {
+        let Some(open) = self.chain.as_ref() else {
+            return Ok(());
+        };
+        let end = open.end;
+        let keep = self.inflight.map_or(0, |a| a.len);
+        let read = end + self.pending.len() as u64;
+        let len = self.follower.stream_len();
+        if len >= read || len < end + keep as u64 {
+            return Ok(());
+        }
+        let cut = read - len;
+        if self.follower.rewind(len).map_err(|e| self.io(e))? {
+            tracing::warn!(
+                shard = self.shard,
+                offset = len,
+                bytes = cut,
+                "the server cut the end of its AOF (a torn command after a crash); reading on from there"
+            );
+            self.pending.truncate((len - end) as usize);
+        } else {
+            self.pending.truncate(keep);
+        }
+        self.scanned = self.scanned.min(self.pending.len());
+        Ok(())
+    }
+}
