@@ -72,9 +72,29 @@ fn kevy_save_refilled_with_identical_bytes_loses_nothing() {
     let to = v.restore_dir("restored", &[]).unwrap();
     let copy = KevyServer::start_on_dir(&to, 1).unwrap();
     let restored = get_u64(&copy.url(), "counter");
-    println!(
-        "kevy SAVE + identical refill: AOF {before} → {after} bytes; server counter=9000, restored counter={restored:?}"
+    // What the server's own files hold: kevy started on a copy of them.
+    let own_copy = v.path("own");
+    std::fs::create_dir(&own_copy).unwrap();
+    for e in std::fs::read_dir(kevy.dir()).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), own_copy.join(e.file_name())).unwrap();
+    }
+    let own = get_u64(
+        &KevyServer::start_on_dir(&own_copy, 1).unwrap().url(),
+        "counter",
     );
+    println!(
+        "kevy SAVE + identical refill: AOF {before} → {after} bytes; server counter=9000, restored counter={restored:?}, kevy's own restart on its files: {own:?}"
+    );
+    if std::env::var_os("AOFVAULT_SHOW_LOG").is_some() {
+        println!("{}", a.logs());
+        let plan = v.cmd(&["restore", "--dry-run", "--json", "--to-dir", "/nonexistent"]);
+        println!("{}", plan.unwrap().stdout);
+        for e in std::fs::read_dir(&to).unwrap() {
+            let e = e.unwrap();
+            println!("{:?} {}", e.file_name(), e.metadata().unwrap().len());
+        }
+    }
     assert_eq!(
         restored,
         Some(9000),

@@ -109,7 +109,7 @@ impl Server {
     /// Restores the latest state and compares it with what the server's files hold: the live
     /// Redis (which cut its torn tail at load), or for kevy a kevy started on its files without
     /// the torn ranges (the live kevy lost what its restarts dropped; the count is printed).
-    fn restore_and_compare(&self, v: &Vault, torn: &TornRanges) -> Keyspace {
+    fn restore_and_compare(&self, v: &Vault, torn: &mut TornRanges) -> Keyspace {
         let live = dump(&self.url());
         let to = v.restore_dir("restored", &[]).unwrap();
         match self {
@@ -217,6 +217,9 @@ struct TornRanges {
     scan_from: Vec<u64>,
     /// Per shard: the torn ranges `[start, end)` found so far.
     ranges: Vec<Vec<(u64, u64)>>,
+    /// Per shard: the file's inode when it was scanned. A rewrite (asked by the agent to
+    /// recover) replaces the file with a clean one written from memory: its ranges are gone.
+    inodes: Vec<u64>,
 }
 
 impl TornRanges {
@@ -225,7 +228,9 @@ impl TornRanges {
     fn after_kill(&mut self, files: &[PathBuf]) {
         self.scan_from.resize(files.len(), 0);
         self.ranges.resize(files.len(), Vec::new());
+        self.inodes.resize(files.len(), 0);
         for (i, path) in files.iter().enumerate() {
+            self.forget_if_replaced(i, path);
             let bytes = std::fs::read(path).unwrap();
             let from = self.scan_from[i];
             let rest = &bytes[from as usize..];
@@ -240,12 +245,35 @@ impl TornRanges {
         }
     }
 
+    /// A new inode is a new file: scan it from the start, with no ranges.
+    fn forget_if_replaced(&mut self, shard: usize, path: &Path) {
+        use std::os::unix::fs::MetadataExt;
+        let ino = std::fs::metadata(path).unwrap().ino();
+        if self.inodes.get(shard) != Some(&ino) {
+            if self.inodes.get(shard).is_some_and(|&old| old != 0) {
+                println!(
+                    "{}: replaced since the last kill (a rewrite)",
+                    path.display()
+                );
+            }
+            self.scan_from[shard] = 0;
+            self.ranges[shard].clear();
+            self.inodes[shard] = ino;
+        }
+    }
+
     fn count(&self) -> usize {
         self.ranges.iter().map(Vec::len).sum()
     }
 
     /// A copy of kevy's directory with the torn ranges cut out of each AOF.
-    fn reference_dir(&self, dir: &Path, shards: u32, into: &Path) {
+    fn reference_dir(&mut self, dir: &Path, shards: u32, into: &Path) {
+        self.scan_from.resize(shards as usize, 0);
+        self.ranges.resize(shards as usize, Vec::new());
+        self.inodes.resize(shards as usize, 0);
+        for shard in 0..shards as usize {
+            self.forget_if_replaced(shard, &dir.join(format!("aof-{shard}.aof")));
+        }
         std::fs::create_dir_all(into).unwrap();
         for e in std::fs::read_dir(dir).unwrap() {
             let e = e.unwrap();
@@ -309,7 +337,7 @@ fn kill_under_load(mut server: Server, seed: u64) {
     server.settle();
     wait_caught_up(&v, &a);
     a.terminate().unwrap();
-    let expected = server.restore_and_compare(&v, &torn);
+    let expected = server.restore_and_compare(&v, &mut torn);
     let out = v.cmd(&["verify"]).unwrap();
     assert!(out.success(), "verify: {}\n{}", out.stdout, out.stderr);
     let shown: Vec<String> = times
