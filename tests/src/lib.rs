@@ -52,6 +52,7 @@ pub mod proxy;
 pub mod redis_server;
 pub mod s3;
 mod server;
+pub mod torn;
 pub mod vault;
 pub mod workload;
 

@@ -9,6 +9,8 @@
 //!   agent was reading is gone by the time the store is back.
 //! - A repository holding overlapping segments (`[a,c)` beside `[a,b)` and `[b,c)`, as a retry
 //!   after a lost reply leaves them): readers must follow the longest run, not see a gap.
+//! - A kill that tore a frame which the restarted kevy's first bytes complete: the bytes parse
+//!   as a whole command that never ran.
 
 #![allow(clippy::unwrap_used)]
 
@@ -17,6 +19,7 @@ use std::time::{Duration, Instant};
 use aofvault::repo::{keys, Repo, RepoSpec, ShardId};
 use aofvault_tests::keyspace::{self, Keyspace};
 use aofvault_tests::proxy::Mode;
+use aofvault_tests::torn::TornRanges;
 use aofvault_tests::vault::{file_sizes, redis_stream_len, tail, Vault};
 use aofvault_tests::{KevyServer, RedisServer};
 
@@ -319,4 +322,79 @@ fn overlapping_segments_restore_and_verify_clean() {
     keyspace::assert_same(&expected, &dump(&copy.url()));
     let out = v.cmd(&["verify"]).unwrap();
     assert!(out.success(), "verify: {}\n{}", out.stdout, out.stderr);
+}
+
+/// A kill can tear a frame inside a bulk string whose missing bytes the restarted kevy's next
+/// frame happens to supply: `SET torn <8 bytes>` cut after 2, then `*2\r\n$4\r\nINCR…` — its
+/// first 8 bytes complete the value and its CRLF, so the bytes parse as one whole `SET` and
+/// the invalid bytes show only at `INCR`. The agent must not ship that `SET` (it never ran) and
+/// must go on shipping the INCRs without anyone's help; the restore equals kevy's files
+/// without the torn bytes.
+#[test]
+fn a_torn_frame_completed_by_the_restarted_server_is_not_a_command() {
+    let mut kevy = KevyServer::start(1).unwrap();
+    let v = Vault::file().unwrap();
+    let cfg = v.config(FAST_SHIP).unwrap();
+    let mut a = v.run_agent(kevy.dir(), &kevy.url(), Some(&cfg)).unwrap();
+    a.wait_for_log("snapshot published", Duration::from_secs(60))
+        .unwrap();
+    aofvault_tests::workload::mixed(&mut kevy.conn().unwrap(), 60, 500, 100).unwrap();
+    kevy.wait_aof_flushed().unwrap();
+    let paths = kevy.aof_paths();
+    let sizes = || file_sizes(&paths);
+    v.wait_shipped(&sizes, &a, Duration::from_secs(60)).unwrap();
+
+    kevy.kill();
+    let aof = kevy.aof_paths();
+    {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&aof[0])
+            .unwrap();
+        f.write_all(b"*3\r\n$3\r\nSET\r\n$4\r\ntorn\r\n$8\r\nab")
+            .unwrap();
+    }
+    let mut torn = TornRanges::default();
+    torn.after_kill(&aof).unwrap();
+    assert_eq!(torn.count(), 1);
+    let restarted_at = sizes()[0];
+    kevy.restart().unwrap();
+    let mut conn = kevy.conn().unwrap();
+    let mut p = redis::pipe();
+    for _ in 0..200 {
+        p.cmd("INCR").arg("counter").ignore();
+    }
+    p.query::<()>(&mut conn).unwrap();
+    aofvault_tests::workload::mixed(&mut conn, 61, 300, 100).unwrap();
+    kevy.wait_aof_flushed().unwrap();
+
+    // Shipping goes on past the torn bytes, with nobody's help.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let s = v.status();
+        let shards = s["shards"].as_array().cloned().unwrap_or_default();
+        if shards.len() == 1
+            && shards[0]["state"] == "following"
+            && shards[0]["lag_bytes"] == 0
+            && shards[0]["shipped_offset"].as_u64() >= Some(restarted_at)
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not shipping past the torn frame 60 s after the restart (file was {restarted_at} bytes)\nstatus: {s}\nagent log tail:\n{}",
+            tail(&a.logs(), 30)
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    a.terminate().unwrap();
+    let reference = v.path("reference");
+    torn.reference_dir(kevy.dir(), 1, &reference).unwrap();
+    let expected = dump(&KevyServer::start_on_dir(&reference, 1).unwrap().url());
+    let to = v.restore_dir("restored", &[]).unwrap();
+    let got = dump(&KevyServer::start_on_dir(&to, 1).unwrap().url());
+    assert!(got.get(0, b"torn").is_none(), "the torn SET was restored");
+    assert_eq!(get_u64(&kevy.url(), "counter"), Some(200));
+    keyspace::assert_same(&expected, &got);
 }

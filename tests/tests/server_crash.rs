@@ -20,6 +20,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use aofvault_tests::keyspace::{self, Keyspace};
+use aofvault_tests::torn::TornRanges;
 use aofvault_tests::vault::{file_sizes, redis_stream_len, tail, Vault};
 use aofvault_tests::workload::{self, Rng};
 use aofvault_tests::{agent, KevyServer, RedisServer};
@@ -115,7 +116,7 @@ impl Server {
         match self {
             Server::Kevy(k) => {
                 let reference = v.path("reference");
-                torn.reference_dir(k.dir(), k.shards(), &reference);
+                torn.reference_dir(k.dir(), k.shards(), &reference).unwrap();
                 let expected = dump(
                     &KevyServer::start_on_dir(&reference, k.shards())
                         .unwrap()
@@ -205,97 +206,6 @@ fn wait_caught_up(v: &Vault, a: &agent::AgentProcess) {
     }
 }
 
-/// The torn ranges a kill left in kevy's AOF files. kevy 1.19 restarts appending after a torn
-/// frame, and its *next* restart drops everything after it (see the last test), so after two
-/// kills the live server no longer holds what its own files record. What the restore must
-/// equal is the files without their torn ranges: the test finds each one right after the kill
-/// (before the restart appends to the file) and builds that reference.
-#[derive(Default)]
-struct TornRanges {
-    /// Per shard: where the next kill's scan starts (a frame boundary: the end of the file as
-    /// the previous kill left it, where kevy appended after its restart).
-    scan_from: Vec<u64>,
-    /// Per shard: the torn ranges `[start, end)` found so far.
-    ranges: Vec<Vec<(u64, u64)>>,
-    /// Per shard: the file's inode when it was scanned. A rewrite (asked by the agent to
-    /// recover) replaces the file with a clean one written from memory: its ranges are gone.
-    inodes: Vec<u64>,
-}
-
-impl TornRanges {
-    /// Scans every shard's file from the last kill's end: whole commands, then (maybe) the torn
-    /// tail this kill left.
-    fn after_kill(&mut self, files: &[PathBuf]) {
-        self.scan_from.resize(files.len(), 0);
-        self.ranges.resize(files.len(), Vec::new());
-        self.inodes.resize(files.len(), 0);
-        for (i, path) in files.iter().enumerate() {
-            self.forget_if_replaced(i, path);
-            let bytes = std::fs::read(path).unwrap();
-            let from = self.scan_from[i];
-            let rest = &bytes[from as usize..];
-            let whole = aofvault_formats::aof::safe_prefix(rest, from).unwrap_or_else(|e| {
-                panic!("{}: not whole commands then a tear: {e:?}", path.display())
-            });
-            let end = from + whole.len as u64;
-            if end < bytes.len() as u64 {
-                self.ranges[i].push((end, bytes.len() as u64));
-            }
-            self.scan_from[i] = bytes.len() as u64;
-        }
-    }
-
-    /// A new inode is a new file: scan it from the start, with no ranges.
-    fn forget_if_replaced(&mut self, shard: usize, path: &Path) {
-        use std::os::unix::fs::MetadataExt;
-        let ino = std::fs::metadata(path).unwrap().ino();
-        if self.inodes.get(shard) != Some(&ino) {
-            if self.inodes.get(shard).is_some_and(|&old| old != 0) {
-                println!(
-                    "{}: replaced since the last kill (a rewrite)",
-                    path.display()
-                );
-            }
-            self.scan_from[shard] = 0;
-            self.ranges[shard].clear();
-            self.inodes[shard] = ino;
-        }
-    }
-
-    fn count(&self) -> usize {
-        self.ranges.iter().map(Vec::len).sum()
-    }
-
-    /// A copy of kevy's directory with the torn ranges cut out of each AOF.
-    fn reference_dir(&mut self, dir: &Path, shards: u32, into: &Path) {
-        self.scan_from.resize(shards as usize, 0);
-        self.ranges.resize(shards as usize, Vec::new());
-        self.inodes.resize(shards as usize, 0);
-        for shard in 0..shards as usize {
-            self.forget_if_replaced(shard, &dir.join(format!("aof-{shard}.aof")));
-        }
-        std::fs::create_dir_all(into).unwrap();
-        for e in std::fs::read_dir(dir).unwrap() {
-            let e = e.unwrap();
-            if e.path().is_file() {
-                std::fs::copy(e.path(), into.join(e.file_name())).unwrap();
-            }
-        }
-        for shard in 0..shards as usize {
-            let name = format!("aof-{shard}.aof");
-            let bytes = std::fs::read(dir.join(&name)).unwrap();
-            let mut clean = Vec::with_capacity(bytes.len());
-            let mut at = 0usize;
-            for &(start, end) in self.ranges.get(shard).map(Vec::as_slice).unwrap_or(&[]) {
-                clean.extend_from_slice(&bytes[at..start as usize]);
-                at = end as usize;
-            }
-            clean.extend_from_slice(&bytes[at..]);
-            std::fs::write(into.join(&name), clean).unwrap();
-        }
-    }
-}
-
 fn kill_under_load(mut server: Server, seed: u64) {
     let kills = env_num("AOFVAULT_SERVER_KILLS", 3);
     let mut rng = Rng::new(seed);
@@ -320,7 +230,7 @@ fn kill_under_load(mut server: Server, seed: u64) {
         std::thread::sleep(Duration::from_millis(1500 + rng.below(2500)));
         server.kill();
         if let Server::Kevy(k) = &server {
-            torn.after_kill(&k.aof_paths());
+            torn.after_kill(&k.aof_paths()).unwrap();
         }
         std::thread::sleep(Duration::from_millis(rng.below(500)));
         server.restart();
