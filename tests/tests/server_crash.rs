@@ -151,7 +151,7 @@ fn tear_last_incr(dir: &Path) {
         .lines()
         .filter(|l| l.ends_with("type i"))
         .filter_map(|l| l.split(' ').nth(1))
-        .last()
+        .next_back()
         .unwrap()
         .to_string();
     let mut f = std::fs::OpenOptions::new()
