@@ -7,7 +7,10 @@
 #   - tests/tests/faults.rs       with AOFVAULT_FAULT_CYCLES cycles of resets, 503 bursts,
 #                                 stalls, slowness and an outage (default 4);
 #   - tests/tests/local_faults.rs once per round (corrupt frame, server kill -9, full or
-#                                 read-only state dir, unreadable AOF dir).
+#                                 read-only state dir, unreadable AOF dir);
+#   - agent/tests/sim.rs          the follower simulation (release build): as many seeds as
+#                                 fit in AOFVAULT_SIM_ROUND_SECONDS (default 60), new ones
+#                                 each round; a failing seed replays with AOFVAULT_SIM_SEED;
 #   - tests/tests/server_crash.rs the server round: kevy (4 shards) and redis-server killed -9
 #                                 under load AOFVAULT_SERVER_KILLS times each (default 10),
 #                                 nobody sending BGREWRITEAOF; prints the time until every shard
@@ -25,6 +28,7 @@ minutes=${1:-10}
 kills=${AOFVAULT_CRASH_KILLS:-30}
 restore_kills=${AOFVAULT_RESTORE_KILLS:-10}
 cycles=${AOFVAULT_FAULT_CYCLES:-4}
+sim_seconds=${AOFVAULT_SIM_ROUND_SECONDS:-60}
 work=${AOFVAULT_SOAK_DIR:-$(mktemp -d /tmp/aofvault-soak-XXXXXX)}
 mkdir -p "$work/bin" "$work/logs"
 
@@ -41,6 +45,10 @@ for t in crash faults local_faults; do
     [ -x "$exe" ] || { echo "soak: cannot build the $t test binary" >&2; exit 1; }
     cp "$exe" "$work/bin/$t"
 done
+exe=$(cargo test -p aofvault --release --test sim --no-run --message-format=json 2>/dev/null |
+    sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | tail -1)
+[ -x "$exe" ] || { echo "soak: cannot build the sim test binary" >&2; exit 1; }
+cp "$exe" "$work/bin/sim"
 
 # The server-kill round's binary (kept apart from the list above).
 server_kills=${AOFVAULT_SERVER_KILLS:-10}
@@ -92,6 +100,9 @@ while [ "$(date +%s)" -lt "$deadline" ]; do
     [ "$(date +%s)" -lt "$deadline" ] || break
     run local_faults --
     [ "$(date +%s)" -lt "$deadline" ] || break
+    # Each round starts at (its seed mod 10⁵)·10⁶: rounds do not repeat a seed.
+    run sim AOFVAULT_SIM_SECONDS="$sim_seconds" AOFVAULT_SIM_FIRST=$(( (seed % 100000) * 1000000 )) --
+    [ "$(date +%s)" -lt "$deadline" ] || break
     server_kill_round
 done
 
@@ -102,6 +113,7 @@ sum() { grep -o "$1=[0-9]*" "$summary" | cut -d= -f2 | awk '{s+=$1} END {print s
 echo "agent kill -9s: $(sum ' kills') ; killed restores (to-dir mid-run): $(sum killed_mid) ; killed live restores: $(sum live_killed)"
 echo "fault cycles: $(sum cycles) ; outages reported in status: $(sum outages_reported) ; proxy resets: $(sum proxy_resets) ; proxy 503s: $(sum proxy_503s)"
 echo "acknowledged writes under faults and kills: $(sum writes)"
+echo "simulated seeds (follower simulation): $(sum sim_seeds)"
 echo "server kill -9s: $(sum server_kills) ; torn ranges: $(sum torn_ranges) ; recovery times (s): $(grep -o 'recovery_s=\[[^]]*\]' "$summary" | cut -d= -f2 | tr '\n' ' ')"
 echo "work dir: ${work}"
 [ "$failed" -eq 0 ]

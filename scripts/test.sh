@@ -16,5 +16,9 @@ case "$target" in /*) ;; *) target="$(pwd)/$target" ;; esac
 export AOFVAULT_BIN="$target/debug/aofvault"
 [ -x "$AOFVAULT_BIN" ] || { echo "test.sh: $AOFVAULT_BIN was not built" >&2; exit 1; }
 
+# The follower simulation (agent/tests/sim.rs): a thousand seeds here (about a minute in a debug
+# build); scripts/soak.sh runs millions in release.
+export AOFVAULT_SIM_SEEDS=${AOFVAULT_SIM_SEEDS:-1000}
+
 echo "test.sh: cargo test --workspace $*"
 cargo test --workspace "$@"

@@ -1,10 +1,13 @@
 //! From a validated configuration to the things commands work with: the repository (with its
-//! encryption keys), the instance name, the server client settings.
+//! encryption keys), the instance name, the server client settings. Every reading command
+//! (list, restore, verify, drift, prune) opens the repository with [`open_for_reading`] and
+//! chooses its instance with [`pick_instance`]; they live here, below all of them.
 
 use std::time::Duration;
 
 use aofvault_config::{Config, RepoUrl};
 
+use crate::exit::Failure;
 use crate::repo::{Keys, Repo, RepoSpec, S3Spec};
 
 /// The repository location described by the configuration (credentials included, never printed:
@@ -71,4 +74,101 @@ pub fn encryption_keys(cfg: &Config) -> anyhow::Result<Keys> {
 /// Unix milliseconds now.
 pub fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
+}
+
+/// Opens the repository for reading commands: unreachable and empty are different errors.
+pub async fn open_for_reading(cfg: &Config) -> anyhow::Result<Repo> {
+    let repo = open_repo(cfg)?;
+    repo.check_format().await?;
+    Ok(repo)
+}
+
+/// Whether `name` looks like the default instance name (`<host>-<port>` or `<host>-local`),
+/// i.e. the user did not choose it.
+fn looks_default(name: &str) -> bool {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| {
+            hostname::get()
+                .ok()
+                .map(|h| h.to_string_lossy().into_owned())
+        })
+        .unwrap_or_default();
+    let host: String = host
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    let host = host.trim_start_matches('.');
+    let host = if host.is_empty() { "localhost" } else { host };
+    name.strip_prefix(host)
+        .and_then(|r| r.strip_prefix('-'))
+        .is_some_and(|suffix| {
+            suffix == "local" || (!suffix.is_empty() && suffix.bytes().all(|b| b.is_ascii_digit()))
+        })
+}
+
+/// The instance a reading command works on: the configured instance when the repository has
+/// it; when the name is only the default one (`<host>-<port>`) and the repository holds exactly
+/// one instance, that one; otherwise an error that lists what the repository holds.
+pub async fn pick_instance(cfg: &Config, repo: &Repo) -> anyhow::Result<String> {
+    let configured = &cfg.repository.instance;
+    let instances = repo.instances().await?;
+    if instances.contains(configured) {
+        return Ok(configured.clone());
+    }
+    let listed = instances.join(", ");
+    match instances.as_slice() {
+        [] => Err(
+            anyhow::anyhow!("repository {} holds no instance yet", repo.url())
+                .context(Failure::RepoEmpty),
+        ),
+        [only] if looks_default(configured) => {
+            tracing::info!(instance = %only, "using the repository's only instance");
+            Ok(only.clone())
+        }
+        _ if looks_default(configured) => Err(anyhow::anyhow!(
+            "repository {} holds several instances ({listed}): choose one with --instance",
+            repo.url()
+        )
+        .context(Failure::Usage)),
+        _ => Err(anyhow::anyhow!(
+            "instance {configured} is not in repository {} (it holds: {listed})",
+            repo.url()
+        )
+        .context(Failure::RepoEmpty)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_names_are_recognised() {
+        let host = std::env::var("HOSTNAME")
+            .ok()
+            .or_else(|| {
+                hostname::get()
+                    .ok()
+                    .map(|h| h.to_string_lossy().into_owned())
+            })
+            .unwrap_or_default();
+        if host.is_empty()
+            || !host
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
+        {
+            return;
+        }
+        assert!(looks_default(&format!("{host}-6379")));
+        assert!(looks_default(&format!("{host}-local")));
+        assert!(!looks_default("db1"));
+        assert!(!looks_default(&format!("{host}-prod")));
+    }
 }

@@ -12,13 +12,11 @@
 //! | 7 | [`TARGET_NOT_EMPTY`] | restore refused: the target directory or server is not empty (see `--force`) |
 //!
 //! Code that fails in one of these ways tags its error with a [`Failure`], either as the
-//! error itself or as context (`err.context(Failure::RepoUnreachable)`); [`code_for`] finds
-//! the tag anywhere in the chain. 4 and 5 are kept apart on purpose: "cannot reach the
-//! backups" must never look like "there are no backups".
-
-use aofvault_config::ConfigErrors;
-
-use crate::settings::SettingsError;
+//! error itself or as context (`err.context(Failure::RepoUnreachable)`), or returns a typed
+//! error that stands for one; `crate::outcome::code_for` (the one place that maps errors to
+//! codes) finds either anywhere in the chain. 4 and 5 are kept apart on purpose: "cannot reach
+//! the backups" must never look like "there are no backups". This module imports nothing of
+//! the crate: the CLI definition uses its table.
 
 pub const OK: u8 = 0;
 pub const ERROR: u8 = 1;
@@ -85,32 +83,9 @@ impl Failure {
     }
 }
 
-/// The exit code for an error: the first [`Failure`] tag found (as context or anywhere in
-/// the source chain), [`USAGE`] for configuration and command-line errors, else [`ERROR`].
-pub fn code_for(err: &anyhow::Error) -> u8 {
-    if let Some(failure) = err.downcast_ref::<Failure>() {
-        return failure.code();
-    }
-    for cause in err.chain() {
-        if let Some(failure) = cause.downcast_ref::<Failure>() {
-            return failure.code();
-        }
-        if cause.is::<ConfigErrors>() || cause.is::<SettingsError>() || cause.is::<clap::Error>() {
-            return USAGE;
-        }
-    }
-    if err.downcast_ref::<ConfigErrors>().is_some() || err.downcast_ref::<SettingsError>().is_some()
-    {
-        return USAGE;
-    }
-    ERROR
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
-    use anyhow::Context;
-
     use super::*;
 
     #[test]
@@ -120,24 +95,5 @@ mod tests {
             .map(|(code, meaning)| format!("  {code}  {meaning}"))
             .collect();
         assert_eq!(AFTER_HELP, format!("Exit status:\n{}", lines.join("\n")));
-    }
-
-    #[test]
-    fn failure_tags_are_found_as_error_or_context() {
-        let direct = anyhow::Error::new(Failure::RepoEmpty);
-        assert_eq!(code_for(&direct), REPO_EMPTY);
-        let as_context = anyhow::anyhow!("connection refused").context(Failure::RepoUnreachable);
-        assert_eq!(code_for(&as_context), REPO_UNREACHABLE);
-        let deeper = Err::<(), _>(Failure::LeaseHeld)
-            .context("starting the daemon")
-            .unwrap_err();
-        assert_eq!(code_for(&deeper), LEASE_HELD);
-    }
-
-    #[test]
-    fn config_errors_are_usage_errors_and_the_rest_plain_errors() {
-        let config = anyhow::Error::new(ConfigErrors(vec![])).context("in /etc/x.toml");
-        assert_eq!(code_for(&config), USAGE);
-        assert_eq!(code_for(&anyhow::anyhow!("disk full")), ERROR);
     }
 }

@@ -13,24 +13,28 @@
 //! - [`daemon`] ties them together for `aofvault run`, with [`compact`] (the `BGREWRITEAOF`
 //!   trigger), [`schedule`] (snapshots, verify, prune, drift checks on the agent's own clock),
 //!   [`metrics`], [`status_file`] and sd_notify ([`notify`]).
-//! - [`restore`], [`verify`], [`prune`], [`drift`], [`list`] read the repository back.
+//! - [`restore`], [`verify`], [`prune`], [`drift`] and `cmd::list` read the repository back,
+//!   through the shared services of [`context`] (open it, pick the instance) and
+//!   [`repo::plan`] (what a moment needs).
 //! - [`inspect`] decodes a server file with the `aofvault-formats` crate.
-//! - [`cli`], [`settings`], [`logging`], [`exit`], [`config_cmd`] are the command-line surface;
-//!   `main.rs` only parses, sets up logging and the runtime, and maps errors to exit codes.
+//! - [`cli`] (with its man page and completions), [`settings`], [`logging`], [`exit`] and
+//!   [`outcome`] (the one place that maps errors to exit codes) are the command-line surface;
+//!   [`cmd`] only dispatches, one file per subcommand without a folder of its own (`run`,
+//!   `backup`, `status`, `list`, `config`); `main.rs` only parses, sets up logging and the
+//!   runtime, and maps errors to exit codes.
 
 pub mod cli;
-pub mod commands;
+pub mod cmd;
 pub mod compact;
-pub mod config_cmd;
 pub mod context;
 pub mod daemon;
 pub mod drift;
 pub mod exit;
 pub mod inspect;
-pub mod list;
 pub mod logging;
 pub mod metrics;
 pub mod notify;
+pub mod outcome;
 pub mod prune;
 pub mod repo;
 pub mod restore;

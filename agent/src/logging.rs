@@ -5,6 +5,9 @@
 //! that a SIGHUP can change the level without restarting ([`set_level`]). Under systemd
 //! (`JOURNAL_STREAM` set) text lines carry no timestamp: the journal adds its own. Records
 //! from crates that use `log` instead of `tracing` are forwarded.
+//!
+//! A command's final error is reported once by [`report_fatal`]: the plain message on a
+//! terminal, a log line where stderr is collected (the journal, a file).
 
 use std::io::IsTerminal;
 use std::sync::OnceLock;
@@ -36,6 +39,44 @@ pub fn init(log: &Log) -> anyhow::Result<()> {
         .map_err(|e| anyhow!("cannot install the logger: {e}"))?;
     let _ = INSTALLED.set((handle, rust_log.is_some()));
     Ok(())
+}
+
+/// Where a command's final error goes: printed once, either as the human message
+/// (`aofvault: <error>`) or as an `ERROR` log line, never both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FatalOutput {
+    /// `aofvault: <error>` on stderr: a person is reading (a terminal), or no logger would
+    /// record it (none installed, or its level hides errors).
+    Message,
+    /// One `ERROR` log line: stderr is a file, a pipe or the journal, where every other line
+    /// is a log line too (and, under systemd, carries the priority the journal files it by).
+    LogLine,
+}
+
+impl FatalOutput {
+    /// Decides for this process: stderr a terminal or not, the logger installed and enabled.
+    pub fn for_this_process() -> FatalOutput {
+        FatalOutput::choose(
+            std::io::stderr().is_terminal(),
+            INSTALLED.get().is_some() && tracing::enabled!(tracing::Level::ERROR),
+        )
+    }
+
+    fn choose(stderr_is_terminal: bool, logger_records_errors: bool) -> FatalOutput {
+        if stderr_is_terminal || !logger_records_errors {
+            FatalOutput::Message
+        } else {
+            FatalOutput::LogLine
+        }
+    }
+}
+
+/// Reports the error a command ended with, once (see [`FatalOutput`]).
+pub fn report_fatal(err: &anyhow::Error) {
+    match FatalOutput::for_this_process() {
+        FatalOutput::Message => eprintln!("aofvault: {err:#}"),
+        FatalOutput::LogLine => tracing::error!(error = %format!("{err:#}"), "failed"),
+    }
 }
 
 /// Changes the level of the installed logger (on reload). Does nothing when `RUST_LOG` set
@@ -205,6 +246,15 @@ mod tests {
         let text = out.text();
         assert!(!text.contains("before reload"), "{text}");
         assert!(text.contains("after reload"), "{text}");
+    }
+
+    #[test]
+    fn a_fatal_error_is_a_log_line_only_where_logs_go_and_are_recorded() {
+        assert_eq!(FatalOutput::choose(true, true), FatalOutput::Message);
+        assert_eq!(FatalOutput::choose(true, false), FatalOutput::Message);
+        assert_eq!(FatalOutput::choose(false, true), FatalOutput::LogLine);
+        // A logger that hides errors (level "off") must not swallow the final error.
+        assert_eq!(FatalOutput::choose(false, false), FatalOutput::Message);
     }
 
     #[test]

@@ -46,12 +46,11 @@ fn main() -> ExitCode {
             return ExitCode::from(aofvault::exit::ERROR);
         }
     };
-    match runtime.block_on(aofvault::commands::dispatch(cli, cfg)) {
+    match runtime.block_on(aofvault::cmd::dispatch(cli, cfg)) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            tracing::error!(error = %format!("{e:#}"), "failed");
-            eprintln!("aofvault: {e:#}");
-            ExitCode::from(aofvault::exit::code_for(&e))
+            aofvault::logging::report_fatal(&e);
+            ExitCode::from(aofvault::outcome::code_for(&e))
         }
     }
 }

@@ -55,12 +55,21 @@ impl std::fmt::Display for Origin {
 pub struct Loaded {
     pub config: Config,
     pub origin: Origin,
+    /// Whether the file or `--instance` named the instance; otherwise it was derived from
+    /// the host and the server's port (`<host>-local` without `--server`).
+    pub instance_named: bool,
 }
 
 /// Loads, overrides and validates the configuration. With `require_source`, a missing
 /// `source.dir` is one of the errors (the commands that read the server's files need it).
 pub fn load(global: &GlobalArgs, require_source: bool) -> anyhow::Result<Config> {
     resolve(global, require_source).map(|loaded| loaded.config)
+}
+
+/// Whether the configuration names the instance (`[repository] instance` or `--instance`),
+/// rather than deriving it; `true` when it cannot be loaded (then nothing is guessed).
+pub fn names_instance(global: &GlobalArgs) -> bool {
+    resolve(global, false).map_or(true, |loaded| loaded.instance_named)
 }
 
 /// [`load`], also saying where the configuration came from (for `config check`).
@@ -104,6 +113,7 @@ pub fn resolve_with(
         None => RawConfig::default(),
     };
     apply_flags(&mut raw, global);
+    let instance_named = raw.repository.instance.is_some();
     let missing_source = require_source && raw.source.dir.is_none();
     let validated = raw.validate(env);
     let mut errors = match &validated {
@@ -128,7 +138,11 @@ pub fn resolve_with(
         ));
     }
     match validated {
-        Ok(config) if errors.is_empty() => Ok(Loaded { config, origin }),
+        Ok(config) if errors.is_empty() => Ok(Loaded {
+            config,
+            origin,
+            instance_named,
+        }),
         _ => Err(invalid(ConfigErrors(errors))),
     }
 }
@@ -237,6 +251,31 @@ mod tests {
     }
 
     #[test]
+    fn an_instance_is_named_by_the_file_or_the_flag_else_derived() {
+        let dir = tempfile::tempdir().unwrap();
+        let absent = dir.path().join("absent.toml");
+        let derived = resolve_with(&GlobalArgs::default(), false, &env(), &absent).unwrap();
+        assert!(!derived.instance_named);
+        assert_eq!(derived.config.repository.instance, "db1-local");
+        let flag = GlobalArgs {
+            instance: Some("db1-6380".into()),
+            ..GlobalArgs::default()
+        };
+        assert!(
+            resolve_with(&flag, false, &env(), &absent)
+                .unwrap()
+                .instance_named
+        );
+        let file = dir.path().join("a.toml");
+        std::fs::write(&file, "[repository]\ninstance = \"main\"\n").unwrap();
+        assert!(
+            resolve_with(&GlobalArgs::default(), false, &env(), &file)
+                .unwrap()
+                .instance_named
+        );
+    }
+
+    #[test]
     fn a_missing_explicit_file_is_an_error() {
         let dir = tempfile::tempdir().unwrap();
         let global = GlobalArgs {
@@ -337,7 +376,7 @@ mod tests {
             "{text}"
         );
         assert_eq!(
-            crate::exit::code_for(&anyhow::Error::new(error)),
+            crate::outcome::code_for(&anyhow::Error::new(error)),
             crate::exit::USAGE
         );
     }

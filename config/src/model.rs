@@ -28,6 +28,7 @@ pub struct Config {
     pub state: State,
     pub shutdown: Shutdown,
     pub drift: Drift,
+    pub restore: Restore,
 }
 
 /// Which server family the source directory belongs to.
@@ -190,6 +191,15 @@ pub struct Drift {
     /// seen.
     #[serde(serialize_with = "duration")]
     pub settle: Duration,
+}
+
+/// `[restore]`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Restore {
+    /// How long one object (or the plan's reads of the repository) keeps being retried after
+    /// a transient failure before the restore gives up (exit 4).
+    #[serde(serialize_with = "duration")]
+    pub retry_deadline: Duration,
 }
 
 /// `[retention]`: a snapshot is kept if any rule keeps it; with no rule set, all are kept.

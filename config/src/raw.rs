@@ -31,6 +31,7 @@ pub struct RawConfig {
     pub state: RawState,
     pub shutdown: RawShutdown,
     pub drift: RawDrift,
+    pub restore: RawRestore,
     /// Keys [`crate::parse`] had to drop (unknown, or of the wrong type). They are reported
     /// by [`RawConfig::validate`] together with every other mistake.
     #[serde(skip)]
@@ -149,6 +150,13 @@ pub struct RawDrift {
     pub sample: Option<i64>,
     pub rate: Option<i64>,
     pub settle: Option<String>,
+}
+
+/// `[restore]`: how `aofvault restore` rides out a flaky repository.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawRestore {
+    pub retry_deadline: Option<String>,
 }
 
 /// `[retention]`: which snapshots `prune` keeps.

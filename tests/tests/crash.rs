@@ -453,8 +453,7 @@ fn kill9_during_restore_never_leaves_a_complete_looking_target_and_a_rerun_succe
     // --to a live server: a killed replay is not complete either; running it again into the
     // server it half filled is refused without --force (which would replay on top of the
     // half: counters and lists would double), so the operator empties it first. The target is
-    // a redis-server: kevy's INFO keyspace cannot tell empty from not (see the ignored test
-    // below).
+    // a redis-server (kevy targets: the test below).
     let target = RedisServer::start().unwrap();
     let url = target.url();
     let t0 = Instant::now();
@@ -506,13 +505,11 @@ fn kill9_during_restore_never_leaves_a_complete_looking_target_and_a_rerun_succe
     );
 }
 
-/// BUG (agent/src/restore/live.rs, not fixed here): `restore --to` decides "the target is empty"
-/// from `INFO keyspace`, which kevy 1.19 answers for the one shard the connection landed on,
-/// with counts that FLUSHALL does not reset. So a 4-shard kevy holding keys on other shards is
-/// taken for empty and written into without `--force`, and a flushed one is refused. `DBSIZE`
-/// (kevy sums every shard) would answer both right.
+/// `restore --to` a kevy decides "the target is empty" from `DBSIZE` (kevy sums every shard),
+/// not from `INFO keyspace` (published per shard on a tick: FLUSHALL does not reset it at
+/// once). So a 4-shard kevy holding a key is refused without `--force`, and a flushed one is
+/// accepted (see also tests/tests/restore_target.rs).
 #[test]
-#[ignore = "bug: restore --to trusts kevy's per-shard INFO keyspace (restore/live.rs)"]
 fn live_restore_into_a_non_empty_kevy_is_refused_without_force() {
     let (v, _source, expected) = shipped_kevy(0x5eed_0004);
     for round in 0..4 {

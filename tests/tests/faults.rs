@@ -93,6 +93,13 @@ impl Vault {
         agent::spawn(&all, &self.s3.env_via(&self.proxy.http_url())).unwrap()
     }
 
+    /// Starts any command through the proxy, in the background.
+    fn spawn_via_proxy(&self, args: &[&str]) -> agent::AgentProcess {
+        let all = self.args(args);
+        let all: Vec<&str> = all.iter().map(String::as_str).collect();
+        agent::spawn(&all, &self.s3.env_via(&self.proxy.http_url())).unwrap()
+    }
+
     /// `status --json` (the status file the daemon writes every second).
     fn status(&self) -> serde_json::Value {
         self.cmd(&["status", "--json"])
@@ -392,8 +399,16 @@ enum Outcome {
 
 /// A `--to-dir` restore through the proxy: success and equal, or a non-zero exit and no marker.
 fn restore_dir_through(v: &Vault, expected: &Keyspace, name: &str) -> Outcome {
+    restore_dir_through_with(v, expected, name, &[])
+}
+
+/// [`restore_dir_through`] with more restore arguments.
+fn restore_dir_through_with(v: &Vault, expected: &Keyspace, name: &str, extra: &[&str]) -> Outcome {
     let to = v.path(name);
-    let out = v.cmd_via_proxy(&["restore", "--to-dir", &to.display().to_string()]);
+    let to_arg = to.display().to_string();
+    let mut args = vec!["restore", "--to-dir", &to_arg];
+    args.extend_from_slice(extra);
+    let out = v.cmd_via_proxy(&args);
     if out.success() {
         assert!(to.join("shards.meta").is_file());
         let copy = KevyServer::start_on_dir(&to, 2).unwrap();
@@ -477,9 +492,10 @@ fn a_restore_through_a_flaky_store_completes_or_fails_cleanly() {
     });
     outcomes.push(("repeated 503 bursts dir", o));
 
-    // The store is gone: "unreachable" (exit 4), nothing written.
+    // The store is gone: "unreachable" (exit 4) once the retry deadline has passed, nothing
+    // written.
     p.set_mode(Mode::Down);
-    let down = restore_dir_through(&v, &expected, "down");
+    let down = restore_dir_through_with(&v, &expected, "down", &["--retry-deadline", "2s"]);
     assert_eq!(
         down,
         Outcome::FailedCleanly(4),
@@ -586,4 +602,203 @@ fn a_base_upload_cut_by_an_outage_is_retried() {
         .unwrap();
     let copy = KevyServer::start_on_dir(&to, 2).unwrap();
     keyspace::assert_same(&expected, &dump(&copy.url()));
+}
+
+/// A kevy (2 shards) shipped through the proxy, with a base in every chain (a BGSAVE between
+/// two phases of writes); `big` adds ~8 MB of incompressible values, so that downloads last
+/// seconds over a slow link. Returns the vault and the server's keyspace.
+fn shipped_for_restores(name: &str, seed: u64, big: bool) -> (Vault, KevyServer, Keyspace) {
+    let kevy = KevyServer::start(2).unwrap();
+    let mut conn = kevy.conn().unwrap();
+    workload::mixed(&mut conn, seed, 5000, 1000).unwrap();
+    if big {
+        let mut rng = Rng::new(seed);
+        for chunk in 0..20u64 {
+            let mut p = redis::pipe();
+            for i in 0..200u64 {
+                let value: Vec<u8> = (0..250)
+                    .flat_map(|_| rng.next_u64().to_le_bytes())
+                    .collect();
+                p.cmd("SET")
+                    .arg(format!("big:{chunk}:{i}"))
+                    .arg(value)
+                    .ignore();
+            }
+            p.query::<()>(&mut conn).unwrap();
+        }
+    }
+    let v = Vault::new(name);
+    let mut a = v.run_agent(kevy.dir(), &kevy.url());
+    a.wait_for_log("snapshot published", Duration::from_secs(60))
+        .unwrap();
+    let _: () = redis::cmd("BGSAVE").query(&mut conn).unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    workload::mixed(&mut conn, seed ^ 1, 5000, 1000).unwrap();
+    kevy.wait_aof_flushed().unwrap();
+    v.wait_shipped(&|| kevy_sizes(&kevy), &a);
+    a.terminate().unwrap();
+    let expected = dump(&kevy.url());
+    (v, kevy, expected)
+}
+
+/// Six `503 Slow Down`s in a row — more than the S3 client's own retries ride through (it
+/// gives up after four requests) — then bursts of six re-armed every 200 ms while a restore
+/// downloads: the restore tries the failed reads or objects again from the start and
+/// completes, equal to the source, to files and live.
+#[test]
+fn a_restore_rides_out_six_503s_in_a_row() {
+    let seed = env_num("AOFVAULT_SEED", 0xfa17_0006);
+    let (v, _kevy, expected) = shipped_for_restores("six-503s", seed, false);
+    let p = &v.proxy;
+    let mut retried = Vec::new();
+
+    let before = p.stats().http_503s;
+    p.set_mode(Mode::Http503Burst(6));
+    let to = v.path("six");
+    let out = v.cmd_via_proxy(&["restore", "--to-dir", &to.display().to_string()]);
+    assert!(
+        out.success(),
+        "six 503s failed the restore (exit {:?}):\n{}",
+        out.code(),
+        out.stderr
+    );
+    assert_eq!(p.stats().http_503s - before, 6, "the burst was served");
+    assert!(
+        out.stderr.contains("trying again from the start"),
+        "the client's own retries were not beaten: the test shows nothing:\n{}",
+        out.stderr
+    );
+    retried.push(out.stderr.matches("trying again from the start").count());
+    let copy = KevyServer::start_on_dir(&to, 2).unwrap();
+    keyspace::assert_same(&expected, &dump(&copy.url()));
+
+    p.set_mode(Mode::Http503Burst(6));
+    assert_eq!(
+        restore_live_through(&v, &expected),
+        Outcome::Completed,
+        "six 503s failed the live restore"
+    );
+
+    let before = p.stats().http_503s;
+    let o = while_flapping(p, Mode::Http503Burst(6), Duration::from_millis(200), || {
+        restore_dir_through(&v, &expected, "six-repeated")
+    });
+    assert_eq!(o, Outcome::Completed, "repeated bursts of six 503s");
+    let served = p.stats().http_503s - before;
+    println!(
+        "SOAK-SUMMARY six-503s seed={seed:#x} keys={} first_burst_retries={} repeated_bursts_503s={served} outcome=equal",
+        expected.len(),
+        retried[0],
+    );
+}
+
+/// Waits until `to-dir` restore has planned and started to download (its staging directory
+/// exists inside the target).
+fn wait_fetching(to: &Path, r: &mut agent::AgentProcess) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let staging = std::fs::read_dir(to).ok().is_some_and(|d| {
+            d.flatten().any(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .starts_with(".aofvault-restore-")
+            })
+        });
+        if staging {
+            return;
+        }
+        assert!(r.is_running(), "the restore ended early:\n{}", r.logs());
+        assert!(
+            Instant::now() < deadline,
+            "no download started:\n{}",
+            r.logs()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The store goes away in the middle of the downloads (the link is slow, so they last
+/// seconds). Back after 4 s — longer than the S3 client's own retries last — the restore
+/// fetches the broken-off objects again from their first byte and completes, equal. Gone for
+/// good, the restore gives up once `--retry-deadline` has passed: exit 4, the object named,
+/// and nothing in the target that looks complete (the staging directory removed).
+#[test]
+fn a_store_outage_during_the_downloads_is_ridden_out_until_the_retry_deadline() {
+    let seed = env_num("AOFVAULT_SEED", 0xfa17_0007);
+    let (v, _kevy, expected) = shipped_for_restores("fetch-outage", seed, true);
+    let p = &v.proxy;
+
+    // Back after 4 s: completes.
+    p.set_mode(Mode::Slow(300_000));
+    let to = v.path("outage");
+    let to_arg = to.display().to_string();
+    let mut r = v.spawn_via_proxy(&["restore", "--to-dir", &to_arg]);
+    wait_fetching(&to, &mut r);
+    std::thread::sleep(Duration::from_millis(500));
+    p.set_mode(Mode::Down);
+    std::thread::sleep(Duration::from_secs(4));
+    p.set_mode(Mode::Pass);
+    let status = r.wait_exit(Duration::from_secs(240)).unwrap();
+    let logs = r.logs();
+    assert!(
+        status.success(),
+        "an outage of 4 s failed the restore:\n{logs}"
+    );
+    let object_retries = logs
+        .lines()
+        .filter(|l| l.contains("trying again from the start") && l.contains("object "))
+        .count();
+    assert!(
+        object_retries > 0,
+        "no object was fetched again (the outage missed the downloads):\n{logs}"
+    );
+    let copy = KevyServer::start_on_dir(&to, 2).unwrap();
+    keyspace::assert_same(&expected, &dump(&copy.url()));
+    drop(copy);
+
+    // Gone for good: exit 4 after the deadline, naming the object; nothing looks complete.
+    p.set_mode(Mode::Slow(300_000));
+    let to = v.path("gone");
+    let to_arg = to.display().to_string();
+    let mut r = v.spawn_via_proxy(&["restore", "--to-dir", &to_arg, "--retry-deadline", "3s"]);
+    wait_fetching(&to, &mut r);
+    std::thread::sleep(Duration::from_millis(500));
+    p.set_mode(Mode::Down);
+    let status = r.wait_exit(Duration::from_secs(240)).unwrap();
+    let logs = r.logs();
+    p.set_mode(Mode::Pass);
+    assert_eq!(status.code(), Some(4), "exit 4 (unreachable):\n{logs}");
+    let last = logs
+        .lines()
+        .rfind(|l| l.starts_with("aofvault:"))
+        .unwrap_or_default();
+    assert!(
+        logs.contains("object ")
+            && logs.contains("instances/t/shards/")
+            && logs.contains("retry deadline 3s"),
+        "the error names the object and the deadline:\n{logs}"
+    );
+    assert!(
+        !to.join("shards.meta").exists(),
+        "a failed restore looks complete"
+    );
+    let left: Vec<String> = std::fs::read_dir(&to)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(left.is_empty(), "a failed restore left {left:?}");
+
+    // And a live restore while the store is down: exit 4, the target untouched.
+    p.set_mode(Mode::Down);
+    let target = RedisServer::start().unwrap();
+    let out = v.cmd_via_proxy(&["restore", "--to", &target.url(), "--retry-deadline", "2s"]);
+    p.set_mode(Mode::Pass);
+    assert_eq!(out.code(), Some(4), "{}", out.stderr);
+    assert!(out.stderr.contains("unreachable"), "{}", out.stderr);
+    assert!(dump(&target.url()).is_empty());
+    println!(
+        "SOAK-SUMMARY fetch-outage seed={seed:#x} keys={} objects_fetched_again={object_retries} gave_up=\"{last}\"",
+        expected.len()
+    );
 }

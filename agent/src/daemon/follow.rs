@@ -73,9 +73,8 @@ impl Daemon {
 
     pub(super) async fn follow(&mut self, layout: Layout) -> anyhow::Result<Outcome> {
         tracing::info!(?layout, "following");
-        let record = layout.record();
         let shards = layout.shards();
-        let shared = Shared::new(shards);
+        let mut st = Loop::new(self, &layout);
         // File events only wake the tailers; they re-read the files themselves.
         let (wake_tx, wake_rx) = watch::channel(0u64);
         let _watcher = watch_dir(watched_dir(&layout), wake_tx);
@@ -88,10 +87,10 @@ impl Daemon {
                 layout.follower(shard),
                 self.repo.clone(),
                 self.instance.clone(),
-                record.clone(),
+                st.record.clone(),
                 self.server_version.clone(),
                 self.settings(),
-                shared.clone(),
+                st.shared.clone(),
                 events_tx.clone(),
             )
             .with_recovery(self.server.is_some());
@@ -100,66 +99,17 @@ impl Daemon {
         tracker.close();
         let metrics_stop = tailers.child_token();
         if let Some(addr) = self.cfg.metrics.listen {
-            metrics::serve(addr, shared.clone(), metrics_stop.clone()).await?;
+            metrics::serve(addr, st.shared.clone(), metrics_stop.clone()).await?;
         }
-
-        let mut heads: Vec<Option<ChainHead>> = vec![None; shards as usize];
-        let mut published_start = false;
-        let mut snapshot_due: Option<(Instant, String)> = None;
-        let mut sched = schedule::Runner::new(&self.cfg, &self.cfg.state.dir, &self.instance);
-        let mut compactor = compact::Compactor::new(&self.cfg);
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         let mut renew = tokio::time::interval(self.lease.ttl() / 3);
         let mut layout_check = tokio::time::interval(LAYOUT_CHECK);
-        let mut ready = false;
-        let mut last_progress = (0u64, Instant::now());
-        // Scheduled jobs run beside the loop, on their own tracker under the daemon's
-        // cancellation tree: shutdown cancels them and waits for them.
-        let mut jobs: HashMap<schedule::Job, tokio::task::JoinHandle<()>> = HashMap::new();
-        let job_tracker = TaskTracker::new();
-        let job_cancel = self.shutdown.child_token();
         let shutdown = self.shutdown.clone();
         let outcome = loop {
             tokio::select! {
                 _ = shutdown.cancelled() => break Outcome::Shutdown,
-                Some(()) = self.hup.recv() => {
-                    self.notifier.reloading();
-                    match (self.reload)() {
-                        Ok(new) => {
-                            if let Err(e) = crate::logging::set_level(&new.log.level) {
-                                tracing::warn!(error = %e, "cannot apply the new log level");
-                            }
-                            let later = crate::settings::sections_needing_restart(&self.cfg, &new);
-                            if later.is_empty() {
-                                tracing::info!("configuration reloaded");
-                            } else {
-                                tracing::warn!(sections = ?later, "configuration reloaded; these sections take effect at the next start");
-                            }
-                            sched = schedule::Runner::new(&new, &new.state.dir, &self.instance);
-                            compactor.reconfigure(&new);
-                            self.cfg = new;
-                        }
-                        Err(e) => tracing::error!(error = %format!("{e:#}"), "the new configuration is invalid; keeping the running one"),
-                    }
-                    self.notifier.ready();
-                }
-                Some(ev) = events.recv() => match ev {
-                    Event::ChainStarted { shard, head, reason } => {
-                        compactor.chain_started(shard);
-                        heads[shard as usize] = Some(*head);
-                        if published_start && reason != ChainReason::Resumed {
-                            // Published at the next tick: one manifest for the shards a
-                            // multi-shard rewrite renews within the same second.
-                            snapshot_due.get_or_insert((Instant::now(), reason.as_str().to_string()));
-                        }
-                    }
-                    Event::Stopped { shard, error } => {
-                        tracing::error!(shard, %error, "a shard stopped shipping; the others go on");
-                    }
-                    Event::NeedRewrite { shard, reason } => {
-                        compactor.need_rewrite(shard, reason);
-                    }
-                },
+                Some(()) = self.hup.recv() => self.reload_config(&mut st),
+                Some(ev) = events.recv() => st.on_event(ev),
                 _ = renew.tick() => {
                     match self.lease.renew().await {
                         Ok(()) => {}
@@ -178,73 +128,134 @@ impl Daemon {
                         }
                     }
                 }
-                _ = tick.tick() => {
-                    if !published_start && heads.iter().all(Option::is_some) {
-                        published_start = self.publish(&shared, &record, &heads, "start").await;
-                    }
-                    if let Some((when, reason)) = snapshot_due.clone() {
-                        if Instant::now() >= when && self.publish(&shared, &record, &heads, &reason).await {
-                            snapshot_due = None;
-                        }
-                    }
-                    if published_start {
-                        for job in sched.due() {
-                            match job {
-                                schedule::Job::Snapshot => {
-                                    snapshot_due.get_or_insert((Instant::now(), "scheduled".into()));
-                                }
-                                // Jobs run beside the loop, so a long prune or verify never
-                                // delays the lease renewal; one run of each job at a time.
-                                other if jobs.get(&other).is_some_and(|h| !h.is_finished()) => {
-                                    tracing::warn!(job = other.name(), "still running from its last turn; this turn is skipped");
-                                }
-                                other => {
-                                    let (c, r, i) = (self.cfg.clone(), self.repo.clone(), self.instance.clone());
-                                    let (sh, stop) = (shared.clone(), job_cancel.clone());
-                                    jobs.insert(other, job_tracker.spawn(async move {
-                                        tokio::select! {
-                                            _ = stop.cancelled() => tracing::info!(job = other.name(), "scheduled job cancelled by shutdown"),
-                                            _ = schedule::run_job(other, &c, &r, &i, &sh.counters) => {}
-                                        }
-                                    }));
-                                }
-                            }
-                            sched.done(job);
-                        }
-                    }
-                    if let Some(srv) = self.server.as_mut() {
-                        compactor.tick(srv, &layout, &shared).await;
-                    }
-                    let statuses = shared.snapshot();
-                    let shipped: u64 = statuses.iter().map(|s| s.bytes_shipped).sum();
-                    let lag: u64 = statuses.iter().map(|s| s.lag_bytes).sum();
-                    let lag_s = statuses.iter().map(|s| s.lag_seconds).fold(0.0, f64::max);
-                    if shipped != last_progress.0 || lag == 0 {
-                        last_progress = (shipped, Instant::now());
-                    }
-                    // The watchdog is fed only while shipping makes progress (or has nothing to do).
-                    if last_progress.1.elapsed() < Duration::from_secs(60) {
-                        self.notifier.watchdog();
-                    }
-                    if !ready && heads.iter().all(Option::is_some) {
-                        self.notifier.ready();
-                        ready = true;
-                    }
-                    self.notifier.status(&format!("{shards} shard(s), lag {lag} bytes / {lag_s:.1}s"));
-                    let doc = status_file::StatusDoc::new(&self.instance, self.repo.url(), &statuses, &sched);
-                    status_file::write(&self.cfg.state.dir, &self.instance, &doc)
-                        .unwrap_or_else(|e| tracing::warn!(error = %e, "cannot write the status file"));
-                }
+                _ = tick.tick() => self.on_tick(&mut st, &layout).await,
             }
         };
-
         if matches!(outcome, Outcome::Shutdown) {
             self.notifier.stopping();
             tracing::info!("stopping: storing what is complete");
         }
         tailers.cancel();
-        job_cancel.cancel();
-        job_tracker.close();
+        self.finish(st, tracker).await;
+        Ok(outcome)
+    }
+
+    /// SIGHUP: the new configuration, or the running one kept when the new one is invalid.
+    fn reload_config(&mut self, st: &mut Loop) {
+        self.notifier.reloading();
+        match (self.reload)() {
+            Ok(new) => {
+                if let Err(e) = crate::logging::set_level(&new.log.level) {
+                    tracing::warn!(error = %e, "cannot apply the new log level");
+                }
+                let later = crate::settings::sections_needing_restart(&self.cfg, &new);
+                if later.is_empty() {
+                    tracing::info!("configuration reloaded");
+                } else {
+                    tracing::warn!(sections = ?later, "configuration reloaded; these sections take effect at the next start");
+                }
+                st.sched = schedule::Runner::new(&new, &new.state.dir, &self.instance);
+                st.compactor.reconfigure(&new);
+                self.cfg = new;
+            }
+            Err(e) => {
+                tracing::error!(error = %format!("{e:#}"), "the new configuration is invalid; keeping the running one")
+            }
+        }
+        self.notifier.ready();
+    }
+
+    /// Every second: snapshots owed, scheduled jobs, compaction, and what the agent reports.
+    async fn on_tick(&mut self, st: &mut Loop, layout: &Layout) {
+        if !st.published_start && st.all_heads() {
+            st.published_start = self
+                .publish(&st.shared, &st.record, &st.heads, "start")
+                .await;
+        }
+        if let Some((when, reason)) = st.snapshot_due.clone() {
+            if Instant::now() >= when
+                && self
+                    .publish(&st.shared, &st.record, &st.heads, &reason)
+                    .await
+            {
+                st.snapshot_due = None;
+            }
+        }
+        if st.published_start {
+            self.run_due_jobs(st);
+        }
+        if let Some(srv) = self.server.as_mut() {
+            st.compactor.tick(srv, layout, &st.shared).await;
+        }
+        self.report(st);
+    }
+
+    /// Starts the scheduled jobs that are due, beside the loop (a long prune or verify never
+    /// delays the lease renewal), one run of each job at a time.
+    fn run_due_jobs(&mut self, st: &mut Loop) {
+        for job in st.sched.due() {
+            match job {
+                schedule::Job::Snapshot => {
+                    st.snapshot_due
+                        .get_or_insert((Instant::now(), "scheduled".into()));
+                }
+                other if st.jobs.get(&other).is_some_and(|h| !h.is_finished()) => {
+                    tracing::warn!(
+                        job = other.name(),
+                        "still running from its last turn; this turn is skipped"
+                    );
+                }
+                other => {
+                    let (c, r, i) = (self.cfg.clone(), self.repo.clone(), self.instance.clone());
+                    let (sh, stop) = (st.shared.clone(), st.job_cancel.clone());
+                    let handle = st.job_tracker.spawn(async move {
+                        tokio::select! {
+                            _ = stop.cancelled() => tracing::info!(job = other.name(), "scheduled job cancelled by shutdown"),
+                            _ = schedule::run_job(other, &c, &r, &i, &sh.counters) => {}
+                        }
+                    });
+                    st.jobs.insert(other, handle);
+                }
+            }
+            st.sched.done(job);
+        }
+    }
+
+    /// The watchdog, sd_notify's status and ready, and the status file.
+    fn report(&mut self, st: &mut Loop) {
+        let statuses = st.shared.snapshot();
+        let shipped: u64 = statuses.iter().map(|s| s.bytes_shipped).sum();
+        let lag: u64 = statuses.iter().map(|s| s.lag_bytes).sum();
+        let lag_s = statuses.iter().map(|s| s.lag_seconds).fold(0.0, f64::max);
+        if shipped != st.last_progress.0 || lag == 0 {
+            st.last_progress = (shipped, Instant::now());
+        }
+        // The watchdog is fed only while shipping makes progress (or has nothing to do).
+        if st.last_progress.1.elapsed() < Duration::from_secs(60) {
+            self.notifier.watchdog();
+        }
+        if !st.ready && st.all_heads() {
+            self.notifier.ready();
+            st.ready = true;
+        }
+        let shards = statuses.len();
+        self.notifier
+            .status(&format!("{shards} shard(s), lag {lag} bytes / {lag_s:.1}s"));
+        let doc = status_file::StatusDoc::new(
+            &self.instance,
+            self.repo.url(),
+            &statuses,
+            st.sched.next_runs(),
+        );
+        status_file::write(&self.cfg.state.dir, &self.instance, &doc)
+            .unwrap_or_else(|e| tracing::warn!(error = %e, "cannot write the status file"));
+    }
+
+    /// After the loop: the tailers and jobs end within the deadline, a snapshot still owed is
+    /// published, and the status file says so.
+    async fn finish(&mut self, st: Loop, tracker: TaskTracker) {
+        st.job_cancel.cancel();
+        st.job_tracker.close();
         let deadline = self.cfg.shutdown.deadline;
         if tokio::time::timeout(deadline, tracker.wait())
             .await
@@ -255,7 +266,7 @@ impl Daemon {
                 "shutdown deadline reached; unstored bytes will be shipped by the next start"
             );
         }
-        if tokio::time::timeout(deadline, job_tracker.wait())
+        if tokio::time::timeout(deadline, st.job_tracker.wait())
             .await
             .is_err()
         {
@@ -265,18 +276,85 @@ impl Daemon {
             );
         }
         // A chain that began since the last manifest gets one now, so that "latest" names it.
-        if let Some((_, reason)) = snapshot_due {
-            if heads.iter().all(Option::is_some) {
-                self.publish(&shared, &record, &heads, &reason).await;
+        if let Some((_, reason)) = &st.snapshot_due {
+            if st.all_heads() {
+                self.publish(&st.shared, &st.record, &st.heads, reason)
+                    .await;
             }
         }
         let doc = status_file::StatusDoc::new(
             &self.instance,
             self.repo.url(),
-            &shared.snapshot(),
-            &sched,
+            &st.shared.snapshot(),
+            st.sched.next_runs(),
         );
         status_file::write(&self.cfg.state.dir, &self.instance, &doc).ok();
-        Ok(outcome)
+    }
+}
+
+/// What the main loop keeps between its turns.
+struct Loop {
+    record: aofvault_formats::vault::ServerLayout,
+    shared: SharedRef,
+    heads: Vec<Option<ChainHead>>,
+    published_start: bool,
+    /// A snapshot owed: from when, and why.
+    snapshot_due: Option<(Instant, String)>,
+    sched: schedule::Runner,
+    compactor: compact::Compactor,
+    ready: bool,
+    /// Bytes shipped so far, and when that last changed.
+    last_progress: (u64, Instant),
+    // Scheduled jobs run beside the loop, on their own tracker under the daemon's cancellation
+    // tree: shutdown cancels them and waits for them.
+    jobs: HashMap<schedule::Job, tokio::task::JoinHandle<()>>,
+    job_tracker: TaskTracker,
+    job_cancel: tokio_util::sync::CancellationToken,
+}
+
+impl Loop {
+    fn new(d: &Daemon, layout: &Layout) -> Loop {
+        Loop {
+            record: layout.record(),
+            shared: Shared::new(layout.shards()),
+            heads: vec![None; layout.shards() as usize],
+            published_start: false,
+            snapshot_due: None,
+            sched: schedule::Runner::new(&d.cfg, &d.cfg.state.dir, &d.instance),
+            compactor: compact::Compactor::new(&d.cfg),
+            ready: false,
+            last_progress: (0, Instant::now()),
+            jobs: HashMap::new(),
+            job_tracker: TaskTracker::new(),
+            job_cancel: d.shutdown.child_token(),
+        }
+    }
+
+    fn all_heads(&self) -> bool {
+        self.heads.iter().all(Option::is_some)
+    }
+
+    /// What a tailer says.
+    fn on_event(&mut self, ev: Event) {
+        match ev {
+            Event::ChainStarted {
+                shard,
+                head,
+                reason,
+            } => {
+                self.compactor.chain_started(shard);
+                self.heads[shard as usize] = Some(*head);
+                if self.published_start && reason != ChainReason::Resumed {
+                    // Published at the next tick: one manifest for the shards a multi-shard
+                    // rewrite renews within the same second.
+                    self.snapshot_due
+                        .get_or_insert((Instant::now(), reason.as_str().to_string()));
+                }
+            }
+            Event::Stopped { shard, error } => {
+                tracing::error!(shard, %error, "a shard stopped shipping; the others go on");
+            }
+            Event::NeedRewrite { shard, reason } => self.compactor.need_rewrite(shard, reason),
+        }
     }
 }

@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::context::{now_ms, open_repo};
 use crate::notify::Notifier;
-use crate::repo::lease::Lease;
+use crate::repo::lease::{Lease, LeaseError};
 use crate::repo::Repo;
 use crate::server::Server;
 use crate::ship::status::Shared;
@@ -78,18 +78,16 @@ pub async fn run(
     let lease = Lease::acquire(&repo, &instance, Duration::from_secs(30)).await?;
     tracing::info!(repository = repo.url(), instance = %instance, "lease taken");
 
-    let mut server = match Server::connect(&cfg).await {
-        Ok(s) => s,
+    // From here every way out gives the lease back, a failed start-up included: left behind,
+    // it would make the next start take over a "stale" lease, or refuse another agent for
+    // the lease's TTL.
+    let (server, server_version, place) = match connect_source(&cfg).await {
+        Ok(found) => found,
         Err(e) => {
-            tracing::warn!(error = %format!("{e:#}"), "server not reachable; following the files only (no compaction)");
-            None
+            release(lease).await;
+            return Err(e);
         }
     };
-    let server_version = match server.as_mut() {
-        Some(s) => s.version().await,
-        None => None,
-    };
-    let place = source_place(&cfg, server.as_mut()).await?;
     let mut d = Daemon {
         cfg,
         repo,
@@ -103,20 +101,50 @@ pub async fn run(
         hup,
         reload,
     };
-    let mut next = wait_layout(&d).await?;
-    let result = loop {
-        let Some(layout) = next.take() else {
-            break Ok(());
-        };
-        match d.follow(layout).await {
-            Ok(follow::Outcome::Shutdown) => break Ok(()),
-            Ok(follow::Outcome::LayoutChanged(l)) => next = Some(l),
-            Err(e) => break Err(e),
-        }
-    };
-    d.lease.release().await.ok();
+    let result = follow_layouts(&mut d).await;
+    release(d.lease).await;
     tracing::info!("stopped");
     result
+}
+
+/// Connects to the server (if configured; unreachable is not fatal) and resolves its files.
+async fn connect_source(
+    cfg: &Config,
+) -> anyhow::Result<(Option<Server>, Option<String>, SourcePlace)> {
+    let mut server = match Server::connect(cfg).await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %format!("{e:#}"), "server not reachable; following the files only (no compaction)");
+            None
+        }
+    };
+    let server_version = match server.as_mut() {
+        Some(s) => s.version().await,
+        None => None,
+    };
+    let place = source_place(cfg, server.as_mut()).await?;
+    Ok((server, server_version, place))
+}
+
+/// Follows one shard layout after another until shutdown or a fatal error.
+async fn follow_layouts(d: &mut Daemon) -> anyhow::Result<()> {
+    let mut next = wait_layout(d).await?;
+    loop {
+        let Some(layout) = next.take() else {
+            return Ok(());
+        };
+        match d.follow(layout).await? {
+            follow::Outcome::Shutdown => return Ok(()),
+            follow::Outcome::LayoutChanged(l) => next = Some(l),
+        }
+    }
+}
+
+/// Gives the lease back; a failure is logged (the lease then expires after its TTL).
+async fn release(lease: Lease) {
+    if let Err(e) = lease.release().await {
+        tracing::warn!(error = %e, "could not release the lease; it expires after its TTL");
+    }
 }
 
 /// Waits for the repository: unreachable is retried (and said), a newer format is fatal.
@@ -190,9 +218,13 @@ async fn source_place(
     })
 }
 
-/// Waits (saying why) until there are files to follow; `None` if stopped meanwhile.
-async fn wait_layout(d: &Daemon) -> anyhow::Result<Option<Layout>> {
+/// Waits (saying why) until there are files to follow; `None` if stopped meanwhile. The lease
+/// is renewed meanwhile: a wait longer than its TTL must not let another agent take it.
+async fn wait_layout(d: &mut Daemon) -> anyhow::Result<Option<Layout>> {
     let mut said = false;
+    let mut renew = tokio::time::interval(d.lease.ttl() / 3);
+    renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    renew.tick().await; // the first tick is at once: the lease was just taken
     loop {
         if let Some(layout) = d.discover()? {
             return Ok(Some(layout));
@@ -206,6 +238,11 @@ async fn wait_layout(d: &Daemon) -> anyhow::Result<Option<Layout>> {
         }
         tokio::select! {
             _ = d.shutdown.cancelled() => return Ok(None),
+            _ = renew.tick() => match d.lease.renew().await {
+                Ok(()) => {}
+                Err(e @ LeaseError::Lost { .. }) => return Err(e.into()),
+                Err(e) => tracing::warn!(error = %e, "cannot renew the lease (will retry)"),
+            },
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
         }
     }
@@ -305,7 +342,7 @@ pub async fn backup_once(
         )
     }
     .await;
-    lease.release().await.ok();
+    release(lease).await;
     result
 }
 

@@ -124,6 +124,16 @@ pub fn digest(kind: &str, value: &Value) -> (u64, String) {
     (h.finish(), summary)
 }
 
+/// A key as text for messages (escaped, at most 200 characters).
+pub fn key_text(key: &[u8]) -> String {
+    let text = String::from_utf8_lossy(&key[..key.len().min(200)]);
+    let mut s = text.escape_debug().to_string();
+    if key.len() > 200 {
+        s.push('…');
+    }
+    s
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -152,14 +162,4 @@ mod tests {
         assert_eq!(digest("zset", &z1).0, digest("zset", &z2).0);
         assert_eq!(digest("set", &a).1, "set of 2 members");
     }
-}
-
-/// A key as text for messages (escaped, at most 200 characters).
-pub fn key_text(key: &[u8]) -> String {
-    let text = String::from_utf8_lossy(&key[..key.len().min(200)]);
-    let mut s = text.escape_debug().to_string();
-    if key.len() > 200 {
-        s.push('…');
-    }
-    s
 }

@@ -38,8 +38,8 @@ use aofvault_config::Config;
 use redis::aio::MultiplexedConnection;
 
 use crate::exit;
+use crate::repo::plan::{self, Plan, Selection};
 use crate::repo::Repo;
-use crate::restore::plan::{self, Plan, Selection};
 use compare::{Candidate, Pass};
 use read::{Observed, Side};
 use report::{Divergence, Problem, Report};
@@ -74,14 +74,9 @@ pub async fn run(
         rate: args.rate.unwrap_or(cfg.drift.rate),
         settle: cfg.drift.settle,
     };
-    let report = crate::restore::tagged(
-        async {
-            let repo = crate::commands::open_for_reading(cfg).await?;
-            let instance = crate::list::pick_instance(cfg, &repo).await?;
-            check(cfg, &repo, &instance, url, opts).await
-        }
-        .await,
-    )?;
+    let repo = crate::context::open_for_reading(cfg).await?;
+    let instance = crate::context::pick_instance(cfg, &repo).await?;
+    let report = check(cfg, &repo, &instance, url, opts).await?;
     log_findings(&report);
     if args.json {
         serde_json::to_writer_pretty(&mut *out, &report)?;
@@ -207,14 +202,8 @@ pub async fn check(
         .map(|t| crate::server::parse_info(&t))?;
     let plan = plan::plan(repo, instance, Selection::Latest)
         .await
-        .map_err(|e| {
-            // "No snapshot yet": there is nothing to compare with (exit 5, as restore).
-            if e.to_string().contains("has no snapshot in") {
-                e.context(crate::exit::Failure::RepoEmpty)
-            } else {
-                e.context("planning a restore of the latest state")
-            }
-        })?;
+        // "No snapshot yet" is exit 5, as for restore (`outcome::code_for` reads the type).
+        .context("planning a restore of the latest state")?;
     let scratch = Scratch::restore(repo, &plan).await?;
     let mut backup = connect_scratch(&scratch).await?;
     let kevy = plan.layout.is_kevy();

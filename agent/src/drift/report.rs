@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use super::read::Difference;
 use super::Options;
-use crate::restore::plan::Plan;
+use crate::repo::plan::Plan;
 
 /// How a key differs between the server and what a restore gives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

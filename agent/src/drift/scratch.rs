@@ -16,9 +16,9 @@ use anyhow::{bail, Context};
 use aofvault_formats::vault::ServerLayout;
 use tokio::process::{Child, Command};
 
+use crate::repo::plan::Plan;
 use crate::repo::Repo;
 use crate::restore::fetch::StagingDir;
-use crate::restore::plan::Plan;
 use crate::restore::to_dir::{self, DirOptions};
 use crate::restore::translate::Kind;
 

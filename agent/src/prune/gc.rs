@@ -12,6 +12,10 @@
 //! - it is a folder without `chain.json` newer (by id) than the open chain: possibly a chain
 //!   whose base is still uploading (on S3 a multipart object is dated from the start of its
 //!   upload, so its age alone does not prove it abandoned). The next chain supersedes it;
+//!
+//! (these two only for shards the server still has: a shard a kevy shard-count shrink removed
+//! has no open chain, see [`super::shards`]; its chains stay while a snapshot names them or
+//! while young, like any other)
 //! - any of its objects is younger than `gc_grace`: a chain being started right now.
 //!
 //! Every other folder is deleted whole: a chain nothing names, or an abandoned start (no
@@ -40,6 +44,9 @@ pub const STARTING: &str =
 pub const RECENT: &str = "has objects younger than gc_grace";
 /// Delete reason: a complete chain nothing needs.
 pub const UNNAMED: &str = "chain named by no snapshot that stays, not the open chain";
+/// Delete reason: a chain of a shard the server no longer has, that nothing needs.
+pub const REMOVED_SHARD: &str =
+    "chain of a shard the server no longer has (shard count shrank), named by no snapshot that stays";
 /// Delete reason: a folder without `chain.json`, older than the grace.
 pub const ABANDONED: &str = "abandoned chain start (no chain.json)";
 
@@ -150,10 +157,12 @@ pub struct ChainPlan {
 }
 
 /// Decides every folder of `inv`. `needed` holds the (shard, chain) pairs named by the
-/// snapshots that stay; `now_ms - grace_ms` is the age limit below which objects are young.
+/// snapshots that stay; `removed` the shards the server no longer has (no open chain there);
+/// `now_ms - grace_ms` is the age limit below which objects are young.
 pub fn plan(
     inv: &Inventory,
     needed: &BTreeSet<(u32, String)>,
+    removed: &BTreeSet<u32>,
     now_ms: i64,
     grace_ms: i64,
 ) -> Vec<ChainPlan> {
@@ -162,6 +171,9 @@ pub fn plan(
     let mut open_by_id: BTreeMap<u32, &str> = BTreeMap::new();
     let mut open_by_time: BTreeMap<u32, (i64, &str)> = BTreeMap::new();
     for ((shard, chain), folder) in inv {
+        if removed.contains(shard) {
+            continue;
+        }
         if let Some(head) = folder.head() {
             // The inventory is sorted by (shard, chain): the last seen is the newest id.
             open_by_id.insert(*shard, chain);
@@ -176,9 +188,10 @@ pub fn plan(
             let has_head = folder.head().is_some();
             let is_open = open_by_id.get(shard) == Some(&chain.as_str())
                 || open_by_time.get(shard).map(|(_, c)| *c) == Some(chain.as_str());
-            let newer_than_open = open_by_id
-                .get(shard)
-                .is_none_or(|open| chain.as_str() > *open);
+            let newer_than_open = !removed.contains(shard)
+                && open_by_id
+                    .get(shard)
+                    .is_none_or(|open| chain.as_str() > *open);
             let reason = if needed.contains(&(*shard, chain.clone())) {
                 Some(NAMED)
             } else if is_open {
@@ -203,7 +216,11 @@ pub fn plan(
                     );
                     (
                         Fate::Delete,
-                        if has_head { UNNAMED } else { ABANDONED },
+                        match (has_head, removed.contains(shard)) {
+                            (false, _) => ABANDONED,
+                            (true, true) => REMOVED_SHARD,
+                            (true, false) => UNNAMED,
+                        },
                         order,
                     )
                 }
@@ -300,7 +317,7 @@ mod tests {
         let inv = inventory("db", &listing);
         assert_eq!(inv.len(), 8);
         let needed = BTreeSet::from([(0, "1000000000000-aaaaaaaa".to_string())]);
-        let p = plan(&inv, &needed, NOW, HOUR);
+        let p = plan(&inv, &needed, &BTreeSet::new(), NOW, HOUR);
         let keep = |s, id: &str, reason| {
             let c = fate_of(&p, s, id);
             assert_eq!((c.fate, c.reason), (Fate::Keep, reason), "{id}");
@@ -325,7 +342,7 @@ mod tests {
         assert_eq!(fate_of(&p, 0, "1000000000002-cccccccc").reason, ABANDONED);
         assert_eq!(fate_of(&p, 0, "1000000000003-dddddddd").fate, Fate::Delete);
         // A longer grace spares the orphans too.
-        let p = plan(&inv, &needed, NOW, 11 * HOUR);
+        let p = plan(&inv, &needed, &BTreeSet::new(), NOW, 11 * HOUR);
         assert!(p.iter().all(|c| c.fate == Fate::Keep), "{p:?}");
     }
 
@@ -334,7 +351,13 @@ mod tests {
         // The agent's clock jumped back: its current chain has the smaller id but the newer head.
         let mut listing = chain(0, "2000000000000-aaaaaaaa", true, 1, 5 * HOUR);
         listing.extend(chain(0, "1000000000000-bbbbbbbb", true, 1, 2 * HOUR));
-        let p = plan(&inventory("db", &listing), &BTreeSet::new(), NOW, HOUR);
+        let p = plan(
+            &inventory("db", &listing),
+            &BTreeSet::new(),
+            &BTreeSet::new(),
+            NOW,
+            HOUR,
+        );
         assert!(
             p.iter().all(|c| c.fate == Fate::Keep && c.reason == OPEN),
             "{p:?}"
@@ -347,6 +370,7 @@ mod tests {
             chains in prop::collection::vec((0u32..3, 0u64..40, any::<bool>(), 0usize..4, 0i64..20 * HOUR), 0..20),
             named in prop::collection::vec(any::<bool>(), 20),
             grace in 0i64..10 * HOUR,
+            removed in prop::collection::btree_set(0u32..3, 0..2),
         ) {
             let mut listing = Vec::new();
             let mut needed = BTreeSet::new();
@@ -358,7 +382,7 @@ mod tests {
                 }
             }
             let inv = inventory("db", &listing);
-            let p = plan(&inv, &needed, NOW, grace);
+            let p = plan(&inv, &needed, &removed, NOW, grace);
             prop_assert_eq!(p.len(), inv.len());
             let mut deleted = 0;
             for c in &p {
@@ -368,7 +392,8 @@ mod tests {
                     Fate::Keep => prop_assert!(c.delete_order.is_empty()),
                     Fate::Delete => {
                         prop_assert!(!needed.contains(&(c.shard, c.chain.clone())));
-                        prop_assert!(newest_with_head != Some(&c.chain));
+                        // The open chain goes only with its shard.
+                        prop_assert!(newest_with_head != Some(&c.chain) || removed.contains(&c.shard));
                         prop_assert!(folder.objects.iter().all(|o| o.last_modified_ms <= NOW - grace));
                         prop_assert_eq!(c.delete_order.len(), folder.objects.len());
                         if folder.head().is_some() {
@@ -385,6 +410,10 @@ mod tests {
                     .filter(|((s, _), f)| *s == c.shard && f.head().is_some())
                     .all(|(_, f)| f.head().is_some_and(|o| (o.last_modified_ms, &o.key) <= (h.last_modified_ms, &h.key))));
                 if old && unnamed && older_than_open && !head_is_newest_by_time {
+                    prop_assert_eq!(c.fate, Fate::Delete, "{:?}", c);
+                }
+                // In a removed shard nothing is open or starting: old and unnamed is enough.
+                if old && unnamed && removed.contains(&c.shard) {
                     prop_assert_eq!(c.fate, Fate::Delete, "{:?}", c);
                 }
             }

@@ -4,6 +4,8 @@
 //!
 //! - [`policy`]: which snapshots are kept, with their reasons (pure, property-tested).
 //! - [`gc`]: which chain folders go, planned from one listing (pure, property-tested).
+//! - [`shards`]: which shards the server no longer has (a kevy shard-count shrink), whose
+//!   chains are then nobody's open chain.
 //! - [`report`]: the text and JSON output.
 //! - here: reading the repository, ordering the deletions, carrying them out.
 //!
@@ -27,8 +29,10 @@
 //! has a `chain.json`, or starts a newer one, after draining the old one). Prune never deletes a
 //! shard's newest chain (by id and by the store's time of its head), nor a head-less folder
 //! newer than it (a chain whose base is uploading), nor a folder with an object younger than
-//! `gc_grace`. The manifests the agent publishes name its current chains: a manifest published
-//! before the second snapshot listing is seen there, and one published later names the open
+//! `gc_grace`. The first two hold for the shards the server still has: after a kevy
+//! shard-count shrink the agent never writes to the removed shards again, so their chains stay
+//! only while a snapshot that stays names them, or while young (see [`shards`]). The manifests
+//! the agent publishes name its current chains: a manifest published before the second snapshot listing is seen there, and one published later names the open
 //! chain — or, if the daemon has not yet heard of a chain that just started, the chain its
 //! previous manifest named, which the newest snapshot (always kept) still names. Old chains are
 //! immutable and nobody reopens them. `gc_grace` (default 1h) is the margin for what these rules
@@ -41,6 +45,7 @@
 pub mod gc;
 pub mod policy;
 pub mod report;
+pub mod shards;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
@@ -81,7 +86,7 @@ pub enum PruneError {
 
 /// `aofvault prune [--dry-run] [--json]`.
 pub async fn run(cfg: &Config, args: &PruneArgs, out: &mut dyn Write) -> anyhow::Result<u8> {
-    let repo = crate::commands::open_for_reading(cfg).await?;
+    let repo = crate::context::open_for_reading(cfg).await?;
     let policy = Policy::from_retention(&cfg.retention);
     let grace = policy::duration_ms(cfg.retention.gc_grace);
     let now = crate::context::now_ms();
@@ -254,7 +259,16 @@ pub async fn prune(
         return Ok(report);
     }
 
-    report.chains = gc::plan(&inv, &needed, now_ms, grace_ms);
+    // The layout of the newest manifest still stored: which shards the server has.
+    let stored = snapshot_objects(instance, &again);
+    let current = shards::current_layout(
+        manifests
+            .values()
+            .chain(late.values())
+            .filter_map(|m| stored.get(&m.id).map(|l| (m, l.last_modified_ms))),
+    );
+    let removed = current.map_or_else(BTreeSet::new, |c| shards::removed(&inv, &c));
+    report.chains = gc::plan(&inv, &needed, &removed, now_ms, grace_ms);
     for p in report.chains.iter().filter(|p| p.fate == Fate::Delete) {
         report
             .deletions

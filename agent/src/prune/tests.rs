@@ -312,3 +312,159 @@ async fn without_rules_nothing_is_read_or_deleted() {
         .unwrap()
         .contains("nothing is deleted"));
 }
+
+/// Stores a kevy chain of `shard` (a base, a head recording `shards` shards, one segment) and
+/// returns its cut up to that segment.
+async fn kevy_chain(repo: &Repo, shard: u32, id: &str, shards: u32) -> ShardCut {
+    let dir = keys::chain_dir(INSTANCE, ShardId(shard), id);
+    repo.put_new(&format!("{dir}base-0.raw"), Bytes::from_static(b"base"))
+        .await
+        .unwrap();
+    let base = vec![BasePart {
+        format: BaseFormat::KevySnap,
+        object: "base-0.raw".into(),
+        file_name: format!("dump-{shard}.rdb"),
+        size: 4,
+        crc32c: 0,
+    }];
+    repo.put_chain_head(&ChainHead {
+        format_version: FORMAT_VERSION,
+        instance: INSTANCE.into(),
+        shard,
+        chain: id.into(),
+        created_ms: 1,
+        layout: kevy(shards),
+        server_version: None,
+        base: base.clone(),
+        stream_start: 0,
+        reason: "start".into(),
+        source_identity: String::new(),
+    })
+    .await
+    .unwrap();
+    let seg = repo
+        .put_segment(INSTANCE, ShardId(shard), id, 0, b"0123456789", (1, 2))
+        .await
+        .unwrap();
+    ShardCut {
+        shard,
+        chain: id.into(),
+        base,
+        stream_start: 0,
+        end: seg.end,
+        segments: vec![seg],
+    }
+}
+
+fn kevy(shards: u32) -> ServerLayout {
+    ServerLayout::Kevy {
+        shards,
+        shards_meta: None,
+    }
+}
+
+async fn kevy_snapshot(repo: &Repo, id: &str, created_ms: i64, shards: Vec<ShardCut>) {
+    repo.put_snapshot(&SnapshotManifest {
+        format_version: FORMAT_VERSION,
+        id: id.into(),
+        instance: INSTANCE.into(),
+        created_ms,
+        layout: kevy(shards.len() as u32),
+        server_version: None,
+        reason: "test".into(),
+        shards,
+    })
+    .await
+    .unwrap();
+}
+
+/// kevy went from 4 shards to 2: every shard got a new chain... except shards 2 and 3, which
+/// are gone. Their last chains are nobody's open chain: kept while a snapshot that stays names
+/// them, collected once none does.
+#[tokio::test]
+async fn chains_of_shards_a_shrink_removed_are_not_open_forever() {
+    let repo = repo("shrink");
+    let now = crate::context::now_ms();
+    let mut four = Vec::new();
+    for shard in 0..4 {
+        four.push(kevy_chain(&repo, shard, "1000000000001-aaaaaaaa", 4).await);
+    }
+    kevy_snapshot(&repo, "s1", now - 120 * MINUTE, four).await;
+    let mut two = Vec::new();
+    for shard in 0..2 {
+        two.push(kevy_chain(&repo, shard, "1000000000002-bbbbbbbb", 2).await);
+    }
+    kevy_snapshot(&repo, "s2", now - 60 * MINUTE, two).await;
+
+    // While s1 stays, it names the removed shards' chains.
+    let r = prune(&repo, INSTANCE, &keep_last(2), 0, false, now + MINUTE)
+        .await
+        .unwrap();
+    assert!(r.clean(), "{r:?}");
+    assert!(
+        r.chains
+            .iter()
+            .all(|c| c.fate == Fate::Keep && c.reason == gc::NAMED),
+        "{:?}",
+        r.chains
+    );
+
+    // Young objects are spared whatever their shard.
+    let r = prune(&repo, INSTANCE, &keep_last(1), 0, true, now + MINUTE)
+        .await
+        .unwrap();
+    let fates = |r: &Report| -> Vec<(u32, String, Fate, &'static str)> {
+        r.chains
+            .iter()
+            .map(|c| (c.shard, c.chain.clone(), c.fate, c.reason))
+            .collect()
+    };
+    let a = "1000000000001-aaaaaaaa".to_string();
+    let b = "1000000000002-bbbbbbbb".to_string();
+    assert_eq!(
+        fates(&r),
+        vec![
+            (0, a.clone(), Fate::Delete, gc::UNNAMED),
+            (0, b.clone(), Fate::Keep, gc::NAMED),
+            (1, a.clone(), Fate::Delete, gc::UNNAMED),
+            (1, b.clone(), Fate::Keep, gc::NAMED),
+            (2, a.clone(), Fate::Delete, gc::REMOVED_SHARD),
+            (3, a.clone(), Fate::Delete, gc::REMOVED_SHARD),
+        ]
+    );
+    let r = prune(&repo, INSTANCE, &keep_last(1), 0, false, now + MINUTE)
+        .await
+        .unwrap();
+    assert!(r.clean(), "{r:?}");
+    let left = keys_in(&repo).await;
+    assert!(
+        left.iter().all(|k| !k.contains("aaaaaaaa")),
+        "the removed shards' chains and the old ones are gone: {left:?}"
+    );
+    assert_eq!(left.iter().filter(|k| k.contains("bbbbbbbb")).count(), 6);
+    // Within the grace, the removed shards' chains would have stayed (as recent, not open).
+    let repo2 = crate::repo::Repo::open(
+        &RepoSpec::Memory(format!("prune-shrink2-{}", rand::random::<u64>())),
+        1,
+    )
+    .unwrap();
+    for shard in 0..4 {
+        kevy_chain(&repo2, shard, "1000000000001-aaaaaaaa", 4).await;
+    }
+    let mut two = Vec::new();
+    for shard in 0..2 {
+        two.push(kevy_chain(&repo2, shard, "1000000000002-bbbbbbbb", 2).await);
+    }
+    kevy_snapshot(&repo2, "s2", now, two).await;
+    let r = prune(&repo2, INSTANCE, &keep_last(1), 60 * MINUTE, true, now)
+        .await
+        .unwrap();
+    assert!(
+        r.chains
+            .iter()
+            .filter(|c| c.shard >= 2)
+            .all(|c| c.fate == Fate::Keep && c.reason == gc::RECENT),
+        "{:?}",
+        r.chains
+    );
+}

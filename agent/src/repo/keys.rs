@@ -100,6 +100,19 @@ pub fn snapshot(instance: &str, id: &str) -> String {
     format!("instances/{instance}/snapshots/{id}.json")
 }
 
+/// The folder holding every shard's chains (`verify` lists it to find chains no manifest names).
+pub fn shards_prefix(instance: &str) -> String {
+    format!("instances/{instance}/shards/")
+}
+
+/// Parses a shard folder's name (`0007`) back into its id.
+pub fn parse_shard(name: &str) -> Option<ShardId> {
+    if name.len() != 4 || !name.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    name.parse().ok().map(ShardId)
+}
+
 pub fn chains_prefix(instance: &str, shard: ShardId) -> String {
     format!("instances/{instance}/shards/{shard}/chains/")
 }
@@ -115,6 +128,19 @@ pub fn chain_head(instance: &str, shard: ShardId, chain: &str) -> String {
 /// Relative name (inside the chain folder) of base part `n`.
 pub fn base_object(n: usize, codec: Codec) -> String {
     format!("base-{n}.{}", codec.ext())
+}
+
+/// Parses a base part's relative name (`base-<n>.<codec>`) into its number and codec.
+pub fn parse_base(name: &str) -> Option<(usize, Codec)> {
+    let codec = Codec::from_name(name)?;
+    let n = name
+        .strip_prefix("base-")?
+        .strip_suffix(codec.ext())?
+        .strip_suffix('.')?;
+    if n.is_empty() || !n.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some((n.parse().ok()?, codec))
 }
 
 /// Relative name of a segment.
@@ -192,6 +218,14 @@ pub fn new_chain_id(now_ms: i64) -> String {
     format!("{now_ms:013}-{:08x}", rand::random::<u32>())
 }
 
+/// The creation time a chain id carries (`None` for a name [`new_chain_id`] did not build).
+pub fn chain_created_ms(id: &str) -> Option<i64> {
+    let (ms, rest) = id.split_once('-')?;
+    let plain = ms.len() == 13 && ms.bytes().all(|b| b.is_ascii_digit());
+    let random = rest.len() == 8 && rest.bytes().all(|b| b.is_ascii_hexdigit());
+    (plain && random).then(|| ms.parse().ok()).flatten()
+}
+
 /// A new snapshot id: UTC time to the millisecond, then 16 random bits (`20261126T231500123Z-ab12`).
 pub fn new_snapshot_id(now: chrono::DateTime<chrono::Utc>) -> String {
     format!(
@@ -244,6 +278,14 @@ mod tests {
         assert_eq!(Codec::from_name(&c), Some(Codec::ZstdAge));
         assert_eq!(Codec::from_name("base-0.raw.age"), Some(Codec::RawAge));
         assert_eq!(Codec::from_name("base-0.age"), None);
+        assert_eq!(
+            parse_base(&base_object(3, Codec::ZstdAge)),
+            Some((3, Codec::ZstdAge))
+        );
+        assert_eq!(parse_base("base-.zst"), None);
+        assert_eq!(parse_base("chain.json"), None);
+        assert_eq!(parse_shard(&ShardId(7).to_string()), Some(ShardId(7)));
+        assert_eq!(parse_shard("07"), None);
     }
 
     #[test]
@@ -251,5 +293,11 @@ mod tests {
         let id = new_snapshot_id(chrono::Utc::now());
         aofvault_formats::vault::check_name("id", &id).unwrap();
         aofvault_formats::vault::check_name("chain", &new_chain_id(1)).unwrap();
+        assert_eq!(
+            chain_created_ms(&new_chain_id(1_800_000_000_123)),
+            Some(1_800_000_000_123)
+        );
+        assert_eq!(chain_created_ms("1800000000123"), None);
+        assert_eq!(chain_created_ms("x800000000123-aaaaaaaa"), None);
     }
 }

@@ -7,6 +7,8 @@
 //! - [`crypt`]: optional age encryption of bases and segments (recipients write, identities read).
 //! - [`lease`]: one writer per instance.
 //! - [`run`]: which stored segments a reader follows (the longest contiguous run).
+//! - [`plan`]: what a restore of a moment needs — which snapshot, which objects, where it cuts
+//!   (used by restore, list, verify and the drift check).
 //! - [`Repo`] (here): typed, checked reads and create-only writes on top of those; its
 //!   streaming uploads and downloads are in `transfer`.
 //!
@@ -23,9 +25,13 @@ pub mod codec;
 pub mod crypt;
 pub mod keys;
 pub mod lease;
+pub mod plan;
 pub mod run;
 pub mod store;
 mod transfer;
+
+#[cfg(test)]
+mod lost_reply_tests;
 
 use std::sync::Arc;
 
@@ -54,6 +60,8 @@ pub enum RepoError {
     NotFound { key: String },
     #[error("object {key} already exists (objects are written once)")]
     AlreadyExists { key: String },
+    #[error("object {key} already exists with other content (another agent writing this instance, or a reused chain id); nothing was overwritten")]
+    Conflict { key: String },
     #[error("object {key} is corrupt: {reason}")]
     Corrupt { key: String, reason: String },
     #[error("repository {url} holds no aofvault data{hint}")]
@@ -66,6 +74,15 @@ pub enum RepoError {
     Encrypted { key: String },
     #[error("cannot decrypt {key}: wrong key (no configured identity opens it; objects written before a key rotation need the old identity too)")]
     WrongKey { key: String },
+}
+
+/// The instance has no snapshot yet: there is nothing to restore (exit 5, as an empty
+/// repository).
+#[derive(Debug, thiserror::Error)]
+#[error("instance {instance} has no snapshot in {url} yet (an agent publishes one when it starts shipping)")]
+pub struct NoSnapshot {
+    pub instance: String,
+    pub url: String,
 }
 
 impl RepoError {
@@ -318,6 +335,36 @@ impl Repo {
         self.list_dirs(&keys::chains_prefix(instance, shard)).await
     }
 
+    /// The shards that hold chains, as listed (no manifest needed: `verify` walks them all).
+    pub async fn shard_ids(&self, instance: &str) -> Result<Vec<ShardId>> {
+        Ok(self
+            .list_dirs(&keys::shards_prefix(instance))
+            .await?
+            .iter()
+            .filter_map(|name| keys::parse_shard(name))
+            .collect())
+    }
+
+    /// Every object in a chain's folder, named relative to it (`chain.json`, `base-0.zst`,
+    /// `seg-…`), sorted by name.
+    pub async fn chain_objects(
+        &self,
+        instance: &str,
+        shard: ShardId,
+        chain: &str,
+    ) -> Result<Vec<Listed>> {
+        let dir = keys::chain_dir(instance, shard, chain);
+        Ok(self
+            .list(&dir)
+            .await?
+            .into_iter()
+            .filter_map(|l| {
+                let name = l.key.strip_prefix(&dir)?.to_string();
+                Some(Listed { key: name, ..l })
+            })
+            .collect())
+    }
+
     pub async fn chain_head(
         &self,
         instance: &str,
@@ -336,10 +383,23 @@ impl Repo {
             })
     }
 
+    /// Stores a chain head, create-only. A head already there with the same content is our own
+    /// earlier write whose reply was lost (the store's client retried the put, or the caller
+    /// did): success. One with other content is a [`RepoError::Conflict`] naming the key.
     pub async fn put_chain_head(&self, head: &ChainHead) -> Result<()> {
         let key = keys::chain_head(&head.instance, ShardId(head.shard), &head.chain);
         let json = serde_json::to_vec_pretty(head).unwrap_or_default();
-        self.put_new(&key, Bytes::from(json)).await
+        match self.put_new(&key, Bytes::from(json)).await {
+            Err(RepoError::AlreadyExists { .. }) => {}
+            other => return other,
+        }
+        // Compared as documents, not bytes: the same head is the same head however it was
+        // serialized.
+        let stored = self.get(&key).await?;
+        match ChainHead::from_json(&stored) {
+            Ok(there) if there == *head => Ok(()),
+            _ => Err(RepoError::Conflict { key }),
+        }
     }
 
     /// The segments of a chain, sorted by start offset, as a listing shows them (sizes are the

@@ -106,6 +106,28 @@ impl Repo {
         size: Option<u64>,
         out: W,
     ) -> Result<W> {
+        let (got_crc, len, out) = self.download_plain(key, out).await?;
+        let corrupt = |reason: String| RepoError::Corrupt {
+            key: key.to_string(),
+            reason,
+        };
+        if let Some(size) = size {
+            if len != size {
+                return Err(corrupt(format!("{len} bytes where {size} were recorded")));
+            }
+        }
+        if got_crc != crc {
+            return Err(corrupt(format!(
+                "checksum {got_crc:08x} where {crc:08x} was recorded"
+            )));
+        }
+        Ok(out)
+    }
+
+    /// Downloads and decodes `key` into `out` like [`Repo::download`], without comparing the
+    /// plain bytes to a record: returns their CRC-32C and length for the caller to judge
+    /// (`verify` weighs what several documents, or none, say about one object).
+    pub async fn download_plain<W: Write>(&self, key: &str, out: W) -> Result<(u32, u64, W)> {
         let codec = Codec::from_name(key).ok_or_else(|| RepoError::Corrupt {
             key: key.to_string(),
             reason: "unknown codec suffix".into(),
@@ -135,20 +157,8 @@ impl Repo {
                     .map_err(|e| corrupt(format!("cannot decode: {e}")))?;
             }
         }
-        let (got_crc, len, out) = dec
-            .finish()
-            .map_err(|e| corrupt(format!("cannot decode: {e}")))?;
-        if let Some(size) = size {
-            if len != size {
-                return Err(corrupt(format!("{len} bytes where {size} were recorded")));
-            }
-        }
-        if got_crc != crc {
-            return Err(corrupt(format!(
-                "checksum {got_crc:08x} where {crc:08x} was recorded"
-            )));
-        }
-        Ok(out)
+        dec.finish()
+            .map_err(|e| corrupt(format!("cannot decode: {e}")))
     }
 
     /// Decrypts an age object as it streams in and feeds the plain bytes to `dec`. A failure of

@@ -4,7 +4,7 @@
 use aofvault_formats::json::rfc3339_ms;
 use aofvault_formats::vault::ServerLayout;
 
-use super::plan::{Plan, Selection};
+use crate::repo::plan::{Plan, Selection};
 
 /// The plan as text, for `--dry-run`.
 pub fn describe(plan: &Plan, out: &mut dyn std::io::Write) -> std::io::Result<()> {

@@ -7,6 +7,12 @@
 //! as is) followed by the AOF bytes from `stream_start` to the plan's end. Segments know their
 //! offsets, so they download in parallel, each written at its own place in the stream file.
 //! A missing or corrupt object fails the whole fetch with an error naming it.
+//!
+//! A download the store breaks off is tried again from the object's first byte ([`Retry`]):
+//! a base part into its file created afresh, a segment over its own byte range of the stream
+//! file (a [`RangeWriter`] cannot write outside it). So every staged byte comes from the one
+//! attempt whose size and CRC-32C checked out, and a fetch that gives up leaves nothing the
+//! target would read.
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
@@ -18,8 +24,9 @@ use anyhow::Context;
 use aofvault_formats::vault::BasePart;
 use futures::StreamExt;
 
-use super::plan::Plan;
 use super::progress::Progress;
+use super::retry::Retry;
+use crate::repo::plan::Plan;
 use crate::repo::{keys, Repo};
 
 /// Objects downloaded at the same time.
@@ -106,14 +113,20 @@ pub fn create_private(path: &Path) -> anyhow::Result<File> {
         .with_context(|| format!("cannot create {}", path.display()))
 }
 
-/// Writes at a fixed position of a shared file, moving forward.
-struct AtWriter {
+/// Writes one object's byte range `[pos, end)` of a shared file, moving forward; a write
+/// past `end` fails (an object longer than recorded must not overwrite its neighbour).
+struct RangeWriter {
     file: Arc<File>,
     pos: u64,
+    end: u64,
 }
 
-impl Write for AtWriter {
+impl Write for RangeWriter {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let room = self.end.saturating_sub(self.pos);
+        if buf.len() as u64 > room {
+            return Err(std::io::Error::other("the object is longer than recorded"));
+        }
         let n = self.file.write_at(buf, self.pos)?;
         self.pos += n as u64;
         Ok(n)
@@ -123,13 +136,48 @@ impl Write for AtWriter {
     }
 }
 
+/// Where one download goes.
+enum Dest {
+    /// A file of its own, created afresh for every attempt.
+    File(PathBuf),
+    /// A byte range of a shared stream file, written from its start by every attempt.
+    Range { file: Arc<File>, at: u64 },
+}
+
 /// One download: object key, checksum, plain size, where it goes.
 struct Job {
     key: String,
     crc: u32,
     size: u64,
-    file: Arc<File>,
-    at: u64,
+    dest: Dest,
+}
+
+impl Job {
+    /// One attempt: the whole object, from its first byte.
+    async fn attempt(&self, repo: &Repo) -> anyhow::Result<()> {
+        let file = match &self.dest {
+            Dest::File(path) => Arc::new(create_private(path)?),
+            Dest::Range { file, .. } => file.clone(),
+        };
+        let at = match &self.dest {
+            Dest::File(_) => 0,
+            Dest::Range { at, .. } => *at,
+        };
+        let range = RangeWriter {
+            file,
+            pos: at,
+            end: at + self.size,
+        };
+        let writer = BufWriter::with_capacity(WRITE_BUFFER, range);
+        let writer = repo
+            .download(&self.key, self.crc, Some(self.size), writer)
+            .await?;
+        writer
+            .into_inner()
+            .map_err(|e| e.into_error())
+            .with_context(|| format!("writing {} to the staging area", self.key))?;
+        Ok(())
+    }
 }
 
 /// Downloads every object of `plan` into `dir`; `stream_prefix` is written at the start of
@@ -140,6 +188,7 @@ pub async fn fetch(
     dir: &Path,
     stream_prefix: &[u8],
     progress: &Progress,
+    retry: &Retry,
 ) -> anyhow::Result<Vec<StagedShard>> {
     let mut staged = Vec::new();
     let mut jobs = Vec::new();
@@ -147,13 +196,11 @@ pub async fn fetch(
         let mut base = Vec::new();
         for (n, part) in s.base.iter().enumerate() {
             let path = dir.join(format!("shard-{}-base-{n}", s.shard));
-            let file = Arc::new(create_private(&path)?);
             jobs.push(Job {
                 key: s.key(&plan.instance, &part.object),
                 crc: part.crc32c,
                 size: part.size,
-                file,
-                at: 0,
+                dest: Dest::File(path.clone()),
             });
             base.push(StagedBase {
                 part: part.clone(),
@@ -178,8 +225,10 @@ pub async fn fetch(
                 key: s.key(&plan.instance, &p.seg.object),
                 crc: p.seg.crc32c,
                 size: p.seg.end - p.seg.start,
-                file: file.clone(),
-                at: prefix + (p.seg.start - s.stream_start - torn),
+                dest: Dest::Range {
+                    file: file.clone(),
+                    at: prefix + (p.seg.start - s.stream_start - torn),
+                },
             });
         }
         staged.push((
@@ -199,21 +248,13 @@ pub async fn fetch(
     let results = futures::stream::iter(jobs)
         .map(|job| {
             let repo = repo.clone();
+            let retry = *retry;
+            let progress = progress.clone();
             tokio::spawn(async move {
-                let size = job.size;
-                let at = AtWriter {
-                    file: job.file,
-                    pos: job.at,
-                };
-                let writer = BufWriter::with_capacity(WRITE_BUFFER, at);
-                let writer = repo
-                    .download(&job.key, job.crc, Some(job.size), writer)
+                retry
+                    .object(&job.key, Some(&progress), || job.attempt(&repo))
                     .await?;
-                writer
-                    .into_inner()
-                    .map_err(|e| e.into_error())
-                    .with_context(|| format!("writing {} to the staging area", job.key))?;
-                anyhow::Ok(size)
+                anyhow::Ok(job.size)
             })
         })
         .buffer_unordered(CONCURRENCY);

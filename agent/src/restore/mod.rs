@@ -2,32 +2,32 @@
 //! (`--to-dir`) or replayed into a running one (`--to`), to the latest second, a snapshot, or a
 //! point in time.
 //!
-//! The parts, in the order a restore runs through them:
+//! The parts, in the order a restore runs through them — three folders by what they produce,
+//! and the shared steps beside them:
 //!
-//! - [`plan`] picks one snapshot's chains and how far along each to go (never mixing chains),
-//!   and [`dry_run`] prints it for `--dry-run`;
+//! - [`crate::repo::plan`] picks one snapshot's chains and how far along each to go (never
+//!   mixing chains), and [`dry_run`] prints it for `--dry-run`;
 //! - [`fetch`] downloads every object into a staging directory, each checked (CRC-32C, size)
-//!   before anything reaches the target;
-//! - [`to_dir`] renames the staged files into the server's layout (or converts them), the
-//!   "looks complete" marker last; or [`live`] replays them, pipelined, shards in parallel,
-//!   through [`send`];
+//!   before anything reaches the target, [`retry`] trying again what the store broke off;
 //! - [`feed`] turns staged bases and streams into commands for the target, reading through
-//!   [`stream`]; [`translate`] is the table of what changes between kevy and Redis, [`keys`]
-//!   where each command's keys are, and [`renames`] writes renamed keys under their final
-//!   names for kevy targets (kevy cannot replay a `RENAME`);
+//!   [`stream`] ([`search`] tells whether a stream needs the careful replay at all);
+//! - **[`translate`]**: what changes between kevy and Redis — the command table, where each
+//!   command's keys are (`translate::key_positions`), which commands kevy serves
+//!   (`translate::kevy_commands`), and renames written under their final names
+//!   (`translate::renames`: kevy cannot replay a `RENAME`);
+//! - **[`to_dir`]**: files the server loads at start — the staged files renamed into the
+//!   server's layout, or converted (`to_dir::files`), the "looks complete" marker last;
+//! - **[`live`]**: a running server — pipelined, shards in parallel (`live::send`), into a
+//!   target found empty (`live::counts`);
 //! - [`progress`] shows it all.
 
 pub mod dry_run;
 pub mod feed;
 pub mod fetch;
-pub mod files;
-pub mod kevy_commands;
-pub mod keys;
 pub mod live;
-pub mod plan;
 pub mod progress;
-pub mod renames;
-pub mod send;
+pub mod retry;
+pub mod search;
 pub mod stream;
 pub mod to_dir;
 pub mod translate;
@@ -38,27 +38,8 @@ use aofvault_formats::json::rfc3339_ms;
 
 use crate::cli::{RestoreArgs, TargetFormat};
 use crate::exit::{self, Failure};
-use crate::repo::RepoError;
-use plan::Selection;
+use crate::repo::plan::{self, Selection};
 use translate::Kind;
-
-/// Adds the exit-code tag a repository error deserves (unreachable → 4, empty → 5).
-pub fn tagged<T>(r: anyhow::Result<T>) -> anyhow::Result<T> {
-    r.map_err(|e| {
-        if e.chain().any(|c| c.is::<Failure>()) {
-            return e;
-        }
-        let tag = e.chain().find_map(|c| match c.downcast_ref::<RepoError>() {
-            Some(RepoError::Unreachable { .. }) => Some(Failure::RepoUnreachable),
-            Some(RepoError::Empty { .. }) => Some(Failure::RepoEmpty),
-            _ => None,
-        });
-        match tag {
-            Some(t) => e.context(t),
-            None => e,
-        }
-    })
-}
 
 /// The selection the arguments ask for.
 pub fn selection(snapshot: Option<&str>, at: Option<&str>) -> anyhow::Result<Selection> {
@@ -70,21 +51,26 @@ pub fn selection(snapshot: Option<&str>, at: Option<&str>) -> anyhow::Result<Sel
 }
 
 pub async fn run(cfg: &Config, args: &RestoreArgs) -> anyhow::Result<u8> {
-    tagged(restore(cfg, args).await)
+    restore(cfg, args).await
 }
 
 async fn restore(cfg: &Config, args: &RestoreArgs) -> anyhow::Result<u8> {
-    let repo = crate::commands::open_for_reading(cfg).await?;
-    let instance = crate::list::pick_instance(cfg, &repo).await?;
-    let sel = selection(args.snapshot.as_deref(), args.at.as_deref())?;
-    let plan = plan::plan(&repo, &instance, sel).await.map_err(|e| {
-        // "No snapshot yet" means there is nothing to restore.
-        if e.to_string().contains("has no snapshot in") {
-            e.context(Failure::RepoEmpty)
-        } else {
-            e
-        }
-    })?;
+    let retry = retry::Retry {
+        deadline: args.retry_deadline.unwrap_or(cfg.restore.retry_deadline),
+    };
+    let sel = &selection(args.snapshot.as_deref(), args.at.as_deref())?;
+    // Planning only reads: when the store fails on the way, it is planned again from the start.
+    let (repo, plan) = retry
+        .reads(
+            "reading the repository to plan the restore",
+            move || async move {
+                let repo = crate::context::open_for_reading(cfg).await?;
+                let instance = crate::context::pick_instance(cfg, &repo).await?;
+                let plan = plan::plan(&repo, &instance, sel.clone()).await?;
+                anyhow::Ok((repo, plan))
+            },
+        )
+        .await?;
     let source = if plan.layout.is_kevy() {
         Kind::Kevy
     } else {
@@ -133,7 +119,7 @@ async fn restore(cfg: &Config, args: &RestoreArgs) -> anyhow::Result<u8> {
             shards,
             force: args.force,
         };
-        let written = to_dir::restore(&repo, &plan, dir, opts).await?;
+        let written = to_dir::restore_with(&repo, &plan, dir, opts, &retry).await?;
         let summary = serde_json::json!({
             "instance": plan.instance, "snapshot": plan.snapshot, "dir": dir, "format": target,
             "files": written, "bytes": plan.total_bytes(), "covers_until": rfc3339_ms(plan.covers_until_ms()),
@@ -154,7 +140,7 @@ async fn restore(cfg: &Config, args: &RestoreArgs) -> anyhow::Result<u8> {
     let Some(url) = &args.to else {
         return Err(anyhow::anyhow!("give --to-dir DIR or --to URL").context(Failure::Usage));
     };
-    match live::replay(&repo, &plan, url, args.force).await? {
+    match live::replay_with(&repo, &plan, url, args.force, &retry).await? {
         live::Outcome::NotEmpty(keyspace) => {
             let shown: Vec<String> = keyspace
                 .iter()

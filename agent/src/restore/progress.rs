@@ -1,5 +1,6 @@
 //! Progress of a restore phase: a bar (bytes, commands, keys, rate, ETA) when stderr is a
 //! terminal, an `info` log line every few seconds otherwise, and a summary line at the end.
+//! A retry after a store failure shows as "retrying" (see [`super::retry`]).
 //! Counters are atomics so that the download tasks and the replay threads all report into one.
 
 use std::io::IsTerminal;
@@ -23,6 +24,7 @@ struct Inner {
     bytes: AtomicU64,
     commands: AtomicU64,
     keys: AtomicU64,
+    retries: AtomicU64,
     bar: Option<ProgressBar>,
     started: Instant,
     last_log: Mutex<Instant>,
@@ -50,6 +52,7 @@ impl Progress {
                 bytes: AtomicU64::new(0),
                 commands: AtomicU64::new(0),
                 keys: AtomicU64::new(0),
+                retries: AtomicU64::new(0),
                 bar,
                 started: Instant::now(),
                 last_log: Mutex::new(Instant::now()),
@@ -91,6 +94,26 @@ impl Progress {
         self.inner.bytes.load(Ordering::Relaxed)
     }
 
+    /// Shows that `what` is being retried (the store failed); the log line is the retry's own.
+    pub fn retrying(&self, what: &str, attempt: u32) {
+        self.inner.retries.fetch_add(1, Ordering::Relaxed);
+        if let Some(bar) = &self.inner.bar {
+            bar.set_message(format!("retrying {what} (attempt {} failed)", attempt));
+        }
+    }
+
+    /// A retried operation went through: back to the usual message.
+    pub fn recovered(&self) {
+        if let Some(bar) = &self.inner.bar {
+            bar.set_message(self.counts());
+        }
+    }
+
+    /// Operations retried so far.
+    pub fn retries(&self) -> u64 {
+        self.inner.retries.load(Ordering::Relaxed)
+    }
+
     fn counts(&self) -> String {
         format!("{} commands, {} base keys", self.commands(), self.keys())
     }
@@ -120,6 +143,7 @@ impl Progress {
             total_bytes = self.inner.total,
             commands = self.commands(),
             base_keys = self.keys(),
+            retries = self.retries(),
             mib_per_s = format!("{:.1}", rate / 1048576.0),
             eta_s = format!("{eta:.0}"),
             "restore progress"
@@ -138,6 +162,7 @@ impl Progress {
             bytes = self.bytes(),
             commands = self.commands(),
             base_keys = self.keys(),
+            retries = self.retries(),
             seconds = format!("{secs:.2}"),
             "restore phase done"
         );

@@ -8,7 +8,7 @@
 //! can record the torn bytes as skipped and go on shipping what follows. Anything else invalid
 //! (a flipped byte, garbage) is not a crash, and stops the shard.
 
-use aofvault_formats::aof::safe_prefix;
+use aofvault_formats::aof::{items, safe_prefix, AofItem};
 
 /// How far past a candidate restart the whole-command check reads: enough to see several
 /// commands, bounded so that a large buffer is not parsed once per candidate.
@@ -75,7 +75,37 @@ pub fn classify(buf: &[u8], base: u64, at_eof: bool) -> Verdict {
     Verdict::NotACrash
 }
 
+/// How many whole commands before invalid bytes [`torn_start`] looks back through.
+const LOOK_BACK: usize = 64;
+
+/// `buf[..good]` (from absolute offset `base`) holds whole commands and ends at a safe cut after
+/// which the stream fails to parse; `buf` goes on with what was read after it. A torn command can hide among them: when the crash cut a
+/// command inside a value, the restarted server's first bytes can complete it into one that
+/// parses (`SET k` + `vv` torn, then `*2\r\n$4` of the next frame taken as the rest of the
+/// value) — and only the bytes after it fail. Returns the offset in `buf` of such a torn
+/// command, looking back through the last whole commands; `None` when there is none (then the
+/// bad bytes start where `buf` ends). A command counts as torn only if the crash pattern holds
+/// from its start ([`classify`]): its bytes up to a new frame start are only the beginning of a
+/// command, and whole commands follow from that frame start.
+pub fn torn_start(buf: &[u8], good: usize, base: u64, at_eof: bool) -> Option<usize> {
+    let starts: Vec<usize> = items(&buf[..good.min(buf.len())], base)
+        .filter_map(|item| match item {
+            Ok(AofItem::Command { start, .. }) => Some((start - base) as usize),
+            _ => None,
+        })
+        .collect();
+    starts.iter().rev().take(LOOK_BACK).copied().find(|&at| {
+        // Only at a safe cut (never inside MULTI … EXEC), and with the pattern holding.
+        safe_prefix(&buf[..at], base).is_ok_and(|p| p.len == at)
+            && matches!(
+                classify(&buf[at..], base + at as u64, at_eof),
+                Verdict::Torn(_)
+            )
+    })
+}
+
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -100,6 +130,47 @@ mod tests {
                 "torn after {cut} bytes"
             );
         }
+    }
+
+    #[test]
+    fn a_torn_command_completed_by_the_restart_is_found_behind_the_bad_bytes() {
+        // `SET k` with 2 of its 8 value bytes, then the restart's `INCR c`: the SET swallows
+        // `*2\r\n$4` as the rest of its value and parses; the bytes after it do not.
+        let before = cmd(&["SET", "a", "1"]);
+        let whole = cmd(&["SET", "k", "vvvvvvvv"]);
+        let torn = &whole[..whole.len() - 8];
+        let mut buf = before.clone();
+        buf.extend_from_slice(torn);
+        let restart = cmd(&["INCR", "c"]);
+        buf.extend_from_slice(&restart);
+        buf.extend_from_slice(&cmd(&["INCR", "c"]));
+        let Err(aofvault_formats::aof::AofError::Invalid { offset, .. }) = safe_prefix(&buf, 0)
+        else {
+            panic!("the bytes after the completed SET do not parse");
+        };
+        let good = safe_prefix(&buf[..offset as usize], 0).unwrap().len;
+        assert_eq!(
+            good,
+            before.len() + torn.len() + 8,
+            "the SET parsed, swallowing 6 bytes"
+        );
+        let at = torn_start(&buf, good, 0, true);
+        assert_eq!(
+            at,
+            Some(before.len()),
+            "the torn SET starts after the whole one"
+        );
+        assert_eq!(
+            classify(&buf[before.len()..], before.len() as u64, true),
+            Verdict::Torn(Torn { len: torn.len() })
+        );
+    }
+
+    #[test]
+    fn whole_commands_before_garbage_hide_no_torn_one() {
+        let mut buf = cmd(&["SET", "a", "*1\r\n$4\r\nPING\r\n"]);
+        buf.extend_from_slice(&cmd(&["INCR", "c"]));
+        assert_eq!(torn_start(&buf, buf.len(), 0, true), None);
     }
 
     #[test]

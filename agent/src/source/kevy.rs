@@ -38,8 +38,73 @@ struct Pinned {
     aof: Tracked,
     aof_id: String,
     dump_id: Option<String>,
-    /// When a dump different from `dump_id` was first seen.
-    dump_change_seen: Option<Instant>,
+    /// A dump different from `dump_id`: its identity, when it was first seen, and the AOF's
+    /// drop count before that look (a drop after it is this dump's SAVE resetting the AOF).
+    dump_change_seen: Option<(String, Instant, u64)>,
+    /// A new AOF inode seen in place of the pinned one, and why it came (decided once, when it
+    /// is first seen: a dump written later belongs to a later SAVE, not to this replacement).
+    replaced: Option<(String, ChainReason)>,
+}
+
+impl Pinned {
+    /// When `dump` (a dump other than the pinned one) was first seen, and the AOF's drop count
+    /// before that look; recorded now if this is the first look at it.
+    fn first_seen(&mut self, dump: String, drops_now: u64) -> (Instant, u64) {
+        match &self.dump_change_seen {
+            Some((id, seen, drops)) if *id == dump => (*seen, *drops),
+            _ => {
+                let now = Instant::now();
+                self.dump_change_seen = Some((dump, now, drops_now));
+                (now, drops_now)
+            }
+        }
+    }
+
+    /// The AOF was replaced by the file `now_id`; `new_dump` is a dump other than the pinned one,
+    /// if there is one. Why it was replaced is decided when the file is first seen: a dump
+    /// written later belongs to a later SAVE, not to this replacement.
+    ///
+    /// `dump_after_aof`: the new dump was written after the new AOF was created (or the file
+    /// times cannot tell), so a SAVE may be resetting the new AOF.
+    fn replaced_by(
+        &mut self,
+        now_id: String,
+        new_dump: Option<String>,
+        dump_after_aof: bool,
+    ) -> Check {
+        let why = match &self.replaced {
+            Some((id, why)) if *id == now_id => *why,
+            _ => {
+                let why = if new_dump.is_some() {
+                    ChainReason::Bgsave
+                } else {
+                    ChainReason::Rewrite
+                };
+                self.replaced = Some((now_id, why));
+                why
+            }
+        };
+        let Some(dump) = new_dump.filter(|_| dump_after_aof) else {
+            // No new dump, or this replacement's own: BGSAVE renames its dump in just before
+            // it creates the new AOF.
+            return Check::NewChain(why);
+        };
+        // A dump written after the new AOF was created is a later SAVE's (a rewrite, or a
+        // BGSAVE, then a SAVE before the chain could start), and its reset of the new file may
+        // still be pending. The chain starts from that dump and the new file from its header —
+        // once the reset had its time, so that the file no longer holds what the dump holds.
+        let drops = self.aof.drops();
+        let (seen, _) = self.first_seen(dump, drops);
+        if seen.elapsed() < RESET_GRACE {
+            return Check::Wait(
+                "a new AOF and a new snapshot; waiting for the snapshot's AOF reset".into(),
+            );
+        }
+        Check::NewChain(match why {
+            ChainReason::Rewrite => ChainReason::Save,
+            other => other,
+        })
+    }
 }
 
 /// `dev:ino:mtime:size` of the dump: a renamed-in dump may reuse a freed inode number.
@@ -109,25 +174,35 @@ impl Follower for KevyFollower {
         };
         let dump_now = dump_identity(&self.dump_path);
         let dump_changed = dump_now.is_some() && dump_now != p.dump_id;
-        if identity_of(&meta) != p.aof_id {
-            let why = if dump_changed {
-                ChainReason::Bgsave
-            } else {
-                ChainReason::Rewrite
+        let now_id = identity_of(&meta);
+        if now_id != p.aof_id {
+            // Which came first, the new AOF or the new dump? (Unknown file times: assume the
+            // dump, and wait for its reset.)
+            let aof_born = meta.created().ok();
+            let dump_written = std::fs::metadata(&self.dump_path)
+                .and_then(|m| m.modified())
+                .ok();
+            let dump_after_aof = match (aof_born, dump_written) {
+                (Some(born), Some(written)) => written > born,
+                _ => true,
             };
-            return Ok(Check::NewChain(why));
+            return Ok(p.replaced_by(now_id, dump_now.filter(|_| dump_changed), dump_after_aof));
         }
+        let drops_before = p.aof.drops();
         let truncated = p.aof.truncated()?;
-        if dump_changed {
+        if let Some(dump) = dump_now.filter(|_| dump_changed) {
             // A new dump beside the same AOF inode is kevy 1.19's SAVE: it writes the dump, then
             // truncates this file in place to its header — and the server may refill it past
             // the read position, even with the very same bytes (`INCR counter` again and
             // again), before the next look. Nothing in the file tells that apart from "no
             // reset", and kevy never changes the dump without resetting the AOF: it is a SAVE.
-            if truncated {
+            // Its reset is proven by the file dropping in size *after* this dump was first seen
+            // (a drop before belongs to an earlier SAVE, whose dump was replaced since);
+            // without that proof, the reset is given its time.
+            let (seen, drops_then) = p.first_seen(dump, drops_before);
+            if p.aof.drops() > drops_then {
                 return Ok(Check::NewChain(ChainReason::Save));
             }
-            let seen = *p.dump_change_seen.get_or_insert_with(Instant::now);
             if seen.elapsed() < RESET_GRACE {
                 return Ok(Check::Wait(
                     "a new snapshot was written; waiting for the AOF reset".into(),
@@ -188,6 +263,7 @@ impl Follower for KevyFollower {
             aof_id,
             dump_id,
             dump_change_seen: None,
+            replaced: None,
         });
         Ok(ChainStart {
             base,
@@ -221,6 +297,7 @@ impl Follower for KevyFollower {
             aof_id,
             dump_id,
             dump_change_seen: None,
+            replaced: None,
         });
         Ok(true)
     }

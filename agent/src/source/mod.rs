@@ -314,6 +314,10 @@ pub struct Tracked {
     read_end: u64,
     tail: Vec<u8>,
     shrunk: bool,
+    /// The size at the last look, and how many looks found the file smaller than the one
+    /// before: the file only grows, except when the server truncates it.
+    last_len: u64,
+    drops: u64,
 }
 
 /// How many trailing bytes [`Tracked`] remembers.
@@ -328,6 +332,8 @@ impl Tracked {
             read_end: end,
             tail,
             shrunk: false,
+            last_len: end,
+            drops: 0,
         })
     }
 
@@ -349,7 +355,18 @@ impl Tracked {
         if len < self.read_end {
             self.shrunk = true;
         }
+        if len != u64::MAX {
+            if len < self.last_len {
+                self.drops += 1;
+            }
+            self.last_len = len;
+        }
         len
+    }
+
+    /// How many looks so far found the file smaller than at the look before.
+    pub fn drops(&self) -> u64 {
+        self.drops
     }
 
     /// True when the file was ever seen shorter than what was read, or no longer holds the last

@@ -13,10 +13,10 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use serde::Serialize;
 
+use crate::repo::plan::{self, Selection};
 use crate::repo::Repo;
 use crate::restore::fetch::StagingDir;
 use crate::restore::live::{self, Outcome};
-use crate::restore::plan::{self, Selection};
 
 /// What the replay showed.
 #[derive(Debug, Default, Serialize)]

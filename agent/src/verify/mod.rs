@@ -1,19 +1,30 @@
 //! `aofvault verify`: are the backups whole and restorable?
 //!
-//! By default it checks every snapshot of the instance and every stored segment that continues
-//! their chains (what `restore --at` may read); `--snapshot ID` narrows it to one manifest's
-//! objects. For each: the manifest parses and validates (plain names, contiguous segments), its
-//! chain heads exist and agree, every object is present with its recorded size and CRC-32C
-//! (each distinct object downloaded once), and decodes completely ([`check`]). `--deep` also
-//! restores the chosen snapshot into a scratch server and reports key counts ([`deep`]).
+//! By default it checks the whole instance: every snapshot manifest, and every chain the
+//! repository lists — not only those readable manifests name — with every base and segment in
+//! them; `--snapshot ID` narrows it to one manifest's objects. Documents (the format marker,
+//! manifests, chain heads) must parse, validate and agree with each other and with the objects;
+//! every object must be present with its recorded size and CRC-32C (each downloaded once) and
+//! decode completely; a chain's segments must leave no hole ([`check`]). `--deep` also restores
+//! the chosen snapshot into a scratch server and reports key counts ([`deep`]).
 //!
-//! Findings are collected, never fatal one by one: all are printed, each naming its object,
-//! and the exit code is decided at the end (3 when there is any). The daemon's scheduled drill
-//! ([`scheduled`]) checks what a restore of the latest state needs, and logs findings at error
-//! level.
+//! Findings are collected, never fatal one by one: a damaged document is a finding like a
+//! damaged object, and what it would have described is still found by listing. All are
+//! printed, each naming its object, and the exit code is decided at the end (3 when there is
+//! any). Only an unreachable repository (4), an empty one (5) or one of a newer format stop the
+//! run. The instance's `lease.json` is not verified: it is the running writer's lock, rewritten
+//! on every renewal and never read by a restore (an unreadable lease is taken over as stale).
+//! The daemon's scheduled drill ([`scheduled`]) checks what a restore of the latest state needs,
+//! and logs findings at error level.
 
 pub mod check;
 pub mod deep;
+pub mod finding;
+mod inventory;
+mod object;
+mod plan;
+#[cfg(test)]
+mod tests;
 
 use std::io::Write;
 
@@ -22,8 +33,8 @@ use serde_json::json;
 
 use crate::cli::VerifyArgs;
 use crate::exit::{self, Failure};
-use crate::repo::Repo;
-use crate::restore::plan::Selection;
+use crate::repo::plan::Selection;
+use crate::repo::{keys, Repo, RepoError};
 use check::{Finding, Scope};
 
 /// The scheduled drill runs beside a live agent: a gap whose next segment is younger than this
@@ -34,12 +45,13 @@ pub async fn run(cfg: &Config, args: &VerifyArgs, out: &mut dyn Write) -> anyhow
     if args.against.is_some() {
         return crate::drift::run(cfg, args, out).await;
     }
-    crate::restore::tagged(verify(cfg, args, out).await)
+    verify(cfg, args, out).await
 }
 
 async fn verify(cfg: &Config, args: &VerifyArgs, out: &mut dyn Write) -> anyhow::Result<u8> {
-    let repo = crate::commands::open_for_reading(cfg).await?;
-    let instance = crate::list::pick_instance(cfg, &repo).await?;
+    let repo = crate::context::open_repo(cfg)?;
+    let marker = check_marker(&repo).await?;
+    let instance = crate::context::pick_instance(cfg, &repo).await?;
     if repo.snapshot_ids(&instance).await?.is_empty() {
         return Err(
             anyhow::anyhow!("instance {instance} has no snapshot yet: nothing to verify")
@@ -51,6 +63,7 @@ async fn verify(cfg: &Config, args: &VerifyArgs, out: &mut dyn Write) -> anyhow:
         None => Scope::All,
     };
     let mut report = check::check(&repo, &instance, &scope, 0).await?;
+    report.findings.splice(0..0, marker);
     let deep = if args.deep {
         let sel = match &args.snapshot {
             Some(id) => Selection::Snapshot { id: id.clone() },
@@ -81,20 +94,24 @@ async fn verify(cfg: &Config, args: &VerifyArgs, out: &mut dyn Write) -> anyhow:
     if args.json {
         let doc = json!({
             "repository": repo.url(), "instance": report.instance, "snapshots": report.snapshots,
-            "objects": report.objects, "bytes": report.bytes, "base_keys": report.base_keys,
-            "commands": report.commands, "findings": report.findings, "deep": deep, "ok": report.findings.is_empty(),
+            "chains": report.chains, "objects": report.objects, "bytes": report.bytes, "base_keys": report.base_keys,
+            "commands": report.commands, "findings": report.findings, "notes": report.notes, "deep": deep, "ok": report.findings.is_empty(),
         });
         serde_json::to_writer_pretty(&mut *out, &doc)?;
         writeln!(out)?;
     } else {
+        for n in &report.notes {
+            writeln!(out, "note {}: {}", n.object, n.problem)?;
+        }
         for f in &report.findings {
             writeln!(out, "PROBLEM {}: {}", f.object, f.problem)?;
         }
         writeln!(
             out,
-            "verified instance {}: {} snapshot(s), {} object(s), {} bytes ({} base keys, {} commands decoded): {}",
+            "verified instance {}: {} snapshot(s), {} chain(s), {} object(s), {} bytes ({} base keys, {} commands decoded): {}",
             report.instance,
             report.snapshots.len(),
+            report.chains,
             report.objects,
             report.bytes,
             report.base_keys,
@@ -127,6 +144,25 @@ async fn verify(cfg: &Config, args: &VerifyArgs, out: &mut dyn Write) -> anyhow:
     } else {
         exit::PROBLEMS
     })
+}
+
+/// The format marker, read as `verify` needs it: damaged or missing beside data is a finding
+/// (the run goes on, listing `instances/`); missing with no data is an empty repository (exit
+/// 5); a marker of a newer format is an error, since this aofvault cannot judge that repository.
+async fn check_marker(repo: &Repo) -> anyhow::Result<Vec<Finding>> {
+    let problem = match repo.check_format().await {
+        Ok(()) => return Ok(Vec::new()),
+        Err(RepoError::Empty { .. }) if !repo.instances().await?.is_empty() => {
+            "missing, though the repository holds instances".to_string()
+        }
+        Err(RepoError::Corrupt { reason, .. }) => format!("does not parse: {reason}"),
+        Err(RepoError::Other { reason, .. }) => reason,
+        Err(e) => return Err(e.into()),
+    };
+    Ok(vec![Finding {
+        object: keys::FORMAT_MARKER.to_string(),
+        problem,
+    }])
 }
 
 /// The `[schedule] verify` drill: checks everything a restore of the latest state needs; logs

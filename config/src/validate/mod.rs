@@ -16,7 +16,8 @@ use std::time::Duration;
 use crate::env::Env;
 use crate::error::{ConfigErrors, ErrorKind};
 use crate::model::{
-    Compact, Config, Drift, Log, LogFormat, Metrics, Retention, Schedules, Ship, Shutdown, State,
+    Compact, Config, Drift, Log, LogFormat, Metrics, Restore, Retention, Schedules, Ship, Shutdown,
+    State,
 };
 use crate::raw::{
     RawCompact, RawConfig, RawDrift, RawLog, RawMetrics, RawRetention, RawSchedule, RawShip,
@@ -64,6 +65,14 @@ impl RawConfig {
             ),
         };
         let drift = drift(self.drift, &mut check);
+        let restore = Restore {
+            retry_deadline: check.duration(
+                "restore.retry_deadline",
+                self.restore.retry_deadline.as_deref(),
+                2 * MINUTE,
+                Duration::ZERO..=DAY,
+            ),
+        };
         check.finish(Config {
             source,
             repository,
@@ -76,6 +85,7 @@ impl RawConfig {
             state,
             shutdown,
             drift,
+            restore,
         })
     }
 }

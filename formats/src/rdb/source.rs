@@ -257,6 +257,24 @@ fn shrunk(offset: u64) -> RdbError {
     }
 }
 
+/// Capacity to reserve for a collection whose count comes from the file: enough to avoid most
+/// regrowth, too little to matter when the count is a lie.
+pub(crate) fn capacity(count: u64) -> usize {
+    count.min(4096) as usize
+}
+
+/// Parses a packed container held in the next string; its errors point at that string.
+pub(crate) fn packed<R: BufRead, T>(
+    src: &mut Source<R>,
+    key: &[u8],
+    what: &'static str,
+    parse: impl FnOnce(&[u8]) -> Result<T, PackError>,
+) -> Result<T, RdbError> {
+    let at = src.offset();
+    src.with_string(what, parse)?
+        .map_err(|e| e.into_rdb(at, what, key))
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -322,22 +340,4 @@ mod tests {
         let rest = src.into_inner();
         assert_eq!(rest, b"def");
     }
-}
-
-/// Capacity to reserve for a collection whose count comes from the file: enough to avoid most
-/// regrowth, too little to matter when the count is a lie.
-pub(crate) fn capacity(count: u64) -> usize {
-    count.min(4096) as usize
-}
-
-/// Parses a packed container held in the next string; its errors point at that string.
-pub(crate) fn packed<R: BufRead, T>(
-    src: &mut Source<R>,
-    key: &[u8],
-    what: &'static str,
-    parse: impl FnOnce(&[u8]) -> Result<T, PackError>,
-) -> Result<T, RdbError> {
-    let at = src.offset();
-    src.with_string(what, parse)?
-        .map_err(|e| e.into_rdb(at, what, key))
 }

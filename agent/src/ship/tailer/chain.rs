@@ -4,7 +4,9 @@
 
 use aofvault_formats::vault::{BasePart, ChainHead, FORMAT_VERSION};
 
-use super::{now_ms, Open, TailError, Tailer};
+use std::io::{Seek, SeekFrom};
+
+use super::{now_ms, Open, Owed, TailError, Tailer};
 use crate::repo::{keys, ShardId};
 use crate::ship::status::Counters;
 use crate::ship::Event;
@@ -37,10 +39,13 @@ impl Tailer {
             let run = crate::repo::run::longest_run(head.stream_start, &segs);
             let end = run.end;
             let last = run.segments.last().cloned();
-            let ok = self
-                .follower
-                .resume(&head, end, last.as_ref())
-                .map_err(|e| self.io(e))?;
+            // A chain recorded under another shard layout (kevy resharded at restart) is never
+            // taken up: its head would describe the wrong server.
+            let ok = head.layout == self.layout
+                && self
+                    .follower
+                    .resume(&head, end, last.as_ref())
+                    .map_err(|e| self.io(e))?;
             if ok {
                 tracing::info!(shard = self.shard, chain = %head.chain, offset = end, "continuing the chain in the repository");
                 let event = Event::ChainStarted {
@@ -79,31 +84,54 @@ impl Tailer {
 
     /// Pins the follower's files, stores the base, then the head: the chain exists from then on.
     pub(super) async fn start_chain(&mut self, reason: ChainReason) -> Result<(), TailError> {
-        // Until the new head is stored, the old chain must not be read on: the follower has
-        // already pinned the new files.
-        self.owed_chain = Some(reason);
-        let start = self.follower.start_chain(reason).map_err(|e| self.io(e))?;
+        // Pinned once: a retry after a failed upload stores the very files that were pinned for
+        // this reason, not whatever the server has written since (a BGSAVE in between would
+        // otherwise get a rewrite's "no base"). A failed pin owes nothing: the next check
+        // decides afresh.
+        if self.owed.is_none() {
+            let start = self.follower.start_chain(reason).map_err(|e| self.io(e))?;
+            self.owed = Some(Owed { reason, start });
+        }
+        self.store_owed_chain().await
+    }
+
+    /// Stores the owed chain's base, then its head: the chain exists from then on. Until then
+    /// the old chain is not read on (the follower has already pinned the new files).
+    pub(super) async fn store_owed_chain(&mut self) -> Result<(), TailError> {
+        let Some(owed) = self.owed.as_ref() else {
+            return Ok(());
+        };
+        let reason = owed.reason;
+        let stream_start = owed.start.stream_start;
+        let identity = owed.start.identity.clone();
+        let mut parts = Vec::with_capacity(owed.start.base.len());
+        for part in &owed.start.base {
+            // Each attempt reads the pinned descriptor from its start.
+            let mut file = part.file.try_clone().map_err(|e| self.io(e))?;
+            file.seek(SeekFrom::Start(0)).map_err(|e| self.io(e))?;
+            parts.push((file, part.len, part.format, part.file_name.clone()));
+        }
         let created_ms = now_ms();
         let chain = keys::new_chain_id(created_ms);
         let shard = ShardId(self.shard);
         let dir = keys::chain_dir(&self.instance, shard, &chain);
         let mut base = Vec::new();
-        for (n, part) in start.base.into_iter().enumerate() {
+        for (n, (file, len, format, file_name)) in parts.into_iter().enumerate() {
             let object = keys::base_object(n, self.repo.codec());
             let key = format!("{dir}{object}");
-            let (size, crc32c) = self
-                .repo
-                .put_file(&key, part.file, Some(part.len))
-                .await
-                .map_err(|source| TailError::BaseUpload {
-                    shard: self.shard,
-                    source,
-                })?;
+            let (size, crc32c) =
+                self.repo
+                    .put_file(&key, file, Some(len))
+                    .await
+                    .map_err(|source| TailError::BaseUpload {
+                        shard: self.shard,
+                        source,
+                    })?;
             Counters::add(&self.shared.counters.bytes_shipped, size);
             base.push(BasePart {
-                format: part.format,
+                format,
                 object,
-                file_name: part.file_name,
+                file_name,
                 size,
                 crc32c,
             });
@@ -117,9 +145,9 @@ impl Tailer {
             layout: self.layout.clone(),
             server_version: self.server_version.clone(),
             base,
-            stream_start: start.stream_start,
+            stream_start,
             reason: reason.as_str().to_string(),
-            source_identity: start.identity,
+            source_identity: identity,
         };
         self.repo
             .put_chain_head(&head)
@@ -135,8 +163,8 @@ impl Tailer {
                 reason,
             })
             .await;
-        self.install(head, start.stream_start);
-        self.owed_chain = None;
+        self.install(head, stream_start);
+        self.owed = None;
         if let Some(why) = self.recovering.take() {
             tracing::info!(shard = self.shard, %why, "recovered: shipping again on a new chain");
             self.shared.update(self.shard, |s| {

@@ -38,6 +38,11 @@ pub enum TailError {
 }
 
 impl TailError {
+    /// Worth retrying (what [`super::Tailer::run`] retries with backoff).
+    pub fn is_transient(&self) -> bool {
+        self.transient()
+    }
+
     pub(super) fn transient(&self) -> bool {
         match self {
             TailError::Repo { source, .. } => source.is_transient(),

@@ -12,7 +12,7 @@ use aofvault_formats::aof::safe_prefix;
 
 use super::{now_ms, Attempt, TailError, Tailer};
 use crate::ship::status::Counters;
-use crate::ship::torn::{classify, Verdict};
+use crate::ship::torn::{classify, torn_start, Verdict};
 
 /// What the shipping loop does next.
 pub(super) enum Next {
@@ -24,7 +24,7 @@ pub(super) enum Next {
 
 impl Tailer {
     /// Reads `len` bytes of the stream at `start` again (across the follower's files).
-    fn reread(&mut self, start: u64, len: usize) -> Result<Vec<u8>, TailError> {
+    pub(super) fn reread(&mut self, start: u64, len: usize) -> Result<Vec<u8>, TailError> {
         let mut out = Vec::with_capacity(len);
         while out.len() < len {
             let at = start + out.len() as u64;
@@ -66,9 +66,11 @@ impl Tailer {
                 Next::Again
             });
         }
-        // (2) The whole commands before the bad bytes.
+        // (2) The whole commands before the bad bytes — or before a torn command that the
+        // restarted server's first bytes completed into one that parses (see `torn_start`).
         let bad = (offset.saturating_sub(start) as usize).min(self.pending.len());
         let good = safe_prefix(&self.pending[..bad], start).map_or(0, |p| p.len);
+        let good = torn_start(&self.pending, good, start, at_eof).unwrap_or(good);
         if good > 0 {
             self.store(start, good).await?;
         }

@@ -37,7 +37,7 @@ use super::backoff::Backoff;
 use super::status::{Counters, Recovery, SharedRef};
 use super::Event;
 use crate::repo::{Repo, RepoError};
-use crate::source::{ChainReason, Check, Follower};
+use crate::source::{ChainReason, ChainStart, Check, Follower};
 
 /// The longest wait between two attempts to store: a store that comes back is noticed within
 /// this long.
@@ -49,6 +49,12 @@ pub struct ShipSettings {
     pub interval: Duration,
     pub segment_max: usize,
     pub poll: Duration,
+}
+
+/// A chain whose files are pinned and whose base and head are still to be stored.
+struct Owed {
+    reason: ChainReason,
+    start: ChainStart,
 }
 
 /// One store attempt, kept until it succeeds: a retry sends exactly these bytes under exactly
@@ -86,8 +92,9 @@ pub struct Tailer {
     seen: Option<(i64, i64)>,
     last_ship: Instant,
     limit: usize,
-    /// A new chain is owed (its start failed transiently): retried before anything else.
-    owed_chain: Option<ChainReason>,
+    /// A new chain is owed: its files are pinned, its base and head not stored yet (an upload
+    /// failed transiently). Retried before anything else.
+    owed: Option<Owed>,
     /// Stopped at invalid AOF bytes: only watching for the files to be replaced.
     halted: bool,
     /// The store attempt that has not succeeded yet.
@@ -133,7 +140,7 @@ impl Tailer {
             seen: None,
             last_ship: Instant::now(),
             limit,
-            owed_chain: None,
+            owed: None,
             halted: false,
             inflight: None,
             can_recover: false,
@@ -306,8 +313,8 @@ impl Tailer {
                 _ => return Ok(()),
             }
         }
-        if let Some(reason) = self.owed_chain {
-            self.start_chain(reason).await?;
+        if self.owed.is_some() {
+            self.store_owed_chain().await?;
         }
         if self.chain.is_none() && !self.resume().await? {
             match self.follower.check().map_err(|e| self.io(e))? {
@@ -379,6 +386,13 @@ impl Tailer {
             }
             s.state = state;
         });
+    }
+
+    /// Stops reading until the files are replaced, as [`Tailer::run`] does after a `Corrupt`
+    /// error without a server to ask (for the follower simulation, which drives
+    /// [`Tailer::step`] itself).
+    pub fn halt(&mut self) {
+        self.halted = true;
     }
 
     /// The head of the chain being shipped, once there is one.

@@ -13,8 +13,9 @@ impl Tailer {
     /// Reads what is new and stores whole commands: every `interval` (RPO), when a segment is
     /// full, or at once when `force` (drain before a new chain, shutdown).
     pub(super) async fn ship_available(&mut self, force: bool) -> Result<(), TailError> {
+        self.recheck_pending()?;
         loop {
-            if self.owed_chain.is_some() {
+            if self.owed.is_some() {
                 return Ok(());
             }
             if let Some(attempt) = self.inflight {
@@ -146,6 +147,35 @@ impl Tailer {
             s.segments_shipped += 1;
             s.bytes_shipped += len as u64;
         });
+        Ok(())
+    }
+
+    /// Bytes read in an earlier pass and not stored yet must still be what the file holds there
+    /// before more is appended to them: a server that cut a torn tail at restart and wrote on
+    /// past it before this look leaves the file as long as before, with other bytes where the
+    /// torn command was (Redis `aof-load-truncated`). Joined to what follows, the old bytes could
+    /// even parse. The last bytes read are compared; if they changed, the unstored bytes are
+    /// read again.
+    fn recheck_pending(&mut self) -> Result<(), TailError> {
+        if self.pending.is_empty() || self.inflight.is_some() {
+            return Ok(());
+        }
+        let Some(end) = self.chain.as_ref().map(|o| o.end) else {
+            return Ok(());
+        };
+        let k = self.pending.len().min(64);
+        let tail_at = end + (self.pending.len() - k) as u64;
+        let now = self.reread(tail_at, k)?;
+        if now[..] == self.pending[self.pending.len() - k..] {
+            return Ok(());
+        }
+        tracing::warn!(
+            shard = self.shard,
+            offset = end,
+            "bytes read but not stored yet changed in the file (a torn command cut and written over at restart); reading them again"
+        );
+        self.pending = self.reread(end, self.pending.len())?;
+        self.scanned = 0;
         Ok(())
     }
 

@@ -2,7 +2,7 @@
 //!
 //! - kevy: per shard `dump-{i}.rdb` (the KEVYSNAP base, when the chain has one) and
 //!   `aof-{i}.aof` (`KEVYAOF1\n` + the stream, with the commands kevy's own start-up replay
-//!   would drop rewritten into ones it applies: [`super::files`]), then `shards.meta`;
+//!   would drop rewritten into ones it applies: [`files`]), then `shards.meta`;
 //! - Redis ≥ 7: `<aof_dir>/<aof_name>.1.base.rdb|aof` and `.1.incr.aof`, then the manifest;
 //! - Redis ≤ 6: `<aof_name>` (base then stream in one file);
 //! - across kinds, or to another kevy shard count: the base decoded and every command translated
@@ -13,6 +13,8 @@
 //! existing entries moved aside (`--force`; never deleted) and the files renamed into place,
 //! the "looks complete" marker — `shards.meta` or the Redis manifest — last, and the
 //! directories fsynced. A restore that fails at any point leaves nothing that looks complete.
+
+pub mod files;
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -26,11 +28,12 @@ use aofvault_formats::vault::{check_name, BaseFormat, ServerLayout};
 
 use super::feed::{feed_shard, FeedOptions, FeedStats};
 use super::fetch::{create_private, fetch, sync_all, StagedShard, StagingDir};
-use super::files::{kevy_shard_files, resp_file, KevyFiles};
-use super::plan::Plan;
 use super::progress::Progress;
+use super::retry::Retry;
 use super::translate::Kind;
+use crate::repo::plan::Plan;
 use crate::repo::Repo;
+use files::{kevy_shard_files, resp_file, KevyFiles};
 
 /// What to write.
 #[derive(Debug, Clone, Copy)]
@@ -85,12 +88,24 @@ struct Output {
     dest: PathBuf,
 }
 
-/// Writes the plan into `dir` (already checked by [`prepare`]). Returns the files written.
+/// Writes the plan into `dir` (already checked by [`prepare`]), retrying store failures for
+/// the default time. Returns the files written.
 pub async fn restore(
     repo: &Repo,
     plan: &Plan,
     dir: &Path,
     opts: DirOptions,
+) -> anyhow::Result<Vec<PathBuf>> {
+    restore_with(repo, plan, dir, opts, &Retry::default()).await
+}
+
+/// [`restore`], retrying failed downloads as `retry` says.
+pub async fn restore_with(
+    repo: &Repo,
+    plan: &Plan,
+    dir: &Path,
+    opts: DirOptions,
+    retry: &Retry,
 ) -> anyhow::Result<Vec<PathBuf>> {
     let source = if plan.layout.is_kevy() {
         Kind::Kevy
@@ -111,7 +126,7 @@ pub async fn restore(
         b""
     };
     let progress = Progress::new("fetch", plan.total_bytes());
-    let staged = fetch(repo, plan, staging.path(), prefix, &progress).await?;
+    let staged = fetch(repo, plan, staging.path(), prefix, &progress, retry).await?;
     progress.finish();
     let work = staging.path().to_path_buf();
     let plan2 = plan.clone();

@@ -3,7 +3,7 @@
 //! A restore across kinds replays the source's AOF commands into a server of the other kind.
 //! Most commands mean the same thing in both; this table lists the ones that do not, and what a
 //! restore sends instead. It is one function on purpose ([`translate`]), plus the one rewrite
-//! that needs the whole stream first, `RENAME` ([`super::renames`]). docs/COMPATIBILITY.md says
+//! that needs the whole stream first, `RENAME` ([`renames`]). docs/COMPATIBILITY.md says
 //! why each row exists and what no restore can recover.
 //!
 //! | from → to | command | sent instead | why |
@@ -16,8 +16,8 @@
 //! | Redis → kevy | `HMSET` | `HSET` | kevy has no HMSET (same meaning) |
 //! | any → kevy | `MSET`/`MSETNX k v …` | one `SET k v` per pair | kevy's start-up replay answers every `MSET` with an arity error (MSET is served by its runtime, not its store), so an `MSET` in a kevy file is lost at load; and keys of one command may live in different shards (an `MSETNX` in an AOF did set every key) |
 //! | any → kevy | `DEL`/`UNLINK k …` | one `DEL` per key | keys may live in different shards; kevy has no `UNLINK` (same effect) |
-//! | any → kevy | `RENAME`/`RENAMENX src dst` | nothing: every command on `src` before it is written for `dst`, the overwritten `dst` under a private name deleted there ([`super::renames`]) | kevy's replay has no `RENAME` (same-shard renames are logged, then dropped at load), and a cross-shard rename cannot be written into per-shard files |
-//! | Redis → kevy | a command kevy 1.19 does not serve (`LMOVE`, `LPUSHX`, `ZPOPMIN`, `SETRANGE`, `PFADD`, `SINTERSTORE`…, see [`super::kevy_commands`]) | nothing, counted as lossy | kevy would answer "unknown command" (live) or drop it at its replay (files): the restore says how many it could not apply |
+//! | any → kevy | `RENAME`/`RENAMENX src dst` | nothing: every command on `src` before it is written for `dst`, the overwritten `dst` under a private name deleted there ([`renames`]) | kevy's replay has no `RENAME` (same-shard renames are logged, then dropped at load), and a cross-shard rename cannot be written into per-shard files |
+//! | Redis → kevy | a command kevy 1.19 does not serve (`LMOVE`, `LPUSHX`, `ZPOPMIN`, `SETRANGE`, `PFADD`, `SINTERSTORE`…, see [`kevy_commands`]) | nothing, counted as lossy | kevy would answer "unknown command" (live) or drop it at its replay (files): the restore says how many it could not apply |
 //! | kevy → Redis | `SET … PXAT`/`EXAT`/`KEEPTTL` | nothing | kevy 1.19 logs these although it rejected them with a syntax error: they never took effect, but Redis would apply them |
 //! | kevy → Redis | `SPOP k [n]` | unchanged, counted as lossy | kevy logs the command, not the members it popped; Redis pops members of its own choosing. The members cannot be known from the bytes |
 //! | any | anything else | unchanged | |
@@ -27,7 +27,11 @@
 
 use std::fmt;
 
-pub use super::keys::key_positions;
+pub mod kevy_commands;
+pub mod key_positions;
+pub mod renames;
+
+pub use key_positions::key_positions;
 
 /// One command: its arguments, name first.
 pub type Command = Vec<Vec<u8>>;
@@ -107,8 +111,7 @@ pub fn passes_unchanged(name: &[u8], from: Kind, to: Kind) -> bool {
         (Kind::Kevy, Kind::Kevy) => !is(&["MSET", "MSETNX", "DEL", "UNLINK"]),
         (Kind::Kevy, Kind::Redis) => !is(&["SET", "SPOP"]),
         (Kind::Redis, Kind::Kevy) => {
-            super::kevy_commands::serves(name)
-                && !is(&["SELECT", "MULTI", "EXEC", "SET", "MSET", "DEL"])
+            kevy_commands::serves(name) && !is(&["SELECT", "MULTI", "EXEC", "SET", "MSET", "DEL"])
         }
     }
 }
@@ -166,7 +169,7 @@ fn redis_to_kevy(name: &[u8], args: &[&[u8]]) -> Result<Translation, TranslateEr
     if let Some(split) = split_multi_key(name, args) {
         return Ok(split);
     }
-    if !super::kevy_commands::serves(name) {
+    if !kevy_commands::serves(name) {
         return Ok(Translation {
             commands: Vec::new(),
             lossy: Some(NOT_SERVED_BY_KEVY),

@@ -5,6 +5,8 @@
 //! codes ([`crate::exit`]). Completions and the man page are generated from these types
 //! (`aofvault completions`, `aofvault man`).
 
+pub mod docs;
+
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum, ValueHint};
@@ -153,6 +155,11 @@ pub struct RestoreArgs {
     /// Shard count of a kevy --to-dir layout (default: the source's for kevy, 1 for Redis).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=4096))]
     pub shards: Option<u32>,
+    /// How long a failing object (or the plan's reads) is retried while the repository fails
+    /// transiently, before exit 4: `2m`, `30s`, `0s` (no retries). Default: `[restore]
+    /// retry_deadline` (2m).
+    #[arg(long, value_name = "DURATION", value_parser = aofvault_config::units::parse_duration)]
+    pub retry_deadline: Option<std::time::Duration>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
@@ -283,7 +290,8 @@ Examples:
   aofvault restore --at 2024-05-01T12:00:00Z --to-dir /tmp/r --dry-run
   aofvault restore --at 1714564800 --to-dir /tmp/r                # unix seconds
   aofvault restore --snapshot ID --to redis://127.0.0.1:6390     # replay into a live server
-  aofvault restore --to-dir /var/lib/kevy --format kevy --force   # move existing files aside";
+  aofvault restore --to-dir /var/lib/kevy --format kevy --force   # move existing files aside
+  aofvault restore --to-dir /tmp/r --retry-deadline 10m          # ride out a long store outage";
 
 const VERIFY_EXAMPLES: &str = "\
 Examples:

@@ -27,9 +27,9 @@ use std::io::{Read, Seek, SeekFrom};
 
 use anyhow::Context;
 
-use super::fetch::StagedShard;
-use super::stream::{for_each_item, Item};
-use super::translate::{key_positions, Command};
+use crate::restore::fetch::StagedShard;
+use crate::restore::stream::{for_each_item, Item};
+use crate::restore::translate::{key_positions, Command};
 
 /// One rename of the stream (src ≠ dst).
 #[derive(Debug, Clone)]
@@ -72,7 +72,7 @@ impl Renames {
             f.seek(SeekFrom::Start(s.prefix + (from - s.stream_start)))?;
             Ok(f.take(s.stream_end - from))
         };
-        if !super::feed::contains_ignore_case(open()?, b"rename")? {
+        if !crate::restore::search::contains_ignore_case(open()?, b"rename")? {
             return Ok(None);
         }
         let mut list = Vec::new();

@@ -2,7 +2,7 @@
 //!
 //! The target is inspected first: its kind (`INFO server` of kevy carries `kevy_version`; it
 //! also answers `redis_version`) decides the translation, and a target holding keys is refused
-//! unless `--force`. The plan is then fetched and checked completely ([`super::fetch`]) before
+//! unless `--force` (counted with `DBSIZE`: [`counts`]). The plan is then fetched and checked completely ([`super::fetch`]) before
 //! the first command is sent.
 //!
 //! Each source shard is replayed on its own connection, in parallel (kevy shards hold disjoint
@@ -11,6 +11,9 @@
 //! [`IN_FLIGHT`] batches on the wire. Error replies do not stop the replay: they are counted and
 //! the first few are reported with the command that got them. At the end the target's key
 //! counts per database are read back.
+
+pub mod counts;
+pub mod send;
 
 use std::time::Duration;
 
@@ -22,11 +25,13 @@ use tokio::sync::mpsc;
 
 use super::feed::{feed_shard, FeedOptions, FeedStats};
 use super::fetch::{fetch, StagingDir};
-use super::plan::Plan;
 use super::progress::Progress;
-use super::send::{open_tcp, send_client, send_tcp, Batch, BatchSink, TcpTarget, IN_FLIGHT};
+use super::retry::Retry;
 use super::translate::Kind;
+use crate::repo::plan::Plan;
 use crate::repo::Repo;
+use counts::key_counts;
+use send::{open_tcp, send_client, send_tcp, Batch, BatchSink, TcpTarget, IN_FLIGHT};
 
 /// Error replies kept for the report.
 const KEEP_ERRORS: usize = 10;
@@ -43,7 +48,9 @@ pub struct Target {
     client: redis::Client,
     conn: MultiplexedConnection,
     pub kind: Kind,
-    /// `db` → keys, from `INFO keyspace`.
+    /// The database the URL selects.
+    home_db: i64,
+    /// `db` → keys, databases holding keys only ([`key_counts`]).
     pub keyspace: Vec<(String, u64)>,
 }
 
@@ -93,41 +100,15 @@ pub async fn open(url: &str) -> anyhow::Result<Target> {
     } else {
         Kind::Redis
     };
-    let keyspace = keyspace(&mut conn).await?;
+    let home_db = client.get_connection_info().redis_settings().db();
+    let keyspace = key_counts(&mut conn, home_db).await?;
     Ok(Target {
         client,
         conn,
         kind,
+        home_db,
         keyspace,
     })
-}
-
-/// `INFO keyspace` as (db, keys), databases with keys only.
-async fn keyspace(conn: &mut MultiplexedConnection) -> anyhow::Result<Vec<(String, u64)>> {
-    let text: String = redis::cmd("INFO")
-        .arg("keyspace")
-        .query_async(conn)
-        .await
-        .context("INFO keyspace")?;
-    let mut out: Vec<(String, u64)> = crate::server::parse_info(&text)
-        .into_iter()
-        .filter(|(k, _)| k.starts_with("db"))
-        .filter_map(|(db, v)| {
-            let keys = v
-                .split(',')
-                .find_map(|p| p.strip_prefix("keys="))?
-                .parse()
-                .ok()?;
-            Some((db, keys))
-        })
-        .filter(|(_, keys)| *keys > 0)
-        .collect();
-    out.sort_by_key(|(db, _)| {
-        db.trim_start_matches("db")
-            .parse::<u32>()
-            .unwrap_or(u32::MAX)
-    });
-    Ok(out)
 }
 
 /// Outcome of [`replay`].
@@ -137,8 +118,19 @@ pub enum Outcome {
     Done(Report),
 }
 
-/// Fetches `plan`, then replays it into `url`.
+/// Fetches `plan`, then replays it into `url`, retrying store failures for the default time.
 pub async fn replay(repo: &Repo, plan: &Plan, url: &str, force: bool) -> anyhow::Result<Outcome> {
+    replay_with(repo, plan, url, force, &Retry::default()).await
+}
+
+/// [`replay`], retrying failed downloads as `retry` says.
+pub async fn replay_with(
+    repo: &Repo,
+    plan: &Plan,
+    url: &str,
+    force: bool,
+    retry: &Retry,
+) -> anyhow::Result<Outcome> {
     let mut target = open(url).await?;
     if !target.keyspace.is_empty() && !force {
         return Ok(Outcome::NotEmpty(target.keyspace));
@@ -150,7 +142,7 @@ pub async fn replay(repo: &Repo, plan: &Plan, url: &str, force: bool) -> anyhow:
     };
     let staging = StagingDir::temp()?;
     let fetch_progress = Progress::new("fetch", plan.total_bytes());
-    let staged = fetch(repo, plan, staging.path(), b"", &fetch_progress).await?;
+    let staged = fetch(repo, plan, staging.path(), b"", &fetch_progress, retry).await?;
     fetch_progress.finish();
     let started = std::time::Instant::now();
     let progress = Progress::new("replay", plan.total_bytes());
@@ -242,17 +234,6 @@ pub async fn replay(repo: &Repo, plan: &Plan, url: &str, force: bool) -> anyhow:
     }
     report.first_errors.truncate(KEEP_ERRORS);
     report.seconds = started.elapsed().as_secs_f64();
-    report.keyspace = keyspace(&mut target.conn).await?;
-    if target.kind == Kind::Kevy {
-        // kevy refreshes the counts INFO reports on its shards' ticks: read until they settle.
-        for _ in 0..20 {
-            tokio::time::sleep(Duration::from_millis(120)).await;
-            let again = keyspace(&mut target.conn).await?;
-            if again == report.keyspace {
-                break;
-            }
-            report.keyspace = again;
-        }
-    }
+    report.keyspace = key_counts(&mut target.conn, target.home_db).await?;
     Ok(Outcome::Done(report))
 }

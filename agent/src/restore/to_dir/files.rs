@@ -7,7 +7,7 @@
 //! ("unknown command"). Both are logged to the owning shard's AOF on success, so a restart —
 //! and a restore that copies the stream as it is — loses every `MSET` key and undoes every
 //! same-shard rename. A shard whose stream holds either is therefore written through
-//! [`super::feed`] (`MSET` → one `SET` per key, renames replayed as their effect), still into
+//! [`crate::restore::feed`] (`MSET` → one `SET` per key, renames replayed as their effect), still into
 //! that shard's own file. Every other command kevy logs is one its dispatch serves, so the rest
 //! of the stream is kept byte for byte, and a stream without those bytes is used as it is.
 
@@ -20,10 +20,11 @@ use aofvault_formats::aof::KEVY_AOF_MAGIC;
 use aofvault_formats::kevy::Routing;
 use aofvault_formats::resp;
 
-use super::feed::{contains_ignore_case, feed_shard, FeedOptions, FeedStats, Sink};
-use super::fetch::{create_private, StagedShard};
-use super::renames::Renames;
-use super::translate::{route, Kind, Route};
+use crate::restore::feed::{feed_shard, FeedOptions, FeedStats, Sink};
+use crate::restore::fetch::{create_private, StagedShard};
+use crate::restore::search::contains_ignore_case;
+use crate::restore::translate::renames::Renames;
+use crate::restore::translate::{route, Kind, Route};
 
 /// Commands written into a RESP file.
 pub struct RespFile {

@@ -19,9 +19,9 @@ use redis::Value;
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::mpsc;
 
-use super::feed::Sink;
-use super::progress::Progress;
-use super::translate::label;
+use crate::restore::feed::Sink;
+use crate::restore::progress::Progress;
+use crate::restore::translate::label;
 
 /// Commands per batch.
 const BATCH: usize = 1000;

@@ -16,7 +16,7 @@ use anyhow::{bail, Context};
 use aofvault_formats::vault::{BasePart, SegmentRef, ServerLayout, ShardCut, SnapshotManifest};
 use serde::Serialize;
 
-use crate::repo::{keys, Repo, ShardId};
+use crate::repo::{keys, NoSnapshot, Repo, ShardId};
 
 /// What the user asked for.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -220,7 +220,11 @@ pub async fn window(repo: &Repo, instance: &str, ids: &[String]) -> anyhow::Resu
 pub async fn plan(repo: &Repo, instance: &str, selection: Selection) -> anyhow::Result<Plan> {
     let ids = repo.snapshot_ids(instance).await?;
     if ids.is_empty() {
-        bail!("instance {instance} has no snapshot in {} yet (an agent publishes one when it starts shipping)", repo.url());
+        return Err(NoSnapshot {
+            instance: instance.to_string(),
+            url: repo.url().to_string(),
+        }
+        .into());
     }
     match &selection {
         Selection::Latest => {

@@ -1,10 +1,5 @@
 //! `aofvault list`: the instances of a repository, each one's snapshots (id, time, reason,
 //! shards, bytes) and its restorable window (earliest … latest second).
-//!
-//! Also the instance choice every reading command shares ([`pick_instance`]): the configured
-//! instance when the repository has it; when the name is only the default one (`<host>-<port>`)
-//! and the repository holds exactly one instance, that one; otherwise an error that lists what
-//! the repository holds.
 
 use std::io::Write;
 
@@ -15,69 +10,8 @@ use aofvault_formats::vault::{ServerLayout, SnapshotManifest};
 use serde_json::json;
 
 use crate::cli::ListArgs;
-use crate::exit::{self, Failure};
-use crate::repo::Repo;
-use crate::restore::plan;
-
-/// Whether `name` looks like the default instance name (`<host>-<port>` or `<host>-local`),
-/// i.e. the user did not choose it.
-fn looks_default(name: &str) -> bool {
-    let host = std::env::var("HOSTNAME")
-        .ok()
-        .or_else(|| {
-            hostname::get()
-                .ok()
-                .map(|h| h.to_string_lossy().into_owned())
-        })
-        .unwrap_or_default();
-    let host: String = host
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
-                c
-            } else {
-                '-'
-            }
-        })
-        .collect();
-    let host = host.trim_start_matches('.');
-    let host = if host.is_empty() { "localhost" } else { host };
-    name.strip_prefix(host)
-        .and_then(|r| r.strip_prefix('-'))
-        .is_some_and(|suffix| {
-            suffix == "local" || (!suffix.is_empty() && suffix.bytes().all(|b| b.is_ascii_digit()))
-        })
-}
-
-/// The instance a reading command works on (see the module doc).
-pub async fn pick_instance(cfg: &Config, repo: &Repo) -> anyhow::Result<String> {
-    let configured = &cfg.repository.instance;
-    let instances = repo.instances().await?;
-    if instances.contains(configured) {
-        return Ok(configured.clone());
-    }
-    let listed = instances.join(", ");
-    match instances.as_slice() {
-        [] => Err(
-            anyhow::anyhow!("repository {} holds no instance yet", repo.url())
-                .context(Failure::RepoEmpty),
-        ),
-        [only] if looks_default(configured) => {
-            tracing::info!(instance = %only, "using the repository's only instance");
-            Ok(only.clone())
-        }
-        _ if looks_default(configured) => Err(anyhow::anyhow!(
-            "repository {} holds several instances ({listed}): choose one with --instance",
-            repo.url()
-        )
-        .context(Failure::Usage)),
-        _ => Err(anyhow::anyhow!(
-            "instance {configured} is not in repository {} (it holds: {listed})",
-            repo.url()
-        )
-        .context(Failure::RepoEmpty)),
-    }
-}
+use crate::exit;
+use crate::repo::plan;
 
 fn kind(layout: &ServerLayout) -> String {
     match layout {
@@ -95,11 +29,11 @@ fn total_bytes(m: &SnapshotManifest) -> u64 {
 }
 
 pub async fn run(cfg: &Config, args: &ListArgs, out: &mut dyn Write) -> anyhow::Result<u8> {
-    crate::restore::tagged(list(cfg, args, out).await)
+    list(cfg, args, out).await
 }
 
 async fn list(cfg: &Config, args: &ListArgs, out: &mut dyn Write) -> anyhow::Result<u8> {
-    let repo = crate::commands::open_for_reading(cfg).await?;
+    let repo = crate::context::open_for_reading(cfg).await?;
     let instances = repo.instances().await?;
     let mut docs = Vec::new();
     for instance in &instances {
@@ -187,32 +121,4 @@ async fn list(cfg: &Config, args: &ListArgs, out: &mut dyn Write) -> anyhow::Res
         }
     }
     Ok(exit::OK)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn default_names_are_recognised() {
-        let host = std::env::var("HOSTNAME")
-            .ok()
-            .or_else(|| {
-                hostname::get()
-                    .ok()
-                    .map(|h| h.to_string_lossy().into_owned())
-            })
-            .unwrap_or_default();
-        if host.is_empty()
-            || !host
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
-        {
-            return;
-        }
-        assert!(looks_default(&format!("{host}-6379")));
-        assert!(looks_default(&format!("{host}-local")));
-        assert!(!looks_default("db1"));
-        assert!(!looks_default(&format!("{host}-prod")));
-    }
 }

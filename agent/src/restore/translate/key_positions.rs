@@ -1,5 +1,5 @@
 //! Where the keys of a command are: which arguments name keys, for routing a command to a kevy
-//! shard ([`super::translate::route`]) and for writing renamed keys under their final names
+//! shard ([`crate::restore::translate::route`]) and for writing renamed keys under their final names
 //! ([`super::renames`]).
 //!
 //! The table covers the write commands Redis 7 and kevy 1.19 put into their AOFs, and the
