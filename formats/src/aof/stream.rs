@@ -38,10 +38,7 @@ pub enum StreamError {
     #[error("a command at byte {offset} is larger than {MAX_ITEM} bytes")]
     TooLarge { offset: u64 },
     #[error("read error at byte {offset}: {source}")]
-    Io {
-        offset: u64,
-        source: std::io::Error,
-    },
+    Io { offset: u64, source: std::io::Error },
 }
 
 impl From<AofError> for StreamError {
@@ -150,7 +147,8 @@ where
                 out.commands += 1;
                 if name.eq_ignore_ascii_case(b"MULTI") {
                     out.open_multi = true;
-                } else if name.eq_ignore_ascii_case(b"EXEC") || name.eq_ignore_ascii_case(b"DISCARD")
+                } else if name.eq_ignore_ascii_case(b"EXEC")
+                    || name.eq_ignore_ascii_case(b"DISCARD")
                 {
                     out.open_multi = false;
                 }

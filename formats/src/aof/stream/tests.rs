@@ -122,7 +122,10 @@ fn a_kevy_header_split_across_reads_is_skipped_only_at_offset_zero() {
     // The same bytes further into a file are garbage at their first byte.
     let (_, end) = collect(Trickle(&s, 2), 50, 4);
     let err = end.unwrap_err();
-    assert!(matches!(err, StreamError::Invalid { offset: 50, .. }), "{err}");
+    assert!(
+        matches!(err, StreamError::Invalid { offset: 50, .. }),
+        "{err}"
+    );
     // A header cut short is a truncated stream, not garbage.
     let (_, end) = collect(&KEVY_AOF_MAGIC[..5], 0, 3);
     assert!(matches!(end, Err(StreamError::Truncated { offset: 0 })));
@@ -145,7 +148,10 @@ fn a_cut_inside_ts_or_a_command_is_truncated_at_the_item_start() {
     }
     let (_, end) = collect(&b"#TS:17x\r\n"[..], 0, 2);
     let err = end.unwrap_err();
-    assert!(matches!(err, StreamError::Invalid { offset: 4, .. }), "{err}");
+    assert!(
+        matches!(err, StreamError::Invalid { offset: 4, .. }),
+        "{err}"
+    );
 }
 
 #[test]
@@ -214,5 +220,8 @@ fn read_errors_name_the_offset_reached() {
         }
     }
     let res = for_each_item::<_, StreamError, _>(Broken(10), 5, |_, _| Ok(()));
-    assert!(matches!(res, Err(StreamError::Io { offset: 15, .. })), "{res:?}");
+    assert!(
+        matches!(res, Err(StreamError::Io { offset: 15, .. })),
+        "{res:?}"
+    );
 }
