@@ -15,7 +15,8 @@
 //! never contains half a command or half a transaction. All offsets here are absolute: callers
 //! pass `base`, the file offset of `buf[0]`, and every error names the file offset it is about.
 //! A buffer given to [`safe_prefix`], [`items`] or [`cut_at_timestamp`] with `base == 0` may start
-//! with the kevy header, which is skipped.
+//! with the kevy header, which is skipped. [`stream::for_each_item`] reads a whole stream from a
+//! `Read`er with the same scanner, so every reader of AOF items shares one grammar.
 
 use crate::resp::{self, RespError};
 
