@@ -10,7 +10,11 @@
 #                                 read-only state dir, unreadable AOF dir);
 #   - agent/tests/sim.rs          the follower simulation (release build): as many seeds as
 #                                 fit in AOFVAULT_SIM_ROUND_SECONDS (default 60), new ones
-#                                 each round; a failing seed replays with AOFVAULT_SIM_SEED.
+#                                 each round; a failing seed replays with AOFVAULT_SIM_SEED;
+#   - tests/tests/server_crash.rs the server round: kevy (4 shards) and redis-server killed -9
+#                                 under load AOFVAULT_SERVER_KILLS times each (default 10),
+#                                 nobody sending BGREWRITEAOF; prints the time until every shard
+#                                 follows again after each restart.
 # Each test prints one `SOAK-SUMMARY` line; at the end the script prints them all, adds up the
 # kills and fault cycles, and exits non-zero if any test failed (its whole output is kept in
 # the work directory it names).
@@ -46,6 +50,13 @@ exe=$(cargo test -p aofvault --release --test sim --no-run --message-format=json
 [ -x "$exe" ] || { echo "soak: cannot build the sim test binary" >&2; exit 1; }
 cp "$exe" "$work/bin/sim"
 
+# The server-kill round's binary (kept apart from the list above).
+server_kills=${AOFVAULT_SERVER_KILLS:-10}
+exe=$(cargo test -p aofvault-tests --test server_crash --no-run --message-format=json 2>/dev/null |
+    sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | tail -1)
+[ -x "$exe" ] || { echo "soak: cannot build the server_crash test binary" >&2; exit 1; }
+cp "$exe" "$work/bin/server_crash"
+
 summary="$work/summary.txt"
 : > "$summary"
 passed=0
@@ -73,6 +84,12 @@ run() {
     grep -ho 'SOAK-SUMMARY.*' "$log" >>"$summary" || true
 }
 
+# The server-kill round: kevy and redis-server killed -9 under load, more times than CI does.
+server_kill_round() {
+    run server_crash AOFVAULT_SERVER_KILLS="$server_kills" -- killed_under_load
+    grep -h 'following again after\|torn ranges' "$work/logs/round${rounds}-server_crash.log" || true
+}
+
 while [ "$(date +%s)" -lt "$deadline" ]; do
     rounds=$((rounds + 1))
     seed=$((seed + 1))
@@ -85,6 +102,8 @@ while [ "$(date +%s)" -lt "$deadline" ]; do
     [ "$(date +%s)" -lt "$deadline" ] || break
     # Each round starts at (its seed mod 10⁵)·10⁶: rounds do not repeat a seed.
     run sim AOFVAULT_SIM_SECONDS="$sim_seconds" AOFVAULT_SIM_FIRST=$(( (seed % 100000) * 1000000 )) --
+    [ "$(date +%s)" -lt "$deadline" ] || break
+    server_kill_round
 done
 
 echo
@@ -95,5 +114,6 @@ echo "agent kill -9s: $(sum ' kills') ; killed restores (to-dir mid-run): $(sum 
 echo "fault cycles: $(sum cycles) ; outages reported in status: $(sum outages_reported) ; proxy resets: $(sum proxy_resets) ; proxy 503s: $(sum proxy_503s)"
 echo "acknowledged writes under faults and kills: $(sum writes)"
 echo "simulated seeds (follower simulation): $(sum sim_seeds)"
+echo "server kill -9s: $(sum server_kills) ; torn ranges: $(sum torn_ranges) ; recovery times (s): $(grep -o 'recovery_s=\[[^]]*\]' "$summary" | cut -d= -f2 | tr '\n' ' ')"
 echo "work dir: ${work}"
 [ "$failed" -eq 0 ]

@@ -1,5 +1,7 @@
 //! Talking to the server (the `redis` crate): `INFO`, `CONFIG GET`, `BGREWRITEAOF`, with the
-//! configured credentials, TLS and timeouts.
+//! configured credentials, TLS and timeouts. A server that restarted (crash, upgrade) closed our
+//! connection: a command that fails is sent once more on a new connection, so the agent can
+//! still ask the restarted server for the rewrite that recovers a shard.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -10,9 +12,11 @@ use redis::aio::MultiplexedConnection;
 
 /// A connection to the followed server.
 pub struct Server {
+    client: redis::Client,
     conn: MultiplexedConnection,
     url: String,
     timeout: Duration,
+    connect_timeout: Duration,
 }
 
 /// The URL without credentials, for messages.
@@ -39,17 +43,13 @@ impl Server {
         let shown = display_url(url);
         let client = redis::Client::open(u.as_str())
             .with_context(|| format!("invalid server URL {shown}"))?;
-        let conn = tokio::time::timeout(
-            cfg.source.connect_timeout,
-            client.get_multiplexed_async_connection(),
-        )
-        .await
-        .with_context(|| format!("connecting to {shown} timed out"))?
-        .with_context(|| format!("cannot connect to {shown}"))?;
+        let conn = open(&client, cfg.source.connect_timeout, &shown).await?;
         Ok(Some(Server {
+            client,
             conn,
             url: shown,
             timeout: cfg.source.command_timeout,
+            connect_timeout: cfg.source.connect_timeout,
         }))
     }
 
@@ -58,6 +58,23 @@ impl Server {
     }
 
     async fn cmd<T: redis::FromRedisValue>(&mut self, cmd: redis::Cmd) -> anyhow::Result<T> {
+        match self.once(&cmd).await {
+            Ok(v) => Ok(v),
+            Err(first) => {
+                // The server may have restarted since the connection was made.
+                match open(&self.client, self.connect_timeout, &self.url).await {
+                    Ok(conn) => {
+                        tracing::debug!(server = %self.url, error = %format!("{first:#}"), "reconnected to the server");
+                        self.conn = conn;
+                        self.once(&cmd).await
+                    }
+                    Err(_) => Err(first),
+                }
+            }
+        }
+    }
+
+    async fn once<T: redis::FromRedisValue>(&mut self, cmd: &redis::Cmd) -> anyhow::Result<T> {
         let fut = cmd.query_async::<T>(&mut self.conn);
         tokio::time::timeout(self.timeout, fut)
             .await
@@ -92,6 +109,18 @@ impl Server {
             .or_else(|| info.get("valkey_version"))
             .cloned()
     }
+}
+
+/// A new connection, within `timeout`.
+async fn open(
+    client: &redis::Client,
+    timeout: Duration,
+    shown: &str,
+) -> anyhow::Result<MultiplexedConnection> {
+    tokio::time::timeout(timeout, client.get_multiplexed_async_connection())
+        .await
+        .with_context(|| format!("connecting to {shown} timed out"))?
+        .with_context(|| format!("cannot connect to {shown}"))
 }
 
 /// Parses INFO text: `key:value` lines, `#` comments.

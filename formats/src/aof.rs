@@ -15,9 +15,12 @@
 //! never contains half a command or half a transaction. All offsets here are absolute: callers
 //! pass `base`, the file offset of `buf[0]`, and every error names the file offset it is about.
 //! A buffer given to [`safe_prefix`], [`items`] or [`cut_at_timestamp`] with `base == 0` may start
-//! with the kevy header, which is skipped.
+//! with the kevy header, which is skipped. [`stream::for_each_item`] reads a whole stream from a
+//! `Read`er with the same scanner, so every reader of AOF items shares one grammar.
 
 use crate::resp::{self, RespError};
+
+pub mod stream;
 
 /// The header kevy ≥ 1.2 writes at the start of every new or truncated AOF.
 pub const KEVY_AOF_MAGIC: &[u8] = b"KEVYAOF1\n";
@@ -177,37 +180,24 @@ impl<'a> Iterator for Items<'a> {
 impl<'a> Items<'a> {
     fn next_item(&mut self) -> Option<Result<AofItem<'a>, AofError>> {
         loop {
-            let scan = &mut self.scan;
-            let start = scan.pos;
-            let rest = &scan.buf[start..];
-            let abs = scan.base + start as u64;
-            if rest.first() == Some(&b'#') {
-                match scan.step() {
-                    Ok(Some(Step::Timestamp(unix_secs))) => {
-                        return Some(Ok(AofItem::Timestamp {
-                            unix_secs,
-                            start: abs,
-                            end: scan.base + scan.pos as u64,
-                        }))
-                    }
-                    Ok(Some(_)) => continue,
-                    Ok(None) => return Some(Err(truncated(abs))),
-                    Err(err) => return Some(Err(err)),
-                }
-            }
-            return match resp::decode_command(rest, abs) {
-                Ok(Some((args, n))) => {
-                    scan.pos += n;
-                    Some(Ok(AofItem::Command {
-                        args,
-                        start: abs,
-                        end: abs + n as u64,
-                    }))
-                }
-                Ok(None) if rest.is_empty() => None,
-                Ok(None) => Some(Err(truncated(abs))),
-                Err(err) => Some(Err(err.into())),
+            let start = self.scan.offset();
+            let mut args = Vec::new();
+            let step = match self.scan.step_with(|_, arg| args.push(arg)) {
+                Ok(Some(step)) => step,
+                Ok(None) if self.scan.at_end() => return None,
+                Ok(None) => return Some(Err(truncated(start))),
+                Err(err) => return Some(Err(err)),
             };
+            let end = self.scan.offset();
+            return Some(Ok(match step {
+                Step::Command { .. } => AofItem::Command { args, start, end },
+                Step::Timestamp(unix_secs) => AofItem::Timestamp {
+                    unix_secs,
+                    start,
+                    end,
+                },
+                Step::Other => continue,
+            }));
         }
     }
 }
@@ -220,7 +210,7 @@ fn truncated(offset: u64) -> AofError {
 }
 
 /// One recognised item, reduced to what the cut-point logic needs.
-enum Step<'a> {
+pub(crate) enum Step<'a> {
     Command {
         name: &'a [u8],
     },
@@ -230,19 +220,45 @@ enum Step<'a> {
 }
 
 /// A cursor over whole items; `step` returns `None` at the end or before an incomplete item.
-struct Scanner<'a> {
+/// This is the one AOF grammar: [`safe_prefix`], [`cut_at_timestamp`], [`items`] and the
+/// streaming reader in [`stream`] all walk their bytes with it.
+pub(crate) struct Scanner<'a> {
     buf: &'a [u8],
     base: u64,
     pos: usize,
 }
 
 impl<'a> Scanner<'a> {
-    fn new(buf: &'a [u8], base: u64) -> Self {
+    pub(crate) fn new(buf: &'a [u8], base: u64) -> Self {
         let pos = if base == 0 { kevy_header_len(buf) } else { 0 };
         Scanner { buf, base, pos }
     }
 
+    /// Bytes of the buffer consumed so far (header and whole items).
+    pub(crate) fn pos(&self) -> usize {
+        self.pos
+    }
+
+    /// The absolute offset of the next unread byte.
+    pub(crate) fn offset(&self) -> u64 {
+        self.base + self.pos as u64
+    }
+
+    pub(crate) fn at_end(&self) -> bool {
+        self.pos >= self.buf.len()
+    }
+
     fn step(&mut self) -> Result<Option<Step<'a>>, AofError> {
+        self.step_with(|_, _| {})
+    }
+
+    /// Like `step`, also calling `on_arg(index, bytes)` for each argument of a command. When
+    /// the result is not a command, `on_arg` may have seen the arguments of an incomplete one:
+    /// callers collecting them start afresh on every step.
+    pub(crate) fn step_with(
+        &mut self,
+        mut on_arg: impl FnMut(usize, &'a [u8]),
+    ) -> Result<Option<Step<'a>>, AofError> {
         let rest = &self.buf[self.pos..];
         let abs = self.base + self.pos as u64;
         match rest.first() {
@@ -264,6 +280,7 @@ impl<'a> Scanner<'a> {
                     if i == 0 {
                         name = arg;
                     }
+                    on_arg(i, arg);
                 })?
                 else {
                     return Ok(None);

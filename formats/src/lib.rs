@@ -6,7 +6,8 @@
 //! - [`resp`]: RESP multibulk commands — a zero-copy streaming decoder with absolute offsets, and
 //!   an encoder.
 //! - [`aof`]: command streams of kevy and Redis AOF files (kevy header, RDB preamble, `#TS:`
-//!   annotations, `MULTI`/`EXEC`) and their *safe cut points*.
+//!   annotations, `MULTI`/`EXEC`), their *safe cut points*, and [`aof::stream`], the `Read`-based
+//!   reader of a whole stream — all on one scanner.
 //! - [`aof_manifest`]: the Redis ≥ 7 multi-part AOF manifest.
 //! - [`rdb`]: a streaming RDB decoder, versions 1–12, CRC64 checked.
 //! - [`kevy`]: KEVYSNAP snapshots (read v2–v4, write v4) and `shards.meta`.

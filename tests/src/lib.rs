@@ -8,6 +8,8 @@
 //!   (see `process`).
 //! - [`workload`] writes deterministic, seeded data; [`keyspace`] dumps a server's data and
 //!   diffs two dumps, which is how a test proves a restore is faithful.
+//! - [`vault`] is one test's repository (a folder, or S3 behind a fault proxy) and the
+//!   `aofvault` commands on it: run the daemon, read `status --json`, wait until shipped, restore.
 //! - [`agent`] finds (or builds) the `aofvault` binary and runs it, to completion or as a
 //!   daemon with captured logs.
 //! - [`proxy`] is a TCP proxy that injects faults (resets, stalls, slowness, HTTP 503s, outages)
@@ -50,6 +52,8 @@ pub mod proxy;
 pub mod redis_server;
 pub mod s3;
 mod server;
+pub mod torn;
+pub mod vault;
 pub mod workload;
 
 pub use kevy::KevyServer;

@@ -227,6 +227,19 @@ impl Follower for KevyFollower {
 
     fn start_chain(&mut self, reason: ChainReason) -> std::io::Result<ChainStart> {
         let aof = File::open(&self.aof_path)?;
+        // kevy writes its 9-byte header right after it creates or resets the file. A file that
+        // is still only a beginning of it is in the middle of that: pinned now, the header would
+        // be read as stream bytes (and written twice by a restore). Look again in a moment.
+        let head = read_at(&aof, 0, 9)?;
+        if head.len() < 9 && b"KEVYAOF1\n".starts_with(&head) {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::WouldBlock,
+                format!(
+                    "{} is being reset (its header is not written yet)",
+                    self.aof_path.display()
+                ),
+            ));
+        }
         let aof_id = identity_of(&aof.metadata()?);
         let dump = match File::open(&self.dump_path) {
             Ok(f) => Some(f),
@@ -255,7 +268,6 @@ impl Follower for KevyFollower {
                 len,
             });
         }
-        let head = read_at(&aof, 0, 9)?;
         let stream_start = kevy_header_len(&head) as u64;
         let identity = Self::identity(&aof_id, &dump_id);
         self.pinned = Some(Pinned {

@@ -51,9 +51,12 @@ impl TailError {
             // mount over it): the operator can fix it without restarting us, and the pinned
             // descriptors keep what was already open. Retry and say so; stopping the shard
             // would leave it stopped after the fix.
+            // A file caught in the middle of a reset (`WouldBlock`) is looked at again.
             TailError::Io { source, .. } => matches!(
                 source.kind(),
-                std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied
+                std::io::ErrorKind::NotFound
+                    | std::io::ErrorKind::PermissionDenied
+                    | std::io::ErrorKind::WouldBlock
             ),
             _ => false,
         }

@@ -13,6 +13,7 @@ use aofvault_formats::aof::safe_prefix;
 use super::{now_ms, Attempt, TailError, Tailer};
 use crate::ship::status::Counters;
 use crate::ship::torn::{classify, torn_start, Verdict};
+use crate::ship::Event;
 
 /// What the shipping loop does next.
 pub(super) enum Next {
@@ -94,6 +95,21 @@ impl Tailer {
                 })
                 .await?;
                 Counters::add(&self.shared.counters.torn_frames, 1);
+                if self.can_recover {
+                    // The backup has what follows the torn command, but the server's own next
+                    // restart would drop it (kevy 1.19 stops its replay there). A rewrite gives
+                    // the server clean files; shipping goes on meanwhile.
+                    let reason = format!(
+                        "a torn command at offset {start}: the server's own restart would drop what follows it"
+                    );
+                    let _ = self
+                        .events
+                        .send(Event::NeedRewrite {
+                            shard: self.shard,
+                            reason,
+                        })
+                        .await;
+                }
                 Ok(Next::Again)
             }
             Verdict::NeedMore => {
