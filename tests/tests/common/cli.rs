@@ -106,10 +106,7 @@ pub fn env_num(name: &str, default: u64) -> u64 {
 
 /// The length of each kevy shard's AOF (0 for one not there yet).
 pub fn kevy_sizes(k: &KevyServer) -> Vec<u64> {
-    k.aof_paths()
-        .iter()
-        .map(|p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0))
-        .collect()
+    aofvault_tests::vault::file_sizes(&k.aof_paths())
 }
 
 /// The logical stream length of a Redis ≥ 7 AOF: the incr files the manifest lists, summed.
