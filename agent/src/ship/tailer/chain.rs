@@ -118,7 +118,7 @@ impl Tailer {
         let mut base = Vec::new();
         for (n, (file, len, format, file_name)) in parts.into_iter().enumerate() {
             let object = keys::base_object(n, self.repo.codec());
-            let key = format!("{dir}{object}");
+            let key = keys::object(&dir, &object);
             let (size, crc32c) =
                 self.repo
                     .put_file(&key, file, Some(len))
