@@ -20,5 +20,5 @@ export AOFVAULT_BIN="$target/debug/aofvault"
 # build); scripts/soak.sh runs millions in release.
 export AOFVAULT_SIM_SEEDS=${AOFVAULT_SIM_SEEDS:-1000}
 
-echo "test.sh: cargo test --workspace $*"
-cargo test --workspace "$@"
+echo "test.sh: cargo test --workspace --no-fail-fast $*"
+cargo test --workspace --no-fail-fast "$@"
