@@ -20,8 +20,8 @@ use aofvault_config::Config;
 
 use crate::server::Server;
 use crate::ship::backoff::Backoff;
-use crate::ship::status::{Counters, SharedRef};
 use crate::source::Layout;
+use crate::status::{Counters, SharedRef};
 
 pub struct Compactor {
     enabled: bool,

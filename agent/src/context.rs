@@ -8,7 +8,7 @@ use std::time::Duration;
 use aofvault_config::{Config, RepoUrl};
 
 use crate::exit::Failure;
-use crate::repo::{Keys, Repo, RepoSpec, S3Spec};
+use crate::repo::{KeyRing, Repo, RepoSpec, S3Spec};
 
 /// The repository location described by the configuration (credentials included, never printed:
 /// `RepoSpec`'s `Debug` shows the URL only).
@@ -40,13 +40,13 @@ pub fn repo_spec(cfg: &Config) -> RepoSpec {
 
 pub fn open_repo(cfg: &Config) -> anyhow::Result<Repo> {
     let keys = encryption_keys(cfg)?;
-    Ok(Repo::open(&repo_spec(cfg), cfg.repository.compression_level)?.with_keys(keys))
+    Ok(Repo::open(&repo_spec(cfg), cfg.repository.compression_level)?.with_key_ring(keys))
 }
 
 /// The age keys of `[repository] encryption_*` (none: objects are written plain). The
 /// configuration checked their shape; this parses them. A key that does not parse is a
 /// configuration error (exit 2) naming where it came from, never its text.
-pub fn encryption_keys(cfg: &Config) -> anyhow::Result<Keys> {
+pub fn encryption_keys(cfg: &Config) -> anyhow::Result<KeyRing> {
     let enc = &cfg.repository.encryption;
     let recipients = if enc.recipients.is_empty() {
         vec![]
@@ -62,7 +62,7 @@ pub fn encryption_keys(cfg: &Config) -> anyhow::Result<Keys> {
             s.expose(),
         )
     });
-    let keys = Keys::parse(&recipients, identities)
+    let keys = KeyRing::parse(&recipients, identities)
         .map_err(|e| anyhow::Error::new(e).context(crate::exit::Failure::Usage))?;
     if keys.encrypts() {
         // Public keys only: fine to log.

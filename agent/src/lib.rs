@@ -12,7 +12,8 @@
 //!   create-only writes and checked reads over `object_store`.
 //! - [`daemon`] ties them together for `aofvault run`, with [`compact`] (the `BGREWRITEAOF`
 //!   trigger), [`schedule`] (snapshots, verify, prune, drift checks on the agent's own clock),
-//!   [`metrics`], [`status_file`] and sd_notify ([`notify`]).
+//!   [`metrics`], [`status`] (the agent's live status and its status file) and sd_notify
+//!   ([`notify`]).
 //! - [`restore`], [`verify`], [`prune`], [`drift`] and `cmd::list` read the repository back,
 //!   through the shared services of [`context`] (open it, pick the instance) and
 //!   [`repo::plan`] (what a moment needs).
@@ -44,5 +45,5 @@ pub mod settings;
 pub mod ship;
 pub mod snapshot;
 pub mod source;
-pub mod status_file;
+pub mod status;
 pub mod verify;

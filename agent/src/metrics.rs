@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 
-use crate::ship::status::{Counters, ShardStatus, SharedRef};
+use crate::status::{Counters, ShardStatus, SharedRef};
 
 /// Renders every metric in the Prometheus text format.
 pub fn render(shared: &SharedRef) -> String {
@@ -99,7 +99,7 @@ fn totals(c: &Counters) -> [Total; 13] {
         ),
         (
             "drift_keys",
-            "Keys that differed at the last drift check.",
+            "KeyRing that differed at the last drift check.",
             "gauge",
             get(&c.drift_keys),
         ),

@@ -13,8 +13,8 @@ use aofvault_config::{Config, Schedule};
 use chrono::{DateTime, Utc};
 
 use crate::repo::Repo;
-use crate::ship::status::Counters;
-use crate::status_file::NextRun;
+use crate::status::file::NextRun;
+use crate::status::Counters;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Job {
@@ -129,7 +129,7 @@ impl Runner {
             })
             .collect();
         if let Ok(json) = serde_json::to_vec_pretty(&map) {
-            if let Err(e) = crate::status_file::write_atomic(&self.path, &json) {
+            if let Err(e) = crate::status::file::write_atomic(&self.path, &json) {
                 tracing::warn!(error = %e, path = %self.path.display(), "cannot record the schedule state");
             }
         }

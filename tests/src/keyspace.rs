@@ -14,7 +14,7 @@ use std::fmt::Write as _;
 use anyhow::{bail, Context, Result};
 use redis::Value;
 
-/// Keys read per pipelined batch.
+/// KeyRing read per pipelined batch.
 const BATCH: usize = 500;
 /// Lines [`diff`] returns at most (the last one says how many were left out).
 const MAX_DIFF_LINES: usize = 50;

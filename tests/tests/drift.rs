@@ -203,7 +203,7 @@ fn redis_written_during_the_check_reports_no_drift_and_the_load_is_what_it_says(
         doc["resolved"],
         doc["changing"].as_array().unwrap().len()
     );
-    // Keys written once after the first restore agree with the second; keys written all the
+    // KeyRing written once after the first restore agree with the second; keys written all the
     // time are listed as changing; none is drift.
     assert!(
         doc["resolved"].as_u64().unwrap() > 0 && !doc["changing"].as_array().unwrap().is_empty(),

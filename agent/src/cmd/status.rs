@@ -10,14 +10,14 @@ use crate::exit;
 
 /// `aofvault status`: what the running daemon last wrote to its status file. `instance_named`
 /// says whether the configuration named the instance; if it only derived one, the agent that
-/// writes to this state directory is shown (see [`crate::status_file::choose`]).
+/// writes to this state directory is shown (see [`crate::status::file::choose`]).
 pub fn status(
     cfg: &Config,
     instance_named: bool,
     args: &StatusArgs,
     out: &mut dyn Write,
 ) -> anyhow::Result<u8> {
-    use crate::status_file::{choose, Choice};
+    use crate::status::file::{choose, Choice};
     let instance = &cfg.repository.instance;
     let dir = &cfg.state.dir;
     let now_ms = chrono::Utc::now().timestamp_millis();
@@ -27,7 +27,7 @@ pub fn status(
         Choice::Found(doc) => doc,
         Choice::Missing if instance_named => anyhow::bail!(
             "no status for instance {instance} in {} (is `aofvault run` running with this state directory?)",
-            crate::status_file::path(dir, instance).display()
+            crate::status::file::path(dir, instance).display()
         ),
         Choice::Missing => anyhow::bail!(
             "no agent status in {} (is `aofvault run` running with this state directory?)",

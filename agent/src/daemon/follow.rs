@@ -14,11 +14,12 @@ use tokio_util::task::TaskTracker;
 use super::{watch_dir, watched_dir, Daemon};
 use crate::context::now_ms;
 use crate::repo::lease::LeaseError;
-use crate::ship::status::{Counters, Shared, SharedRef};
 use crate::ship::tailer::{ShipSettings, Tailer};
 use crate::ship::Event;
 use crate::source::{ChainReason, Layout};
-use crate::{compact, metrics, schedule, status_file};
+use crate::status::file as status_file;
+use crate::status::{Counters, Shared, SharedRef};
+use crate::{compact, metrics, schedule};
 
 /// How a follow ended.
 pub enum Outcome {

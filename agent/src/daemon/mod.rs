@@ -25,10 +25,10 @@ use crate::notify::Notifier;
 use crate::repo::lease::{Lease, LeaseError};
 use crate::repo::Repo;
 use crate::server::Server;
-use crate::ship::status::Shared;
 use crate::ship::tailer::{ShipSettings, Tailer};
 use crate::ship::Event;
 use crate::source::{discover, Layout, Want};
+use crate::status::Shared;
 
 /// A way to re-read the configuration on SIGHUP.
 pub type Reload = Box<dyn Fn() -> anyhow::Result<Config> + Send + Sync>;

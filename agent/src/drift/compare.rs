@@ -88,7 +88,7 @@ pub async fn full(
         }
         cursor = next;
     }
-    // Keys of the backup the live walk did not see: stale, or written during the walk.
+    // KeyRing of the backup the live walk did not see: stale, or written during the walk.
     let mut cursor = "0".to_string();
     loop {
         let (next, keys) = backup.scan(&cursor, 1000).await?;

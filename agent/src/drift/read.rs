@@ -17,7 +17,7 @@ use tokio::time::Instant;
 
 /// Two TTL deadlines this close are the same TTL (reads happen at different moments).
 const TTL_TOLERANCE_MS: i64 = 2000;
-/// Keys asked per `SCAN` on the live server (each `SCAN` is one command of the budget).
+/// KeyRing asked per `SCAN` on the live server (each `SCAN` is one command of the budget).
 pub const LIVE_SCAN_COUNT: usize = 100;
 
 /// At most `rate` commands per second, without bursts: each command waits for its slot.

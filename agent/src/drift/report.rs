@@ -88,7 +88,7 @@ pub struct Report {
     pub server_types: BTreeMap<String, u64>,
     pub backup_types: BTreeMap<String, u64>,
     pub compared: u64,
-    /// Keys that differed at first and were read again after the repository caught up.
+    /// KeyRing that differed at first and were read again after the repository caught up.
     pub rechecked: u64,
     /// Of those, the ones that then agreed.
     pub resolved: u64,
@@ -113,7 +113,7 @@ impl Report {
             .find_map(|k| info.get(*k).map(|v| format!("{} {v}", &k[..k.len() - 8])));
         Report {
             instance: instance.to_string(),
-            server: crate::restore::live::shown(url),
+            server: crate::restore::live::url_text(url),
             server_version,
             snapshot: plan.snapshot.clone(),
             covers_until: rfc3339_ms(plan.covers_until_ms()),

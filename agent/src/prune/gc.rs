@@ -89,7 +89,7 @@ impl ChainFolder {
 /// The chain folders of one instance, keyed by (shard, chain id).
 pub type Inventory = BTreeMap<(u32, String), ChainFolder>;
 
-/// Sorts a listing of `instances/<instance>/` into chain folders. Keys that are not exactly
+/// Sorts a listing of `instances/<instance>/` into chain folders. KeyRing that are not exactly
 /// `keys::chain_dir(instance, shard, chain)` + a plain name (snapshots, the lease, anything
 /// unknown) are left out: prune never touches what it does not understand.
 pub fn inventory(instance: &str, listing: &[Listed]) -> Inventory {

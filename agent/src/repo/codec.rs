@@ -10,7 +10,7 @@ use std::io::{self, Write};
 
 use age::stream::StreamWriter;
 
-use super::crypt::Keys;
+use super::crypt::KeyRing;
 use super::keys::Codec;
 
 /// Encodes a whole in-memory payload (segments are bounded by `segment_max`).
@@ -18,7 +18,7 @@ pub fn encode(
     payload: &[u8],
     codec: Codec,
     level: i32,
-    keys: Option<&Keys>,
+    keys: Option<&KeyRing>,
 ) -> io::Result<Vec<u8>> {
     let mut enc = Encoder::new(
         Vec::with_capacity(payload.len() / 3 + 256),
@@ -40,7 +40,7 @@ pub enum Encoder<W: Write> {
 
 impl<W: Write> Encoder<W> {
     /// An encrypted codec needs `keys` with at least one recipient.
-    pub fn new(sink: W, codec: Codec, level: i32, keys: Option<&Keys>) -> io::Result<Self> {
+    pub fn new(sink: W, codec: Codec, level: i32, keys: Option<&KeyRing>) -> io::Result<Self> {
         let keys = || {
             keys.filter(|k| k.encrypts())
                 .ok_or_else(|| io::Error::other("an encrypted codec needs encryption recipients"))
@@ -200,7 +200,7 @@ mod tests {
     #[test]
     fn encrypted_codecs_hide_the_payload() {
         let id = age::x25519::Identity::generate();
-        let keys = Keys::parse(&[("r".into(), id.to_public().to_string())], None).unwrap();
+        let keys = KeyRing::parse(&[("r".into(), id.to_public().to_string())], None).unwrap();
         let payload = b"*3\r\n$3\r\nSET\r\n$14\r\nvisible-secret\r\n$5\r\nvalue\r\n".repeat(50);
         for codec in [Codec::ZstdAge, Codec::RawAge] {
             let enc = encode(&payload, codec, 3, Some(&keys)).unwrap();

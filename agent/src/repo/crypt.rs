@@ -8,9 +8,9 @@
 //! **identity** (secret key). A host that ships backups and is compromised cannot read the
 //! backups it already wrote. Each object gets its own random file key.
 //!
-//! [`Keys`] holds both lists, parsed from the configuration's text; its `Debug` shows counts
-//! only. Writing is done by wrapping a sink ([`Keys::encrypt`]); reading by wrapping the
-//! object's byte stream ([`Keys::decrypt`]), which tells a wrong key ([`Unreadable::WrongKey`])
+//! [`KeyRing`] holds both lists, parsed from the configuration's text; its `Debug` shows counts
+//! only. Writing is done by wrapping a sink ([`KeyRing::encrypt`]); reading by wrapping the
+//! object's byte stream ([`KeyRing::decrypt`]), which tells a wrong key ([`Unreadable::WrongKey`])
 //! from damaged bytes ([`Unreadable::Damaged`]).
 //!
 //! What is *not* encrypted, and why, is in `docs/SECURITY.md`: manifests, chain heads, the
@@ -60,16 +60,16 @@ pub enum Unreadable {
 
 /// The recipients new objects are encrypted to and the identities that read them back.
 #[derive(Clone, Default)]
-pub struct Keys {
+pub struct KeyRing {
     recipients: Vec<x25519::Recipient>,
     identities: Vec<x25519::Identity>,
 }
 
-impl fmt::Debug for Keys {
+impl fmt::Debug for KeyRing {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "Keys({} recipients, {} identities)",
+            "KeyRing({} recipients, {} identities)",
             self.recipients.len(),
             self.identities.len()
         )
@@ -84,7 +84,7 @@ fn key_lines(text: &str) -> impl Iterator<Item = (usize, &str)> {
         .filter(|(_, l)| !l.is_empty() && !l.starts_with('#'))
 }
 
-impl Keys {
+impl KeyRing {
     /// Parses recipients (`age1...`, one per line, `#` comments) from each `(origin, text)`
     /// and identities (`AGE-SECRET-KEY-1...`, the format `age-keygen` writes) from `identities`.
     /// With identities but no recipient, new objects are encrypted to the identities' public
@@ -92,8 +92,8 @@ impl Keys {
     pub fn parse(
         recipients: &[(String, String)],
         identities: Option<(&str, &str)>,
-    ) -> Result<Keys, KeyError> {
-        let mut keys = Keys::default();
+    ) -> Result<KeyRing, KeyError> {
+        let mut keys = KeyRing::default();
         for (origin, text) in recipients {
             let before = keys.recipients.len();
             for (line, key) in key_lines(text) {
@@ -215,7 +215,7 @@ mod tests {
         )
     }
 
-    async fn open(keys: &Keys, data: &[u8]) -> Result<Vec<u8>, Unreadable> {
+    async fn open(keys: &KeyRing, data: &[u8]) -> Result<Vec<u8>, Unreadable> {
         let mut r = keys.decrypt(data).await?;
         let mut out = Vec::new();
         r.read_to_end(&mut out)
@@ -227,7 +227,7 @@ mod tests {
     #[tokio::test]
     async fn round_trip_wrong_key_and_tampering() {
         let (secret, public) = identity();
-        let writer = Keys::parse(
+        let writer = KeyRing::parse(
             &[("recipients".into(), format!("# ops key\n{public}\n"))],
             None,
         )
@@ -243,17 +243,18 @@ mod tests {
             open(&writer, &sealed).await,
             Err(Unreadable::NoIdentity)
         ));
-        let reader = Keys::parse(&[], Some(("identity", &secret))).unwrap();
+        let reader = KeyRing::parse(&[], Some(("identity", &secret))).unwrap();
         assert_eq!(open(&reader, &sealed).await.unwrap(), plain);
 
         let (other, _) = identity();
-        let stranger = Keys::parse(&[], Some(("identity", &other))).unwrap();
+        let stranger = KeyRing::parse(&[], Some(("identity", &other))).unwrap();
         assert!(matches!(
             open(&stranger, &sealed).await,
             Err(Unreadable::WrongKey)
         ));
         // Several identities (a rotation): any one that matches opens it.
-        let both = Keys::parse(&[], Some(("identity", &format!("{other}\n{secret}\n")))).unwrap();
+        let both =
+            KeyRing::parse(&[], Some(("identity", &format!("{other}\n{secret}\n")))).unwrap();
         assert_eq!(open(&both, &sealed).await.unwrap(), plain);
 
         let mut flipped = sealed.clone();
@@ -278,18 +279,18 @@ mod tests {
     fn key_files_are_checked_without_echoing_them() {
         let (secret, public) = identity();
         let e =
-            Keys::parse(&[("r.txt".into(), format!("{public}\n{secret}\n"))], None).unwrap_err();
+            KeyRing::parse(&[("r.txt".into(), format!("{public}\n{secret}\n"))], None).unwrap_err();
         assert!(matches!(e, KeyError::NotARecipient { line: 2, .. }), "{e}");
         assert!(!e.to_string().contains(&secret[20..]), "{e}");
         assert!(e.to_string().contains("secret key"), "{e}");
-        let e = Keys::parse(&[], Some(("id.txt", &public))).unwrap_err();
+        let e = KeyRing::parse(&[], Some(("id.txt", &public))).unwrap_err();
         assert!(matches!(e, KeyError::NotAnIdentity { line: 1, .. }), "{e}");
         assert!(matches!(
-            Keys::parse(&[("r".into(), "# none\n".into())], None),
+            KeyRing::parse(&[("r".into(), "# none\n".into())], None),
             Err(KeyError::Empty { .. })
         ));
         // An identity alone encrypts to its own public key.
-        let keys = Keys::parse(&[], Some(("id", &secret))).unwrap();
+        let keys = KeyRing::parse(&[], Some(("id", &secret))).unwrap();
         assert_eq!(keys.recipients(), vec![public]);
         assert!(!format!("{keys:?}").contains("AGE-SECRET"));
     }
@@ -303,7 +304,7 @@ mod tests {
         let spec = RepoSpec::Memory(format!("crypt-{}", rand::random::<u64>()));
         let writer = Repo::open(&spec, 3)
             .unwrap()
-            .with_keys(Keys::parse(&[("r".into(), public)], None).unwrap());
+            .with_key_ring(KeyRing::parse(&[("r".into(), public)], None).unwrap());
         assert_eq!(writer.codec(), Codec::ZstdAge);
         let payload = b"*3\r\n$3\r\nSET\r\n$9\r\nsecretkey\r\n$5\r\nhello\r\n".repeat(1000);
         let seg = writer
@@ -331,7 +332,7 @@ mod tests {
 
         let reader = Repo::open(&spec, 3)
             .unwrap()
-            .with_keys(Keys::parse(&[], Some(("id", &secret))).unwrap());
+            .with_key_ring(KeyRing::parse(&[], Some(("id", &secret))).unwrap());
         for k in [key.as_str(), base_key] {
             let got = reader
                 .download(k, crc, Some(size), Vec::new())
@@ -351,7 +352,7 @@ mod tests {
         let (other, _) = identity();
         let stranger = Repo::open(&spec, 3)
             .unwrap()
-            .with_keys(Keys::parse(&[], Some(("id", &other))).unwrap());
+            .with_key_ring(KeyRing::parse(&[], Some(("id", &other))).unwrap());
         let e = stranger
             .download(&key, crc, None, Vec::new())
             .await

@@ -16,7 +16,7 @@
 //! Objects are written once: segments and manifests with a create-only put; bases under a fresh
 //! chain id, made visible by the chain head that is written after them.
 //!
-//! With encryption keys ([`Repo::with_keys`]), new bases and segments are compressed, then
+//! With encryption keys ([`Repo::with_key_ring`]), new bases and segments are compressed, then
 //! encrypted (`.zst.age` / `.raw.age`); `download` decrypts as the object streams in and checks
 //! the CRC-32C of the plain bytes as for any object. Documents (marker, lease, chain heads,
 //! manifests) stay plain: they hold no server data, and the agent reads them back with only
@@ -43,7 +43,7 @@ use futures::StreamExt;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 
-pub use crypt::Keys;
+pub use crypt::KeyRing;
 pub use keys::{Codec, ShardId};
 pub use store::{RepoSpec, S3Spec};
 
@@ -110,7 +110,7 @@ pub struct Repo {
     prefix: String,
     url: String,
     pub level: i32,
-    keys: Arc<Keys>,
+    keys: Arc<KeyRing>,
 }
 
 impl std::fmt::Debug for Repo {
@@ -144,13 +144,13 @@ impl Repo {
 
     /// Encrypts new bases and segments to `keys`' recipients (if any) and reads encrypted
     /// objects with its identities (if any).
-    pub fn with_keys(mut self, keys: Keys) -> Repo {
+    pub fn with_key_ring(mut self, keys: KeyRing) -> Repo {
         self.keys = Arc::new(keys);
         self
     }
 
     /// The encryption keys (empty: objects are written plain, encrypted ones cannot be read).
-    pub fn keys(&self) -> &Keys {
+    pub fn key_ring(&self) -> &KeyRing {
         &self.keys
     }
 

@@ -80,7 +80,7 @@ async fn restore(cfg: &Config, args: &RestoreArgs) -> anyhow::Result<u8> {
                 .collect();
             eprintln!(
                 "aofvault: {} is not empty ({}): restore refused; --force writes into it anyway",
-                live::shown(url),
+                live::url_text(url),
                 shown.join(", ")
             );
             Ok(exit::TARGET_NOT_EMPTY)
@@ -201,7 +201,7 @@ fn report_replay(
         );
     }
     let summary = serde_json::json!({
-        "instance": plan.instance, "snapshot": plan.snapshot, "target": live::shown(url),
+        "instance": plan.instance, "snapshot": plan.snapshot, "target": live::url_text(url),
         "covers_until": rfc3339_ms(plan.covers_until_ms()), "report": report,
     });
     print_result(out, json, &summary, || {
@@ -215,7 +215,7 @@ fn report_replay(
             plan.instance,
             plan.snapshot,
             rfc3339_ms(plan.covers_until_ms()),
-            live::shown(url),
+            live::url_text(url),
             report.target_kind.map_or("?".into(), |k| k.to_string()),
             report.commands,
             report.seconds,

@@ -1,9 +1,8 @@
 //! Shipping: one [`tailer::Tailer`] per shard reads its follower's stream and stores it as
-//! segments of whole commands, cut at safe points; [`status`] is what it reports; [`backoff`]
+//! segments of whole commands, cut at safe points; what it reports goes to [`crate::status`]; [`backoff`]
 //! paces retries; [`torn`] recognises the frame a crash left half-written.
 
 pub mod backoff;
-pub mod status;
 pub mod tailer;
 pub mod torn;
 

@@ -4,9 +4,9 @@
 use std::time::Duration;
 
 use aofvault::repo::Repo;
-use aofvault::ship::status::{Shared, SharedRef};
 use aofvault::ship::tailer::{ShipSettings, Tailer};
 use aofvault::ship::Event;
+use aofvault::status::{Shared, SharedRef};
 use aofvault_formats::vault::{ChainHead, ServerLayout};
 use tokio::sync::mpsc;
 

@@ -75,7 +75,7 @@ fn config() -> AsyncConnectionConfig {
 }
 
 /// The URL without credentials, for messages.
-pub fn shown(url: &str) -> String {
+pub fn url_text(url: &str) -> String {
     match url::Url::parse(url) {
         Ok(u) => crate::server::display_url(&u),
         Err(_) => "<invalid URL>".into(),
@@ -84,12 +84,12 @@ pub fn shown(url: &str) -> String {
 
 /// Connects to `url` and reads its kind and key counts.
 pub async fn open(url: &str) -> anyhow::Result<Target> {
-    let client =
-        redis::Client::open(url).with_context(|| format!("invalid target URL {}", shown(url)))?;
+    let client = redis::Client::open(url)
+        .with_context(|| format!("invalid target URL {}", url_text(url)))?;
     let mut conn = client
         .get_multiplexed_async_connection_with_config(&config())
         .await
-        .with_context(|| format!("cannot connect to {}", shown(url)))?;
+        .with_context(|| format!("cannot connect to {}", url_text(url)))?;
     let info: String = redis::cmd("INFO")
         .arg("server")
         .query_async(&mut conn)
@@ -200,7 +200,7 @@ async fn open_senders(
             Some(t) => {
                 let conn = open_tcp(t)
                     .await
-                    .with_context(|| format!("cannot connect to {}", shown(url)))?;
+                    .with_context(|| format!("cannot connect to {}", url_text(url)))?;
                 tokio::spawn(send_tcp(conn, rx, progress.clone()))
             }
             None => {
@@ -208,7 +208,7 @@ async fn open_senders(
                     .client
                     .get_multiplexed_async_connection_with_config(&config())
                     .await
-                    .with_context(|| format!("cannot connect to {}", shown(url)))?;
+                    .with_context(|| format!("cannot connect to {}", url_text(url)))?;
                 tokio::spawn(send_client(conn, rx, progress.clone()))
             }
         };

@@ -8,9 +8,9 @@ use std::io::{Seek, SeekFrom};
 
 use super::{now_ms, Open, Owed, TailError, Tailer};
 use crate::repo::{keys, ShardId};
-use crate::ship::status::Counters;
 use crate::ship::Event;
 use crate::source::ChainReason;
+use crate::status::Counters;
 
 impl Tailer {
     /// After a restart: continue the newest chain if the files are provably the same.

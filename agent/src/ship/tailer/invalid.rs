@@ -11,9 +11,9 @@
 use aofvault_formats::aof::safe_prefix;
 
 use super::{now_ms, Attempt, TailError, Tailer};
-use crate::ship::status::Counters;
 use crate::ship::torn::{classify, torn_start, Verdict};
 use crate::ship::Event;
+use crate::status::Counters;
 
 /// What the shipping loop does next.
 pub(super) enum Next {

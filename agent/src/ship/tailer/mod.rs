@@ -34,10 +34,10 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::backoff::Backoff;
-use super::status::{Counters, Recovery, SharedRef};
 use super::Event;
 use crate::repo::{Repo, RepoError};
 use crate::source::{ChainReason, ChainStart, Check, Follower};
+use crate::status::{Counters, Recovery, SharedRef};
 
 /// The longest wait between two attempts to store: a store that comes back is noticed within
 /// this long.

@@ -7,7 +7,7 @@ use tokio::time::Instant;
 
 use super::{invalid, now_ms, Attempt, TailError, Tailer};
 use crate::repo::ShardId;
-use crate::ship::status::Counters;
+use crate::status::Counters;
 
 impl Tailer {
     /// Reads what is new and stores whole commands: every `interval` (RPO), when a segment is

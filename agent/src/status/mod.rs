@@ -1,4 +1,7 @@
-//! What the agent knows about itself, shared by the shippers, `status`, `/metrics` and sd_notify.
+//! What the agent knows about itself, shared by the shippers, `status`, `/metrics` and sd_notify:
+//! the live status here, and [`file`], the status document the daemon writes every second.
+
+pub mod file;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::ship::status::ShardStatus;
+use crate::status::ShardStatus;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct NextRun {
