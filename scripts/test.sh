@@ -20,5 +20,13 @@ export AOFVAULT_BIN="$target/debug/aofvault"
 # build); scripts/soak.sh runs millions in release.
 export AOFVAULT_SIM_SEEDS=${AOFVAULT_SIM_SEEDS:-1000}
 
+export AOFVAULT_SIM_REPORT="$target/sim-report.txt"
+rm -f "$AOFVAULT_SIM_REPORT"
+
 echo "test.sh: cargo test --workspace --no-fail-fast $*"
-cargo test --workspace --no-fail-fast "$@"
+status=0
+cargo test --workspace --no-fail-fast "$@" || status=$?
+if [ -f "$AOFVAULT_SIM_REPORT" ]; then
+    echo "test.sh: follower simulation: $(cat "$AOFVAULT_SIM_REPORT")"
+fi
+exit "$status"

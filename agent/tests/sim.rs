@@ -89,11 +89,19 @@ fn follower_simulation() {
             failures.push(f);
         }
     }
-    println!(
+    let summary = format!(
         "SOAK-SUMMARY sim sim_seeds={ran} first={first} failed={} seconds={:.1}",
         failures.len(),
         started.elapsed().as_secs_f64()
     );
+    println!("{summary}");
+    // The test harness captures the output of passing tests: scripts/test.sh names a file for
+    // the count, so that CI's log says how many seeds ran.
+    if let Ok(path) = std::env::var("AOFVAULT_SIM_REPORT") {
+        if let Err(e) = std::fs::write(&path, format!("{summary}\n")) {
+            eprintln!("cannot write the simulation report {path}: {e}");
+        }
+    }
     if let Some(f) = failures.first() {
         panic!(
             "{} of {ran} seeds failed; the first:\n{}",
