@@ -94,19 +94,9 @@ fn looks_default(name: &str) -> bool {
                 .map(|h| h.to_string_lossy().into_owned())
         })
         .unwrap_or_default();
-    let host: String = host
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
-                c
-            } else {
-                '-'
-            }
-        })
-        .collect();
-    let host = host.trim_start_matches('.');
-    let host = if host.is_empty() { "localhost" } else { host };
-    name.strip_prefix(host)
+    // The same host part the configuration derives a default name from.
+    let host = aofvault_config::instance_host(&host);
+    name.strip_prefix(host.as_str())
         .and_then(|r| r.strip_prefix('-'))
         .is_some_and(|suffix| {
             suffix == "local" || (!suffix.is_empty() && suffix.bytes().all(|b| b.is_ascii_digit()))

@@ -36,7 +36,7 @@ pub use raw::RawConfig;
 pub use schedule::Schedule;
 pub use secret::{Secret, REDACTED};
 pub use validate::encryption::IDENTITY_ENV;
-pub use validate::repository::{check_instance, DEFAULT_ZSTD_LEVEL};
+pub use validate::repository::{check_instance, instance_host, DEFAULT_ZSTD_LEVEL};
 pub use validate::source::PASSWORD_ENV;
 pub use validate::{check_log_level, SYSTEM_STATE_DIR};
 

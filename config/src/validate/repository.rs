@@ -137,15 +137,10 @@ pub fn check_instance(name: &str) -> Result<(), String> {
     }
 }
 
-/// `<hostname>-<port of source.url>`, or `<hostname>-local` without a URL.
-fn default_instance(source: &Source, check: &mut Check) -> String {
-    let host = match check.env().get("HOSTNAME") {
-        Some(name) => name.to_string(),
-        None => hostname::get()
-            .map(|name| name.to_string_lossy().into_owned())
-            .unwrap_or_default(),
-    };
-    let host: String = host
+/// The host part of a default instance name: `hostname` with every character an instance name
+/// may not hold replaced by `-`, no leading dot, `localhost` when nothing is left.
+pub fn instance_host(hostname: &str) -> String {
+    let host: String = hostname
         .chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
@@ -155,8 +150,21 @@ fn default_instance(source: &Source, check: &mut Check) -> String {
             }
         })
         .collect();
-    let host = host.trim_start_matches('.');
-    let host = if host.is_empty() { "localhost" } else { host };
+    match host.trim_start_matches('.') {
+        "" => "localhost".to_string(),
+        trimmed => trimmed.to_string(),
+    }
+}
+
+/// `<hostname>-<port of source.url>`, or `<hostname>-local` without a URL.
+fn default_instance(source: &Source, check: &mut Check) -> String {
+    let host = match check.env().get("HOSTNAME") {
+        Some(name) => name.to_string(),
+        None => hostname::get()
+            .map(|name| name.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+    };
+    let host = instance_host(&host);
     let suffix = match &source.url {
         Some(url) if url.scheme().starts_with("redis") && url.scheme() != "redis+unix" => {
             url.port().unwrap_or(REDIS_PORT).to_string()
