@@ -110,11 +110,6 @@ impl Compactor {
         }
     }
 
-    /// Shards waiting for a recovery rewrite.
-    pub fn recovering(&self) -> usize {
-        self.recover.len()
-    }
-
     /// The recovery rewrite, when one is owed and due.
     async fn recover_tick(&mut self, server: &mut Server, shared: &SharedRef) {
         let info = match server.info("persistence").await {

@@ -380,11 +380,6 @@ impl Tracked {
         Ok(read_at(&self.file, at, self.tail.len())? != self.tail)
     }
 
-    /// True when a look ever found the file shorter than what was read.
-    pub fn shrunk(&self) -> bool {
-        self.shrunk
-    }
-
     /// Forgets what was read past `to` (a torn tail the server cut): the file is followed from
     /// there as if those bytes had never been read.
     pub fn rewind(&mut self, to: u64) -> std::io::Result<()> {
