@@ -102,6 +102,18 @@ else
     say "cargo-fuzz not installed (not needed by the tests; AOFVAULT_INSTALL_FUZZ=1 installs it)"
 fi
 
+# --- one file per further dependency ---------------------------------------------------------
+# Each scripts/deps/*.sh installs one more thing the tests need (a server built from source, an
+# emulator...), idempotently, caching what it builds outside the work tree; it is sourced here
+# in name order with `say` and SUDO available, and prints its own time.
+for dep in scripts/deps/*.sh; do
+    [ -e "$dep" ] || continue
+    dep_start=$SECONDS
+    # shellcheck source=/dev/null
+    . "$dep"
+    say "$(basename "$dep"): $(( SECONDS - dep_start ))s"
+done
+
 # --- toolchain components the CI script uses -------------------------------------------------
 for sub in fmt clippy; do
     if ! cargo "$sub" --version >/dev/null 2>&1; then
