@@ -67,7 +67,7 @@ pub(super) fn validate(
     let step_down_after = check.duration(
         "repository.step_down_after",
         raw.step_down_after.as_deref(),
-        Duration::from_secs(10),
+        Duration::from_secs(5),
         Duration::from_secs(1)..=Duration::from_secs(3600),
     );
     let compression_level = compression(raw.compression.as_deref(), check);
