@@ -171,8 +171,9 @@ impl Daemon {
     /// Every second: snapshots owed, scheduled jobs, compaction, and what the agent reports.
     async fn on_tick(&mut self, st: &mut Loop, layout: &Layout) {
         if !st.published_start && st.all_heads() {
+            let reason = st.start_reason;
             st.published_start = self
-                .publish(&st.shared, &st.record, &st.heads, "start")
+                .publish(&st.shared, &st.record, &st.heads, reason)
                 .await;
         }
         if let Some((when, reason)) = st.snapshot_due.clone() {
@@ -318,6 +319,8 @@ struct Loop {
     shared: SharedRef,
     heads: Vec<Option<ChainHead>>,
     published_start: bool,
+    /// The first snapshot's reason: `start`, or `failover` when this agent took over.
+    start_reason: &'static str,
     /// A snapshot owed: from when, and why.
     snapshot_due: Option<(Instant, String)>,
     sched: schedule::Runner,
@@ -339,6 +342,7 @@ impl Loop {
             shared: Shared::new(layout.shards()),
             heads: vec![None; layout.shards() as usize],
             published_start: false,
+            start_reason: "start",
             snapshot_due: None,
             sched: schedule::Runner::new(&d.cfg, &d.cfg.state.dir, &d.instance),
             compactor: compact::Compactor::new(&d.cfg),
@@ -364,6 +368,9 @@ impl Loop {
             } => {
                 self.compactor.chain_started(shard);
                 self.heads[shard as usize] = Some(*head);
+                if reason == ChainReason::Failover {
+                    self.start_reason = "failover";
+                }
                 if self.published_start && reason != ChainReason::Resumed {
                     // Published at the next tick: one manifest for the shards a multi-shard
                     // rewrite renews within the same second.

@@ -174,6 +174,7 @@ impl Group {
                 self.primary_but_held(doc, &mut said_waiting);
             } else {
                 self.conflict_since = None;
+                self.board.update_group(|g| g.split_brain = None);
             }
             self.show_standby(&seen, found.doc(), &report).await;
             if sleep_or_stop(shutdown, STANDBY_POLL).await {
@@ -357,13 +358,12 @@ impl Group {
         report: &ServerReport,
     ) {
         let holder = lease.filter(|d| !d.released).map(|d| d.holder.clone());
-        let (link_up, first) = match seen {
-            Some((Role::Replica { link_up, .. }, _)) => (*link_up, true),
-            Some((Role::Primary, _)) => (true, true),
-            None => (false, true),
+        let link_up = match seen {
+            Some((Role::Replica { link_up, .. }, _)) => *link_up,
+            Some((Role::Primary, _)) => true,
+            None => false,
         };
-        let was = self.board.group().state;
-        if was != "standby" && first {
+        if self.board.group().state != "standby" {
             tracing::info!(node = %self.node, role = %report.role, primary = report.primary.as_deref().unwrap_or("-"), holder = holder.as_deref().unwrap_or("nobody"), "standing by: this agent ships nothing while another member holds the lease or its server is a replica");
         }
         self.board.update_group(|g| {
