@@ -4,6 +4,8 @@
 //! takes the lease and ships a `failover` chain, and restores of the latest state and of a
 //! moment before the failover give each its server's keys.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::path::{Path, PathBuf};

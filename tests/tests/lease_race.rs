@@ -4,6 +4,8 @@
 //! `If-Match: <ETag>` to update) are checked first, one by one, so that a store that ignores
 //! them fails here by name rather than as a rare double holder.
 
+#![allow(clippy::unwrap_used)]
+
 use std::time::Duration;
 
 use aofvault::repo::lease::{Claimant, Found, Lease, LeaseError, Observer};
