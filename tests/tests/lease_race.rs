@@ -32,11 +32,7 @@ fn s3_repo(prefix: &str) -> Repo {
 }
 
 fn claimant(node: String) -> Claimant {
-    Claimant {
-        node,
-        ttl: Duration::from_secs(60),
-        server: None,
-    }
+    Claimant::new(&node, Duration::from_secs(60), None)
 }
 
 fn rt() -> tokio::runtime::Runtime {

@@ -340,11 +340,7 @@ pub async fn backup_once(
     let repo = open_repo(cfg)?;
     repo.ensure_format(now_ms()).await?;
     let instance = cfg.repository.instance.clone();
-    let claimant = Claimant {
-        node: cfg.repository.node.clone(),
-        ttl: cfg.repository.lease_ttl,
-        server: None,
-    };
+    let claimant = Claimant::new(&cfg.repository.node, cfg.repository.lease_ttl, None);
     let lease = Lease::acquire(&repo, &instance, &claimant).await?;
     let repo = repo.with_fence(lease.fence());
     // The lease is renewed beside the backup, however long it takes.

@@ -95,11 +95,7 @@ impl Group {
     }
 
     fn claimant(&self, server: Option<ServerReport>) -> Claimant {
-        Claimant {
-            node: self.node.clone(),
-            ttl: self.ttl,
-            server,
-        }
+        Claimant::new(&self.node, self.ttl, server)
     }
 
     /// Stands by until this agent should ship: `Some(lease)` then, `None` on shutdown. Without
@@ -159,10 +155,16 @@ impl Group {
                     Err(LeaseError::Contended { holder, .. }) => {
                         tracing::info!(%holder, "another agent took the lease first");
                     }
+                    // A lost reply: the next look tells whether the write landed.
+                    Err(LeaseError::Repo(e)) if e.is_transient() => {
+                        tracing::warn!(error = %e, "cannot take the lease (will look again)");
+                    }
                     Err(e) => return Err(e),
                 }
             } else if let (Some((Role::Primary, _)), Found::Held { doc, .. }) = (&seen, &found) {
-                if doc.node == self.node {
+                let same_server = run_id(&seen).is_some()
+                    && doc.server.as_ref().and_then(|s| s.run_id.as_deref()) == run_id(&seen);
+                if doc.node == self.node || same_server {
                     // Another agent beside this very server.
                     return Err(LeaseError::Held {
                         instance: self.instance.clone(),
@@ -282,8 +284,13 @@ impl Group {
             g.primary_reachable = report.reachable;
             g.lease_holder = Some(lease.doc().holder.clone());
         });
-        self.write_member("shipping", &report, Some(lease.doc().holder.clone()))
-            .await;
+        if self
+            .member_written
+            .is_none_or(|t| t.elapsed() >= MEMBER_EVERY)
+        {
+            self.write_member("shipping", &report, Some(lease.doc().holder.clone()))
+                .await;
+        }
         Ok(verdict)
     }
 
@@ -405,6 +412,10 @@ impl Group {
             Err(e) => tracing::debug!(error = %e, "cannot write this agent's member record"),
         }
     }
+}
+
+fn run_id(seen: &Option<(Role, Option<String>)>) -> Option<&str> {
+    seen.as_ref().and_then(|(_, id)| id.as_deref())
 }
 
 /// Sleeps `d`; `true` if shutdown came first.

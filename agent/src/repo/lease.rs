@@ -95,6 +95,19 @@ pub struct Claimant {
     pub node: String,
     pub ttl: Duration,
     pub server: Option<ServerReport>,
+    /// The token a take writes (fresh for each claimant).
+    pub token: String,
+}
+
+impl Claimant {
+    pub fn new(node: &str, ttl: Duration, server: Option<ServerReport>) -> Claimant {
+        Claimant {
+            node: node.to_string(),
+            ttl,
+            server,
+            token: format!("{:016x}", rand::random::<u64>()),
+        }
+    }
 }
 
 /// What one look at the lease found.
@@ -143,6 +156,8 @@ pub struct Observer {
     instance: String,
     /// The version last read, and since when it has been the same.
     seen: Option<(Version, Instant)>,
+    /// The token of this observer's last attempt to take the lease.
+    pending: Option<String>,
 }
 
 impl Observer {
@@ -150,7 +165,14 @@ impl Observer {
         Observer {
             instance: instance.to_string(),
             seen: None,
+            pending: None,
         }
+    }
+
+    /// Notes the token of an attempt to take the lease whose outcome is unknown (a lost reply):
+    /// the next look treats a document holding it as this agent's own.
+    pub fn attempted(&mut self, token: &str) {
+        self.pending = Some(token.to_string());
     }
 
     /// Reads the lease and judges it.
@@ -181,6 +203,10 @@ impl Observer {
         let unchanged_for = since.elapsed();
         let found = if doc.released {
             Found::Released(doc)
+        } else if self.pending.as_deref() == Some(doc.token.as_str()) {
+            // This observer's own take landed, but its reply was lost: take it again.
+            let why = "written by this agent's last attempt (its reply was lost)".to_string();
+            Found::Stale { doc, why }
         } else if doc.host == this_host() && doc.pid != std::process::id() && !alive(doc.pid) {
             let why = format!("its holder (pid {} on this host) is gone", doc.pid);
             Found::Stale { doc, why }
@@ -247,7 +273,7 @@ impl Lease {
             holder: format!("{} on {host} pid {pid}", claimant.node),
             host,
             pid,
-            token: format!("{:016x}", rand::random::<u64>()),
+            token: claimant.token.clone(),
             node: claimant.node.clone(),
             server: claimant.server.clone(),
             acquired_ms: now,

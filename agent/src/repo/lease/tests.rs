@@ -9,11 +9,7 @@ use super::*;
 use crate::repo::RepoSpec;
 
 fn claimant(node: &str, ttl_ms: u64) -> Claimant {
-    Claimant {
-        node: node.into(),
-        ttl: Duration::from_millis(ttl_ms),
-        server: None,
-    }
+    Claimant::new(node, Duration::from_millis(ttl_ms), None)
 }
 
 fn repos() -> Vec<(Repo, Option<tempfile::TempDir>)> {
