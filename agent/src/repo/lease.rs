@@ -25,6 +25,9 @@ use serde::{Deserialize, Serialize};
 
 use super::{keys, Expect, Fence, Repo, RepoError, Version};
 
+/// How long an unreadable lease document must stay unchanged before it is taken over.
+pub(super) const UNREADABLE_TTL: Duration = Duration::from_secs(600);
+
 /// The part of the TTL a holder trusts after sending a renewal that succeeded.
 const TRUST: f64 = 0.75;
 
@@ -83,8 +86,6 @@ pub enum LeaseError {
     Lost { instance: String, holder: String },
     #[error("another agent took the lease on instance {instance} first: {holder}")]
     Contended { instance: String, holder: String },
-    #[error("the lease document of instance {instance} is not one this agent can read: {reason}")]
-    Unreadable { instance: String, reason: String },
     #[error(transparent)]
     Repo(#[from] RepoError),
 }
@@ -110,120 +111,6 @@ impl Claimant {
     }
 }
 
-/// What one look at the lease found.
-#[derive(Debug, Clone)]
-pub enum Found {
-    /// No lease document yet.
-    Free,
-    /// Given back by its last holder.
-    Released(LeaseDoc),
-    /// Held, and renewed within its TTL as far as this reader can tell.
-    Held {
-        doc: LeaseDoc,
-        unchanged_for: Duration,
-    },
-    /// Held on paper only: unchanged for its TTL on this reader's clock, or its holder's
-    /// process on this host is gone.
-    Stale { doc: LeaseDoc, why: String },
-}
-
-impl Found {
-    pub fn doc(&self) -> Option<&LeaseDoc> {
-        match self {
-            Found::Free => None,
-            Found::Released(d) | Found::Held { doc: d, .. } | Found::Stale { doc: d, .. } => {
-                Some(d)
-            }
-        }
-    }
-
-    /// Free, released or stale: a claimant may try to take it.
-    pub fn is_takeable(&self) -> bool {
-        !matches!(self, Found::Held { .. })
-    }
-}
-
-/// A look, with the version a take compares against.
-#[derive(Debug, Clone)]
-pub struct Look {
-    pub found: Found,
-    expect: Expect,
-}
-
-/// Watches one instance's lease over time, on this process's monotonic clock.
-#[derive(Debug)]
-pub struct Observer {
-    instance: String,
-    /// The version last read, and since when it has been the same.
-    seen: Option<(Version, Instant)>,
-    /// The token of this observer's last attempt to take the lease.
-    pending: Option<String>,
-}
-
-impl Observer {
-    pub fn new(instance: &str) -> Observer {
-        Observer {
-            instance: instance.to_string(),
-            seen: None,
-            pending: None,
-        }
-    }
-
-    /// Notes the token of an attempt to take the lease whose outcome is unknown (a lost reply):
-    /// the next look treats a document holding it as this agent's own.
-    pub fn attempted(&mut self, token: &str) {
-        self.pending = Some(token.to_string());
-    }
-
-    /// Reads the lease and judges it.
-    pub async fn look(&mut self, repo: &Repo) -> Result<Look, LeaseError> {
-        let key = keys::lease(&self.instance);
-        let Some((bytes, version)) = repo.get_versioned(&key).await? else {
-            self.seen = None;
-            return Ok(Look {
-                found: Found::Free,
-                expect: Expect::Absent,
-            });
-        };
-        let since = match &self.seen {
-            Some((v, since)) if *v == version => *since,
-            _ => Instant::now(),
-        };
-        self.seen = Some((version.clone(), since));
-        let expect = Expect::Version(version);
-        let doc: LeaseDoc = match serde_json::from_slice(&bytes) {
-            Ok(d) => d,
-            Err(e) => {
-                return Err(LeaseError::Unreadable {
-                    instance: self.instance.clone(),
-                    reason: format!("{key}: {e}"),
-                })
-            }
-        };
-        let unchanged_for = since.elapsed();
-        let found = if doc.released {
-            Found::Released(doc)
-        } else if self.pending.as_deref() == Some(doc.token.as_str()) {
-            // This observer's own take landed, but its reply was lost: take it again.
-            let why = "written by this agent's last attempt (its reply was lost)".to_string();
-            Found::Stale { doc, why }
-        } else if doc.host == this_host() && doc.pid != std::process::id() && !alive(doc.pid) {
-            let why = format!("its holder (pid {} on this host) is gone", doc.pid);
-            Found::Stale { doc, why }
-        } else if unchanged_for >= Duration::from_millis(doc.ttl_ms.max(0) as u64) {
-            let why = format!(
-                "unchanged for {:.0}s (its TTL is {}s)",
-                unchanged_for.as_secs_f64(),
-                doc.ttl_ms / 1000
-            );
-            Found::Stale { doc, why }
-        } else {
-            Found::Held { doc, unchanged_for }
-        };
-        Ok(Look { found, expect })
-    }
-}
-
 /// A held lease.
 #[derive(Debug)]
 pub struct Lease {
@@ -238,13 +125,13 @@ fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
-fn this_host() -> String {
+pub(super) fn this_host() -> String {
     hostname::get()
         .map(|h| h.to_string_lossy().into_owned())
         .unwrap_or_else(|_| "unknown-host".into())
 }
 
-fn alive(pid: u32) -> bool {
+pub(super) fn alive(pid: u32) -> bool {
     std::path::Path::new(&format!("/proc/{pid}")).exists()
 }
 
@@ -445,5 +332,8 @@ fn held(instance: &str, doc: &LeaseDoc) -> LeaseError {
     }
 }
 
+mod observe;
 #[cfg(test)]
 mod tests;
+
+pub use observe::{Found, Look, Observer};
