@@ -19,7 +19,7 @@ use aofvault_formats::model::{Entry, HashField, Record, StreamEntry, StreamId, V
 use aofvault_formats::rdb::decode_all;
 use proptest::collection::{btree_set, vec};
 use proptest::prelude::*;
-use rdb_writer::{envelope, Writer};
+use rdb_writer::{envelope, StreamEntryIn, Writer};
 
 fn entries(bytes: &[u8]) -> Vec<Entry> {
     decode_all(bytes)
@@ -51,7 +51,7 @@ fn bytes_strategy(max: usize) -> impl Strategy<Value = Vec<u8>> {
 }
 
 /// Stream entries with strictly increasing ids and 1..4 fields each.
-fn stream_entries() -> impl Strategy<Value = Vec<((u64, u64), Vec<(Vec<u8>, Vec<u8>)>)>> {
+fn stream_entries() -> impl Strategy<Value = Vec<StreamEntryIn>> {
     (
         btree_set((1u64..1 << 40, 0u64..1000), 0..12),
         vec(vec((bytes_strategy(12), bytes_strategy(80)), 1..4), 12),

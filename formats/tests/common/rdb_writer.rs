@@ -86,6 +86,9 @@ pub fn listpack(items: &[Lp]) -> Vec<u8> {
     out
 }
 
+/// A stream entry for [`Writer::stream`]: its id (ms, seq) and its fields.
+pub type StreamEntryIn = ((u64, u64), Vec<(Vec<u8>, Vec<u8>)>);
+
 /// Bytes of an RDB under construction.
 pub struct Writer(pub Vec<u8>);
 
@@ -181,12 +184,7 @@ impl Writer {
     }
     /// A stream of `entries` (ids strictly increasing, ms ≥ 1) in one node, no groups; type 21,
     /// 26 or 27 (the later ones with their empty NACK-free, producer-free trailers).
-    pub fn stream(
-        &mut self,
-        type_id: u8,
-        key: &[u8],
-        entries: &[((u64, u64), Vec<(Vec<u8>, Vec<u8>)>)],
-    ) -> &mut Self {
+    pub fn stream(&mut self, type_id: u8, key: &[u8], entries: &[StreamEntryIn]) -> &mut Self {
         self.key(type_id, key);
         let (Some(first), Some(last)) = (entries.first(), entries.last()) else {
             // An empty stream: no nodes.
