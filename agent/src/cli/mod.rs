@@ -35,7 +35,7 @@ pub struct GlobalArgs {
     /// The server's data directory (kevy dir, or Redis `dir`).
     #[arg(long, global = true, value_name = "DIR", value_hint = ValueHint::DirPath)]
     pub source: Option<PathBuf>,
-    /// Repository URL: file:///path, s3://bucket/prefix.
+    /// Repository URL: file:///path, s3://bucket/prefix, az://container/prefix, gs://bucket/prefix.
     #[arg(long, global = true, value_name = "URL", value_hint = ValueHint::Url)]
     pub repo: Option<String>,
     /// The server to talk to (redis:// or rediss://), for INFO, CONFIG GET and BGREWRITEAOF.
