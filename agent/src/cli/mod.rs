@@ -160,6 +160,12 @@ pub struct RestoreArgs {
     /// retry_deadline` (2m).
     #[arg(long, value_name = "DURATION", value_parser = aofvault_config::units::parse_duration)]
     pub retry_deadline: Option<std::time::Duration>,
+    /// With --to-dir: do not write the ACL users captured with the snapshot (users.acl).
+    #[arg(long)]
+    pub no_acl: bool,
+    /// With --to: also create the ACL users captured with the snapshot (ACL SETUSER).
+    #[arg(long, requires = "to")]
+    pub with_acl: bool,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
