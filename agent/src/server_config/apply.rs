@@ -1,6 +1,8 @@
 //! Putting a captured configuration back: files beside a restored data directory, or ACL users
 //! created on a live server.
 
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use anyhow::Context;
@@ -26,7 +28,16 @@ pub fn write_to_dir(
             tracing::warn!(path = %path.display(), "not overwritten: the restored data directory already has it");
             return Ok(());
         }
-        std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
+        // Private, like every file a restore writes: it holds password hashes.
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .with_context(|| format!("cannot create {}", path.display()))?;
+        file.write_all(text.as_bytes())
+            .and_then(|()| file.sync_all())
+            .with_context(|| format!("cannot write {}", path.display()))?;
         written.push(name.to_string());
         Ok(())
     };
