@@ -7,7 +7,8 @@
 //!   chain starts from.
 //! - [`ship`] runs one tailer per shard: it reads the stream, cuts it at safe points into
 //!   segments of whole commands and stores them; [`snapshot`] publishes manifests naming, per
-//!   shard, a chain's base and segments up to a cut.
+//!   shard, a chain's base and segments up to a cut, with the server's ACL users and config
+//!   file captured beside it ([`server_config`]).
 //! - [`repo`] is the repository: object names ([`repo::keys`]), payload codec, the lease, typed
 //!   create-only writes and checked reads over `object_store`.
 //! - [`daemon`] ties them together for `aofvault run`, with [`compact`] (the `BGREWRITEAOF`
@@ -42,6 +43,7 @@ pub mod repo;
 pub mod restore;
 pub mod schedule;
 pub mod server;
+pub mod server_config;
 pub mod settings;
 pub mod ship;
 pub mod snapshot;

@@ -2,7 +2,8 @@
 //! and check them.
 //!
 //! - Servers: [`RedisServer`] (redis-server 7, AOF on), [`KevyServer`] (kevy 1.19, N shards),
-//!   [`S3Server`] (SeaweedFS' S3 gateway; one per test binary through [`shared_s3`]). Each runs
+//!   [`S3Server`] (SeaweedFS' S3 gateway; one per test binary through [`shared_s3`]),
+//!   [`AzuriteServer`] (Azurite's blob service, the Azure Storage emulator). Each runs
 //!   on a free 127.0.0.1 port ([`free_port`]) in its own temp dir, logs to a file that failure
 //!   messages quote, and is killed on drop — or by a watchdog if the test binary dies first
 //!   (see `process`).
@@ -44,6 +45,7 @@
 //! generous deadline), never with a fixed sleep.
 
 pub mod agent;
+pub mod azurite;
 pub mod kevy;
 pub mod keyspace;
 pub mod ports;
@@ -56,6 +58,7 @@ pub mod torn;
 pub mod vault;
 pub mod workload;
 
+pub use azurite::AzuriteServer;
 pub use kevy::KevyServer;
 pub use ports::free_port;
 pub use process::wait_until;

@@ -35,7 +35,7 @@ pub struct GlobalArgs {
     /// The server's data directory (kevy dir, or Redis `dir`).
     #[arg(long, global = true, value_name = "DIR", value_hint = ValueHint::DirPath)]
     pub source: Option<PathBuf>,
-    /// Repository URL: file:///path, s3://bucket/prefix.
+    /// Repository URL: file:///path, s3://bucket/prefix, az://container/prefix, gs://bucket/prefix.
     #[arg(long, global = true, value_name = "URL", value_hint = ValueHint::Url)]
     pub repo: Option<String>,
     /// The server to talk to (redis:// or rediss://), for INFO, CONFIG GET and BGREWRITEAOF.
@@ -164,6 +164,12 @@ pub struct RestoreArgs {
     /// retry_deadline` (2m).
     #[arg(long, value_name = "DURATION", value_parser = aofvault_config::units::parse_duration)]
     pub retry_deadline: Option<std::time::Duration>,
+    /// With --to-dir: do not write the ACL users captured with the snapshot (users.acl).
+    #[arg(long)]
+    pub no_acl: bool,
+    /// With --to: also create the ACL users captured with the snapshot (ACL SETUSER).
+    #[arg(long, requires = "to")]
+    pub with_acl: bool,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]

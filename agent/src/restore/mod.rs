@@ -85,8 +85,33 @@ async fn restore(cfg: &Config, args: &RestoreArgs) -> anyhow::Result<u8> {
             );
             Ok(exit::TARGET_NOT_EMPTY)
         }
-        live::Outcome::Done(report) => report_replay(&plan, url, args.json, &report, &mut stdout),
+        live::Outcome::Done(report) => {
+            let code = report_replay(&plan, url, args.json, &report, &mut stdout)?;
+            if args.with_acl {
+                apply_acl(&repo, &plan, url).await?;
+            }
+            Ok(code)
+        }
     }
+}
+
+/// `--with-acl`: the ACL users captured with the snapshot, created on the live target.
+async fn apply_acl(repo: &Repo, plan: &Plan, url: &str) -> anyhow::Result<()> {
+    match crate::server_config::for_snapshot(repo, &plan.instance, plan.snapshot_created_ms).await?
+    {
+        Some(doc) if !doc.acl.is_empty() => {
+            let n = crate::server_config::apply::apply_acl(&doc, url).await?;
+            eprintln!(
+                "aofvault: created {n} ACL user(s) on {}",
+                live::url_text(url)
+            );
+        }
+        _ => eprintln!(
+            "aofvault: --with-acl: no ACL users were captured with snapshot {}",
+            plan.snapshot
+        ),
+    }
+    Ok(())
 }
 
 /// Opens the repository, picks the instance and plans the restore. Planning only reads: when
@@ -166,7 +191,15 @@ async fn restore_to_dir(
         shards,
         force: args.force,
     };
-    let written = to_dir::restore_with(repo, plan, dir, opts, retry).await?;
+    let mut written = to_dir::restore_with(repo, plan, dir, opts, retry).await?;
+    // The server's ACL users and config file, captured with the snapshot (when it was).
+    if let Some(doc) =
+        crate::server_config::for_snapshot(repo, &plan.instance, plan.snapshot_created_ms).await?
+    {
+        for name in crate::server_config::apply::write_to_dir(&doc, dir, !args.no_acl)? {
+            written.push(dir.join(name));
+        }
+    }
     let summary = serde_json::json!({
         "instance": plan.instance, "snapshot": plan.snapshot, "dir": dir, "format": target,
         "files": written, "bytes": plan.total_bytes(), "covers_until": rfc3339_ms(plan.covers_until_ms()),
