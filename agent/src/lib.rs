@@ -31,6 +31,7 @@ pub mod context;
 pub mod daemon;
 pub mod drift;
 pub mod exit;
+pub mod history;
 pub mod inspect;
 pub mod logging;
 pub mod metrics;

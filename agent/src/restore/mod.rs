@@ -19,7 +19,8 @@
 //!   server's layout, or converted (`to_dir::files`), the "looks complete" marker last;
 //! - **[`live`]**: a running server — pipelined, shards in parallel (`live::send`), into a
 //!   target found empty (`live::counts`);
-//! - [`progress`] shows it all.
+//! - [`progress`] shows it all;
+//! - [`selective`]: `--keys`, only the matching keys' state (built by [`crate::history`]).
 
 pub mod dry_run;
 pub mod feed;
@@ -28,6 +29,7 @@ pub mod live;
 pub mod progress;
 pub mod retry;
 pub mod search;
+pub mod selective;
 pub mod stream;
 pub mod to_dir;
 pub mod translate;
@@ -56,6 +58,9 @@ pub async fn run(cfg: &Config, args: &RestoreArgs) -> anyhow::Result<u8> {
 }
 
 async fn restore(cfg: &Config, args: &RestoreArgs) -> anyhow::Result<u8> {
+    if !args.keys.is_empty() {
+        return selective::run(cfg, args, &mut std::io::stdout().lock()).await;
+    }
     let retry = retry::Retry {
         deadline: args.retry_deadline.unwrap_or(cfg.restore.retry_deadline),
     };
@@ -91,7 +96,7 @@ async fn restore(cfg: &Config, args: &RestoreArgs) -> anyhow::Result<u8> {
 
 /// Opens the repository, picks the instance and plans the restore. Planning only reads: when
 /// the store fails on the way, it is planned again from the start.
-async fn plan_with_retries(
+pub(crate) async fn plan_with_retries(
     cfg: &Config,
     sel: &Selection,
     retry: &retry::Retry,

@@ -1,0 +1,26 @@
+//! The history of keys, from the repository alone (no scratch server): the service behind the
+//! incident tools `aofvault log`, `aofvault diff` and `restore --keys`.
+//!
+//! - [`glob`]: key patterns in Redis `MATCH` syntax;
+//! - [`walk`]: every write to the matching keys, in order, across chains and compactions
+//!   (`log`);
+//! - [`state`]: the matching keys' state at one moment — a restore plan fetched and replayed
+//!   into [`model`], an in-process keyspace holding only the matching keys, whose commands
+//!   [`apply`] and [`values`] evaluate (`diff`, `restore --keys`);
+//! - [`show`]: bytes as text and JSON for the three commands;
+//! - [`read`]: bases (RDB, KEVYSNAP, RESP) and AOF streams as the events both walk.
+//!
+//! It sits on the commands layer beside `restore/`, whose planning, checked downloads, stream
+//! reader and key positions it reuses; `cmd/log.rs`, `cmd/diff.rs` and `restore/selective.rs`
+//! present it.
+
+pub mod apply;
+pub mod glob;
+pub mod model;
+pub mod read;
+pub mod show;
+pub mod state;
+pub mod values;
+pub mod walk;
+
+pub use glob::Patterns;
