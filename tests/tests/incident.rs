@@ -40,9 +40,16 @@ impl Backup {
 
     fn global(&self) -> Vec<String> {
         let state = self.path("state").display().to_string();
-        ["--repo", &self.repo_url, "--instance", "t", "--state-dir", &state]
-            .map(String::from)
-            .to_vec()
+        [
+            "--repo",
+            &self.repo_url,
+            "--instance",
+            "t",
+            "--state-dir",
+            &state,
+        ]
+        .map(String::from)
+        .to_vec()
     }
 
     fn cmd(&self, args: &[&str]) -> agent::Output {
@@ -114,7 +121,8 @@ fn drill(url: &str, conn: &mut redis::Connection, b: &Backup, sizes: &dyn Fn() -
     let mut pipe = redis::pipe();
     for i in 0..1000 {
         pipe.set(format!("user:{i}"), format!("old-{i}")).ignore();
-        pipe.set(format!("other:{i}"), format!("other-{i}")).ignore();
+        pipe.set(format!("other:{i}"), format!("other-{i}"))
+            .ignore();
     }
     pipe.query::<()>(conn).unwrap();
     std::thread::sleep(Duration::from_millis(500));
@@ -137,7 +145,10 @@ fn drill(url: &str, conn: &mut redis::Connection, b: &Backup, sizes: &dyn Fn() -
     let t = t.to_string();
 
     // log: exactly the 101 changed keys, no other:.
-    let out = b.cmd(&["log", "user:*", "--since", &t, "--json"]).ok().unwrap();
+    let out = b
+        .cmd(&["log", "user:*", "--since", &t, "--json"])
+        .ok()
+        .unwrap();
     let mut keys = BTreeSet::new();
     for line in out.stdout.lines() {
         let ev: serde_json::Value = serde_json::from_str(line).unwrap();
@@ -154,12 +165,19 @@ fn drill(url: &str, conn: &mut redis::Connection, b: &Backup, sizes: &dyn Fn() -
     assert!(!text.stdout.contains("other:"), "{}", text.stdout);
 
     // diff: 50 deleted, 50 changed, 1 created.
-    let out = b.cmd(&["diff", "--from", &t, "user:*", "--json"]).ok().unwrap();
+    let out = b
+        .cmd(&["diff", "--from", &t, "user:*", "--json"])
+        .ok()
+        .unwrap();
     let summary: serde_json::Value =
         serde_json::from_str(out.stdout.lines().last().unwrap()).unwrap();
     let s = &summary["summary"];
     assert_eq!(
-        (s["deleted"].as_u64(), s["changed"].as_u64(), s["created"].as_u64()),
+        (
+            s["deleted"].as_u64(),
+            s["changed"].as_u64(),
+            s["created"].as_u64()
+        ),
         (Some(50), Some(50), Some(1)),
         "{}",
         out.stdout
@@ -177,7 +195,17 @@ fn drill(url: &str, conn: &mut redis::Connection, b: &Backup, sizes: &dyn Fn() -
     let refused = b.cmd(&["restore", "--keys", "user:*", "--at", &t, "--to", url]);
     assert_eq!(refused.code(), Some(7), "{}", refused.stderr);
     let dry = b
-        .cmd(&["restore", "--keys", "user:*", "--at", &t, "--to", url, "--dry-run", "--json"])
+        .cmd(&[
+            "restore",
+            "--keys",
+            "user:*",
+            "--at",
+            &t,
+            "--to",
+            url,
+            "--dry-run",
+            "--json",
+        ])
         .ok()
         .unwrap()
         .json()
@@ -187,10 +215,23 @@ fn drill(url: &str, conn: &mut redis::Connection, b: &Backup, sizes: &dyn Fn() -
     let v: Option<String> = conn.get("user:0").unwrap();
     assert_eq!(v, None, "a dry run writes nothing");
     let done = b
-        .cmd(&["restore", "--keys", "user:*", "--at", &t, "--to", url, "--replace"])
+        .cmd(&[
+            "restore",
+            "--keys",
+            "user:*",
+            "--at",
+            &t,
+            "--to",
+            url,
+            "--replace",
+        ])
         .ok()
         .unwrap();
-    assert!(done.stdout.contains("user:new"), "the new key is listed: {}", done.stdout);
+    assert!(
+        done.stdout.contains("user:new"),
+        "the new key is listed: {}",
+        done.stdout
+    );
     for i in 0..1000 {
         let v: Option<String> = conn.get(format!("user:{i}")).unwrap();
         assert_eq!(v.as_deref(), Some(format!("old-{i}").as_str()), "user:{i}");
@@ -201,6 +242,29 @@ fn drill(url: &str, conn: &mut redis::Connection, b: &Backup, sizes: &dyn Fn() -
     assert_eq!(v, "changed");
     let v: String = conn.get("other:1").unwrap();
     assert_eq!(v, "other-1");
+
+    // --to-dir --keys: a Redis layout holding only the matching keys at T (across kinds for
+    // kevy), which redis-server loads.
+    let dir = b.path("keys-dir");
+    b.cmd(&[
+        "restore",
+        "--keys",
+        "user:*",
+        "--at",
+        &t,
+        "--format",
+        "redis",
+        "--to-dir",
+        dir.to_str().unwrap(),
+    ])
+    .ok()
+    .unwrap();
+    let copy = RedisServer::start_on_dir(&dir, &[]).unwrap();
+    let mut cc = copy.conn().unwrap();
+    let n: u64 = redis::cmd("DBSIZE").query(&mut cc).unwrap();
+    assert_eq!(n, 1000, "only the user: keys, as at T");
+    let v: String = cc.get("user:7").unwrap();
+    assert_eq!(v, "old-7");
 }
 
 #[test]
@@ -223,7 +287,11 @@ fn incident_drill_on_redis_with_timestamps() {
     drill(&redis.url(), &mut conn, &b, &sizes);
     // Times come from the #TS: annotations.
     let out = b.cmd(&["log", "user:new", "--json"]).ok().unwrap();
-    assert!(out.stdout.contains("\"time_source\":\"ts\""), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("\"time_source\":\"ts\""),
+        "{}",
+        out.stdout
+    );
 }
 
 #[test]

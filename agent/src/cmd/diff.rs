@@ -1,6 +1,6 @@
 //! `aofvault diff --from T1 [--to T2|latest] [PATTERN…]`: the matching keys created, changed
 //! (type, value, TTL) and deleted between two moments. Each moment's state is built by
-//! [`crate::history::state`] from the repository alone; memory holds the matching keys' values
+//! [`crate::restore::history::state`] from the repository alone; memory holds the matching keys' values
 //! at both moments.
 
 use std::collections::BTreeMap;
@@ -14,11 +14,11 @@ use serde::Serialize;
 
 use crate::cli::DiffArgs;
 use crate::exit::{self, Failure};
-use crate::history::model::{KeyId, Slot, State};
-use crate::history::show::{arg_text, command_json};
-use crate::history::state::{keyspace, Keyspace};
-use crate::history::Patterns;
 use crate::repo::plan::{self, Selection};
+use crate::restore::history::model::{KeyId, Slot, State};
+use crate::restore::history::show::{arg_text, command_json};
+use crate::restore::history::state::{keyspace, Keyspace};
+use crate::restore::history::Patterns;
 use crate::restore::retry::Retry;
 
 /// What happened to one key.
@@ -55,7 +55,12 @@ impl Counts {
                 "deleted"
             }
         };
-        *self.by_type.entry(type_name).or_default().entry(name).or_default() += 1;
+        *self
+            .by_type
+            .entry(type_name)
+            .or_default()
+            .entry(name)
+            .or_default() += 1;
     }
 }
 
@@ -221,7 +226,8 @@ fn line(
     }
     text.push(')');
     if args.values {
-        let show = |s: Option<&Slot>| s.map_or("none".to_string(), |s| value_json(id, s).to_string());
+        let show =
+            |s: Option<&Slot>| s.map_or("none".to_string(), |s| value_json(id, s).to_string());
         text.push_str(&format!(" before: {} after: {}", show(before), show(after)));
     }
     Ok(writeln!(out, "{text}")?)

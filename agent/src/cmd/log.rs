@@ -1,5 +1,5 @@
 //! `aofvault log PATTERN…`: every write to the matching keys, one line each (or one JSON object
-//! per line), streamed as the walk finds them ([`crate::history::walk`]).
+//! per line), streamed as the walk finds them ([`crate::restore::history::walk`]).
 
 use std::io::Write;
 
@@ -10,10 +10,10 @@ use aofvault_formats::render::{entry_commands, Dialect};
 
 use crate::cli::LogArgs;
 use crate::exit::{self, Failure};
-use crate::history::show::{command_json, command_text};
-use crate::history::walk::{walk, Event, Filter, TimeSource, What};
-use crate::history::Patterns;
 use crate::repo::plan::{parse_time, Selection};
+use crate::restore::history::show::{command_json, command_text};
+use crate::restore::history::walk::{walk, Event, Filter, TimeSource, What};
+use crate::restore::history::Patterns;
 
 /// `--since`: the start of the second given (or the exact time given with a fraction).
 pub fn since_ms(text: &str) -> anyhow::Result<i64> {
@@ -95,7 +95,10 @@ fn print(ev: &Event<'_>, args: &LogArgs, out: &mut dyn Write) -> anyhow::Result<
         What::Command(a) => vec![a.to_vec()],
         What::Base(entry) => {
             owned = entry_commands(entry, Dialect::Redis);
-            owned.iter().map(|c| c.iter().map(Vec::as_slice).collect()).collect()
+            owned
+                .iter()
+                .map(|c| c.iter().map(Vec::as_slice).collect())
+                .collect()
         }
     };
     for cmd in &commands {

@@ -20,11 +20,14 @@
 //! - **[`live`]**: a running server — pipelined, shards in parallel (`live::send`), into a
 //!   target found empty (`live::counts`);
 //! - [`progress`] shows it all;
-//! - [`selective`]: `--keys`, only the matching keys' state (built by [`crate::history`]).
+//! - [`history`]: the incident tools' service — every write to matching keys (`aofvault log`),
+//!   and their state at a moment, replayed in process (`aofvault diff`, `restore --keys`);
+//! - [`selective`]: `--keys`, only the matching keys' state at a moment ([`history`]).
 
 pub mod dry_run;
 pub mod feed;
 pub mod fetch;
+pub mod history;
 pub mod live;
 pub mod progress;
 pub mod retry;

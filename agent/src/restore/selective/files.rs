@@ -15,8 +15,8 @@ use aofvault_formats::vault::{check_name, ServerLayout};
 use super::{key_commands, source_kind, split, warn_unknown};
 use crate::cli::{RestoreArgs, TargetFormat};
 use crate::exit;
-use crate::history::state::Keyspace;
 use crate::restore::feed::Sink;
+use crate::restore::history::state::Keyspace;
 use crate::restore::to_dir::files::{resp_file, KevyFiles};
 use crate::restore::to_dir::{prepare, Prepared};
 use crate::restore::translate::Kind;
@@ -27,7 +27,12 @@ fn sync(path: &Path) -> anyhow::Result<()> {
         .with_context(|| format!("fsync {}", path.display()))
 }
 
-pub fn write(ks: &Keyspace, dir: &Path, args: &RestoreArgs, out: &mut dyn Write) -> anyhow::Result<u8> {
+pub fn write(
+    ks: &Keyspace,
+    dir: &Path,
+    args: &RestoreArgs,
+    out: &mut dyn Write,
+) -> anyhow::Result<u8> {
     if let Prepared::NotEmpty(names) = prepare(dir)? {
         eprintln!(
             "aofvault: {} is not empty ({}): a restore of selected keys writes into an empty directory only",
@@ -45,22 +50,37 @@ pub fn write(ks: &Keyspace, dir: &Path, args: &RestoreArgs, out: &mut dyn Write)
     let (keys, unknown) = split(ks);
     warn_unknown(&unknown);
     if args.dry_run {
-        writeln!(out, "would write {} key(s) as they were at {} into {} ({} layout)", keys.len(), rfc3339_ms(ks.moment_ms), dir.display(), to)?;
+        writeln!(
+            out,
+            "would write {} key(s) as they were at {} into {} ({} layout)",
+            keys.len(),
+            rfc3339_ms(ks.moment_ms),
+            dir.display(),
+            to
+        )?;
         return Ok(exit::OK);
     }
     let mut written = Vec::new();
     match to {
         Kind::Kevy => {
             let (shards, routing) = match &ks.plan.layout {
-                ServerLayout::Kevy { shards_meta: Some(m), .. } => ShardsMeta::parse(m)
+                ServerLayout::Kevy {
+                    shards_meta: Some(m),
+                    ..
+                } => ShardsMeta::parse(m)
                     .map(|m| (m.shards, m.routing))
                     .unwrap_or((ks.plan.layout.shards(), Routing::KevyHash)),
                 l if l.is_kevy() => (l.shards(), Routing::KevyHash),
                 _ => (1, Routing::KevyHash),
             };
             let shards = args.shards.unwrap_or(shards);
-            let paths: Vec<_> = (0..shards).map(|i| dir.join(format!("aof-{i}.aof"))).collect();
-            let files = paths.iter().map(|p| resp_file(p, KEVY_AOF_MAGIC)).collect::<anyhow::Result<Vec<_>>>()?;
+            let paths: Vec<_> = (0..shards)
+                .map(|i| dir.join(format!("aof-{i}.aof")))
+                .collect();
+            let files = paths
+                .iter()
+                .map(|p| resp_file(p, KEVY_AOF_MAGIC))
+                .collect::<anyhow::Result<Vec<_>>>()?;
             let mut sink = KevyFiles { files, routing };
             for (id, slot) in &keys {
                 if id.0 != 0 {
@@ -86,13 +106,16 @@ pub fn write(ks: &Keyspace, dir: &Path, args: &RestoreArgs, out: &mut dyn Write)
         }
         Kind::Redis => {
             let (aof_name, aof_dir) = match &ks.plan.layout {
-                ServerLayout::RedisMultiPart { aof_name, aof_dir } => (aof_name.clone(), aof_dir.clone()),
+                ServerLayout::RedisMultiPart { aof_name, aof_dir } => {
+                    (aof_name.clone(), aof_dir.clone())
+                }
                 _ => ("appendonly.aof".to_string(), "appendonlydir".to_string()),
             };
             check_name("aof_name", &aof_name)?;
             check_name("aof_dir", &aof_dir)?;
             let d = dir.join(&aof_dir);
-            std::fs::create_dir_all(&d).with_context(|| format!("cannot create {}", d.display()))?;
+            std::fs::create_dir_all(&d)
+                .with_context(|| format!("cannot create {}", d.display()))?;
             let base = d.join(format!("{aof_name}.1.base.aof"));
             let mut sink = resp_file(&base, b"")?;
             let mut db = 0;
@@ -112,7 +135,8 @@ pub fn write(ks: &Keyspace, dir: &Path, args: &RestoreArgs, out: &mut dyn Write)
             std::fs::write(&incr, b"").with_context(|| format!("writing {}", incr.display()))?;
             let manifest = d.join(format!("{aof_name}.manifest"));
             let text = format!("file {aof_name}.1.base.aof seq 1 type b\nfile {aof_name}.1.incr.aof seq 1 type i\n");
-            std::fs::write(&manifest, text).with_context(|| format!("writing {}", manifest.display()))?;
+            std::fs::write(&manifest, text)
+                .with_context(|| format!("writing {}", manifest.display()))?;
             sync(&manifest)?;
             sync(&d)?;
             written.extend([base, incr, manifest]);
@@ -127,7 +151,15 @@ pub fn write(ks: &Keyspace, dir: &Path, args: &RestoreArgs, out: &mut dyn Write)
         serde_json::to_writer_pretty(&mut *out, &doc)?;
         writeln!(out)?;
     } else {
-        writeln!(out, "wrote {} key(s) as they were at {} into {} ({} layout, {} file(s))", keys.len(), rfc3339_ms(ks.moment_ms), dir.display(), to, written.len())?;
+        writeln!(
+            out,
+            "wrote {} key(s) as they were at {} into {} ({} layout, {} file(s))",
+            keys.len(),
+            rfc3339_ms(ks.moment_ms),
+            dir.display(),
+            to,
+            written.len()
+        )?;
     }
     Ok(exit::OK)
 }

@@ -15,10 +15,10 @@ use redis::aio::MultiplexedConnection;
 use super::{key_commands, source_kind, split, warn_unknown};
 use crate::cli::RestoreArgs;
 use crate::exit;
-use crate::history::model::KeyId;
-use crate::history::show::arg_text;
-use crate::history::state::Keyspace;
-use crate::history::Patterns;
+use crate::restore::history::model::KeyId;
+use crate::restore::history::show::arg_text;
+use crate::restore::history::state::Keyspace;
+use crate::restore::history::Patterns;
 use crate::restore::live::{open, url_text};
 use crate::restore::translate::Kind;
 
@@ -51,7 +51,11 @@ async fn existing(
         for id in chunk {
             if db != Some(id.0) {
                 if kind == Kind::Kevy && id.0 != 0 {
-                    anyhow::bail!("key {} is in database {}: kevy serves database 0 only", arg_text(&id.1, false), id.0);
+                    anyhow::bail!(
+                        "key {} is in database {}: kevy serves database 0 only",
+                        arg_text(&id.1, false),
+                        id.0
+                    );
                 }
                 if kind == Kind::Redis {
                     select(conn, id.0).await?;
@@ -123,11 +127,9 @@ fn names(keys: &[&KeyId]) -> String {
 pub async fn restore(
     ks: &Keyspace,
     url: &str,
-    patterns: &Patterns,
     args: &RestoreArgs,
     out: &mut dyn Write,
 ) -> anyhow::Result<u8> {
-    let _ = patterns;
     let target = open(url).await?;
     let client = redis::Client::open(url).context("invalid target URL")?;
     let mut conn = client
@@ -139,7 +141,11 @@ pub async fn restore(
     warn_unknown(&unknown);
     let ids: Vec<&KeyId> = write.iter().map(|(id, _)| id).collect();
     let exists = existing(&mut conn, &ids, target.kind).await?;
-    let mut dbs: BTreeSet<u32> = target.keyspace.iter().filter_map(|(d, _)| db_of(d)).collect();
+    let mut dbs: BTreeSet<u32> = target
+        .keyspace
+        .iter()
+        .filter_map(|(d, _)| db_of(d))
+        .collect();
     if target.kind == Kind::Kevy {
         dbs = BTreeSet::from([0]);
     }
@@ -153,7 +159,11 @@ pub async fn restore(
         .into_iter()
         .filter(|id| !at_t.contains(id))
         .collect();
-    let replaced: Vec<&KeyId> = ids.iter().copied().filter(|id| exists.contains(*id)).collect();
+    let replaced: Vec<&KeyId> = ids
+        .iter()
+        .copied()
+        .filter(|id| exists.contains(*id))
+        .collect();
     let extra_refs: Vec<&KeyId> = extra.iter().collect();
     if !replaced.is_empty() && !args.replace && !args.dry_run {
         eprintln!(
@@ -174,7 +184,9 @@ pub async fn restore(
         for (id, slot) in &write {
             if db != Some(id.0) {
                 if queued > 0 {
-                    pipe.query_async::<()>(&mut conn).await.context("writing the keys")?;
+                    pipe.query_async::<()>(&mut conn)
+                        .await
+                        .context("writing the keys")?;
                     pipe = redis::pipe();
                     queued = 0;
                 }
@@ -197,13 +209,17 @@ pub async fn restore(
                 commands += 1;
             }
             if queued >= BATCH {
-                pipe.query_async::<()>(&mut conn).await.context("writing the keys")?;
+                pipe.query_async::<()>(&mut conn)
+                    .await
+                    .context("writing the keys")?;
                 pipe = redis::pipe();
                 queued = 0;
             }
         }
         if queued > 0 {
-            pipe.query_async::<()>(&mut conn).await.context("writing the keys")?;
+            pipe.query_async::<()>(&mut conn)
+                .await
+                .context("writing the keys")?;
         }
         if target.kind == Kind::Redis {
             select(&mut conn, home_db as u32).await?;
@@ -235,11 +251,19 @@ pub async fn restore(
             rfc3339_ms(ks.moment_ms),
             url_text(url),
             replaced.len(),
-            if args.dry_run { "" } else { ", the rest untouched" }
+            if args.dry_run {
+                ""
+            } else {
+                ", the rest untouched"
+            }
         )?;
         if args.dry_run {
             for (db, k) in &ids {
-                let mark = if exists.contains(&(*db, k.clone())) { "replace" } else { "create" };
+                let mark = if exists.contains(&(*db, k.clone())) {
+                    "replace"
+                } else {
+                    "create"
+                };
                 writeln!(out, "  {mark} db {db} {}", arg_text(k, false))?;
             }
         }

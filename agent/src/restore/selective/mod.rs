@@ -1,6 +1,6 @@
 //! `restore --keys PATTERN… [--db N] [--at T]`: only the matching keys' state at T, into a live
 //! server (`--to URL`, [`live`]) or as a server layout holding only them (`--to-dir`,
-//! [`files`]). The state comes from [`crate::history::state`] (the plan of T fetched, checked
+//! [`files`]). The state comes from [`crate::restore::history::state`] (the plan of T fetched, checked
 //! and replayed in process into a model of the matching keys); each key is then written with
 //! the commands that recreate it for the target's kind — the neutral form rendered for that
 //! kind, or the source's commands through the same translation as a full restore
@@ -20,9 +20,9 @@ use super::retry::Retry;
 use super::translate::{self, Command, Kind};
 use crate::cli::RestoreArgs;
 use crate::exit::Failure;
-use crate::history::model::{KeyId, Slot, State};
-use crate::history::state::{keyspace, Keyspace};
-use crate::history::Patterns;
+use crate::restore::history::model::{KeyId, Slot, State};
+use crate::restore::history::state::{keyspace, Keyspace};
+use crate::restore::history::Patterns;
 
 /// `restore --keys`.
 pub async fn run(cfg: &Config, args: &RestoreArgs, out: &mut dyn Write) -> anyhow::Result<u8> {
@@ -39,7 +39,7 @@ pub async fn run(cfg: &Config, args: &RestoreArgs, out: &mut dyn Write) -> anyho
     let Some(url) = &args.to else {
         return Err(anyhow::anyhow!("give --to-dir DIR or --to URL").context(Failure::Usage));
     };
-    live::restore(&ks, url, &patterns, args, out).await
+    live::restore(&ks, url, args, out).await
 }
 
 /// The source's kind.
@@ -68,11 +68,13 @@ pub fn key_commands(id: &KeyId, slot: &Slot, from: Kind, to: Kind) -> anyhow::Re
         State::Value(_) => Ok(slot.commands(id.0, &id.1, dialect(to)).unwrap_or_default()),
         State::Replay { .. } => {
             let mut out = Vec::new();
-            for cmd in slot.commands(id.0, &id.1, dialect(from)).unwrap_or_default() {
+            for cmd in slot
+                .commands(id.0, &id.1, dialect(from))
+                .unwrap_or_default()
+            {
                 let args: Vec<&[u8]> = cmd.iter().map(Vec::as_slice).collect();
-                let tr = translate::translate(&args, from, to).with_context(|| {
-                    format!("cannot write `{}`", translate::label(&args))
-                })?;
+                let tr = translate::translate(&args, from, to)
+                    .with_context(|| format!("cannot write `{}`", translate::label(&args)))?;
                 out.extend(tr.commands);
             }
             Ok(out)
@@ -87,11 +89,14 @@ pub fn warn_unknown(unknown: &[&(KeyId, Slot)]) {
         if let State::Unknown { reason, .. } = &slot.state {
             eprintln!(
                 "aofvault: warning: db {db} key {} left out: its value at that moment is unknown ({reason})",
-                crate::history::show::arg_text(key, false)
+                crate::restore::history::show::arg_text(key, false)
             );
         }
     }
     if unknown.len() > 20 {
-        eprintln!("aofvault: warning: … and {} more keys left out", unknown.len() - 20);
+        eprintln!(
+            "aofvault: warning: … and {} more keys left out",
+            unknown.len() - 20
+        );
     }
 }

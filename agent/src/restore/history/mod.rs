@@ -10,8 +10,9 @@
 //! - [`show`]: bytes as text and JSON for the three commands;
 //! - [`read`]: bases (RDB, KEVYSNAP, RESP) and AOF streams as the events both walk.
 //!
-//! It sits on the commands layer beside `restore/`, whose planning, checked downloads, stream
-//! reader and key positions it reuses; `cmd/log.rs`, `cmd/diff.rs` and `restore/selective.rs`
+//! It lives inside `restore/` (the commands layer), whose planning, checked downloads, stream
+//! reader and key positions it reuses — and whose selective restore (`restore/selective/`) uses
+//! it, so the two stay one room with no import running back up. `cmd/log.rs` and `cmd/diff.rs`
 //! present it.
 
 pub mod apply;
@@ -24,3 +25,7 @@ pub mod values;
 pub mod walk;
 
 pub use glob::Patterns;
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests;

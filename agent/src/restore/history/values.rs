@@ -3,9 +3,16 @@
 //! AOFs. Each returns false when the model does not evaluate the command (it is then replayed
 //! as a command) or the value has another type (the server would have refused it).
 
-use aofvault_formats::model::Value;
+use aofvault_formats::model::{HashField, Value};
 
-use super::apply::field;
+/// A hash field without a TTL.
+fn field(f: &[u8], v: &[u8]) -> HashField {
+    HashField {
+        field: f.to_vec(),
+        value: v.to_vec(),
+        expire_at_ms: None,
+    }
+}
 
 fn int(a: &[u8]) -> Option<i64> {
     std::str::from_utf8(a).ok()?.trim().parse().ok()
@@ -24,7 +31,15 @@ fn float(a: &[u8]) -> Option<f64> {
 pub fn known(name: &str) -> bool {
     matches!(
         name,
-        "HDEL" | "LPOP" | "RPOP" | "LPUSHX" | "RPUSHX" | "LSET" | "LTRIM" | "LREM" | "SREM"
+        "HDEL"
+            | "LPOP"
+            | "RPOP"
+            | "LPUSHX"
+            | "RPUSHX"
+            | "LSET"
+            | "LTRIM"
+            | "LREM"
+            | "SREM"
             | "ZREM"
     )
 }
@@ -80,7 +95,7 @@ fn string(s: &mut Vec<u8>, name: &str, rest: &[&[u8]]) -> bool {
     }
 }
 
-fn hash(h: &mut Vec<aofvault_formats::model::HashField>, name: &str, rest: &[&[u8]]) -> bool {
+fn hash(h: &mut Vec<HashField>, name: &str, rest: &[&[u8]]) -> bool {
     match name {
         "HSET" | "HMSET" if !rest.is_empty() && rest.len() % 2 == 0 => {
             for fv in rest.chunks(2) {
@@ -180,9 +195,15 @@ fn list(l: &mut Vec<Vec<u8>>, name: &str, rest: &[&[u8]]) -> bool {
             true
         }
         "LREM" if rest.len() == 2 => {
-            let Some(count) = int(rest[0]) else { return false };
+            let Some(count) = int(rest[0]) else {
+                return false;
+            };
             let target = rest[1];
-            let mut left = if count == 0 { usize::MAX } else { count.unsigned_abs() as usize };
+            let mut left = if count == 0 {
+                usize::MAX
+            } else {
+                count.unsigned_abs() as usize
+            };
             if count >= 0 {
                 l.retain(|v| {
                     if left > 0 && v == target {
@@ -234,7 +255,10 @@ fn zset(z: &mut Vec<(Vec<u8>, f64)>, name: &str, rest: &[&[u8]]) -> bool {
             let mut i = 0;
             let (mut nx, mut xx, mut gt, mut lt, mut incr) = (false, false, false, false, false);
             while i < rest.len() {
-                match String::from_utf8_lossy(rest[i]).to_ascii_uppercase().as_str() {
+                match String::from_utf8_lossy(rest[i])
+                    .to_ascii_uppercase()
+                    .as_str()
+                {
                     "NX" => nx = true,
                     "XX" => xx = true,
                     "GT" => gt = true,
@@ -250,7 +274,9 @@ fn zset(z: &mut Vec<(Vec<u8>, f64)>, name: &str, rest: &[&[u8]]) -> bool {
                 return false;
             }
             for sm in pairs.chunks(2) {
-                let Some(score) = float(sm[0]) else { return false };
+                let Some(score) = float(sm[0]) else {
+                    return false;
+                };
                 let member = sm[1];
                 match z.iter_mut().find(|(m, _)| m == member) {
                     Some((_, old)) => {
@@ -266,7 +292,9 @@ fn zset(z: &mut Vec<(Vec<u8>, f64)>, name: &str, rest: &[&[u8]]) -> bool {
             true
         }
         "ZINCRBY" if rest.len() == 2 => {
-            let Some(by) = float(rest[0]) else { return false };
+            let Some(by) = float(rest[0]) else {
+                return false;
+            };
             match z.iter_mut().find(|(m, _)| m == rest[1]) {
                 Some((_, s)) => *s += by,
                 None => z.push((rest[1].to_vec(), by)),
@@ -292,7 +320,15 @@ mod tests {
         assert!(eval(&mut l, "RPUSH", &[b"a", b"b", b"c", b"d"]));
         assert!(eval(&mut l, "LPUSH", &[b"x", b"y"]));
         assert!(eval(&mut l, "LTRIM", &[b"1", b"-2"]));
-        assert_eq!(l, Value::List(vec![b"x".to_vec(), b"a".to_vec(), b"b".to_vec(), b"c".to_vec()]));
+        assert_eq!(
+            l,
+            Value::List(vec![
+                b"x".to_vec(),
+                b"a".to_vec(),
+                b"b".to_vec(),
+                b"c".to_vec()
+            ])
+        );
         assert!(eval(&mut l, "RPOP", &[b"2"]));
         assert_eq!(l, Value::List(vec![b"x".to_vec(), b"a".to_vec()]));
         let mut s = Value::String(b"41".to_vec());
@@ -302,7 +338,10 @@ mod tests {
         assert!(eval(&mut z, "ZADD", &[b"1", b"m", b"2", b"n"]));
         assert!(eval(&mut z, "ZADD", &[b"GT", b"0", b"m"]));
         assert!(eval(&mut z, "ZINCRBY", &[b"5", b"n"]));
-        assert_eq!(z, Value::ZSet(vec![(b"m".to_vec(), 1.0), (b"n".to_vec(), 7.0)]));
+        assert_eq!(
+            z,
+            Value::ZSet(vec![(b"m".to_vec(), 1.0), (b"n".to_vec(), 7.0)])
+        );
         assert!(!eval(&mut z, "ZPOPMIN", &[]));
     }
 }

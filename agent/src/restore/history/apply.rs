@@ -5,7 +5,7 @@
 //! [`State::Unknown`]. Commands only reach the AOF when they took effect, so conditions
 //! (`NX`, `XX`) are evaluated only where they decide what happened.
 
-use aofvault_formats::model::{HashField, Value};
+use aofvault_formats::model::Value;
 use aofvault_formats::render::Dialect;
 
 use super::model::{Model, Slot, State};
@@ -85,7 +85,10 @@ pub fn apply(m: &mut Model, at: At, args: &[&[u8]]) {
         _ => {}
     }
     let positions = key_positions(args);
-    let keys: Vec<&[u8]> = positions.iter().filter_map(|&i| args.get(i).copied()).collect();
+    let keys: Vec<&[u8]> = positions
+        .iter()
+        .filter_map(|&i| args.get(i).copied())
+        .collect();
     if !keys.iter().any(|k| m.tracks(at.db, k)) {
         return;
     }
@@ -124,7 +127,13 @@ fn rename(m: &mut Model, at: At, src: &[u8], dst: &[u8], dst_db: Option<u32>, mo
             expire_at_ms: None,
         },
     };
-    m.keys.insert((dst_db, dst.to_vec()), Slot { shard: at.shard, ..slot });
+    m.keys.insert(
+        (dst_db, dst.to_vec()),
+        Slot {
+            shard: at.shard,
+            ..slot
+        },
+    );
 }
 
 /// A command writing from several keys: the keys it writes that match become unknown, unless
@@ -134,8 +143,8 @@ fn cross_key(m: &mut Model, at: At, name: &str, keys: &[&[u8]]) {
     let written: &[&[u8]] = match name {
         "SMOVE" | "LMOVE" | "BLMOVE" | "RPOPLPUSH" | "BRPOPLPUSH" => keys,
         "SINTERSTORE" | "SUNIONSTORE" | "SDIFFSTORE" | "ZUNIONSTORE" | "ZINTERSTORE"
-        | "ZDIFFSTORE" | "ZRANGESTORE" | "GEOSEARCHSTORE" | "PFMERGE" | "BITOP"
-        | "GEORADIUS" | "GEORADIUSBYMEMBER" => &keys[..1.min(keys.len())],
+        | "ZDIFFSTORE" | "ZRANGESTORE" | "GEOSEARCHSTORE" | "PFMERGE" | "BITOP" | "GEORADIUS"
+        | "GEORADIUSBYMEMBER" => &keys[..1.min(keys.len())],
         _ => keys,
     };
     for k in written {
@@ -318,8 +327,20 @@ fn typed(m: &mut Model, at: At, name: &str, args: &[&[u8]]) -> bool {
     let rest = &args[2..];
     let creates = matches!(
         name,
-        "APPEND" | "INCR" | "DECR" | "INCRBY" | "DECRBY" | "HSET" | "HMSET" | "HSETNX"
-            | "HINCRBY" | "LPUSH" | "RPUSH" | "SADD" | "ZADD" | "ZINCRBY"
+        "APPEND"
+            | "INCR"
+            | "DECR"
+            | "INCRBY"
+            | "DECRBY"
+            | "HSET"
+            | "HMSET"
+            | "HSETNX"
+            | "HINCRBY"
+            | "LPUSH"
+            | "RPUSH"
+            | "SADD"
+            | "ZADD"
+            | "ZINCRBY"
     );
     let empty = match name {
         "APPEND" | "INCR" | "DECR" | "INCRBY" | "DECRBY" => Value::String(Vec::new()),
@@ -357,13 +378,4 @@ fn typed(m: &mut Model, at: At, name: &str, args: &[&[u8]]) -> bool {
         m.keys.remove(&(at.db, key.to_vec()));
     }
     ok
-}
-
-/// A hash field without a TTL.
-pub fn field(f: &[u8], v: &[u8]) -> HashField {
-    HashField {
-        field: f.to_vec(),
-        value: v.to_vec(),
-        expire_at_ms: None,
-    }
 }

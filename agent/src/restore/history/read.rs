@@ -53,7 +53,10 @@ impl Cursor {
 pub enum BaseEvent<'a> {
     Entry(Entry),
     /// A command of a RESP base (or after an RDB preamble), in database `db`.
-    Command { db: u32, args: &'a [&'a [u8]] },
+    Command {
+        db: u32,
+        args: &'a [&'a [u8]],
+    },
 }
 
 /// Calls `f` for every key (or command) of the base file at `path`. KEVYSNAP v2 TTLs are
@@ -64,8 +67,7 @@ pub fn read_base(
     now_ms: i64,
     mut f: impl FnMut(BaseEvent<'_>) -> anyhow::Result<()>,
 ) -> anyhow::Result<()> {
-    let file =
-        std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
     let reader = BufReader::with_capacity(BASE_BUFFER, file);
     match format {
         BaseFormat::KevySnap => {

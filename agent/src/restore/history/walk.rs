@@ -70,8 +70,16 @@ pub struct Event<'a> {
 }
 
 enum Unit {
-    Base { chain: String, created_ms: i64, parts: Vec<BasePart> },
-    Segment { chain: String, seg: SegmentRef, show: bool },
+    Base {
+        chain: String,
+        created_ms: i64,
+        parts: Vec<BasePart>,
+    },
+    Segment {
+        chain: String,
+        seg: SegmentRef,
+        show: bool,
+    },
 }
 
 impl Unit {
@@ -154,11 +162,15 @@ pub async fn walk(
     for shard in repo.shard_ids(instance).await? {
         shards.push((shard, shard_units(repo, instance, shard, f, kevy).await?));
     }
-    let total: u64 = shards.iter().flat_map(|(_, u)| u.iter().map(Unit::bytes)).sum();
+    let total: u64 = shards
+        .iter()
+        .flat_map(|(_, u)| u.iter().map(Unit::bytes))
+        .sum();
     let progress = Progress::new("log", total);
     let staging = StagingDir::temp()?;
     // Per shard: (chain, end offset) of the last segment read, and the stream's cursor.
-    let mut state: Vec<(Option<(String, u64)>, Cursor)> = vec![(None, Cursor::default()); shards.len()];
+    let mut state: Vec<(Option<(String, u64)>, Cursor)> =
+        vec![(None, Cursor::default()); shards.len()];
     loop {
         let next = shards
             .iter()
@@ -171,7 +183,11 @@ pub async fn walk(
         progress.add_bytes(unit.bytes());
         let (last, cursor) = &mut state[i];
         match unit {
-            Unit::Base { chain, created_ms, parts } => {
+            Unit::Base {
+                chain,
+                created_ms,
+                parts,
+            } => {
                 *last = None;
                 for (n, part) in parts.iter().enumerate() {
                     let dir = keys::chain_dir(instance, *shard, &chain);
@@ -207,7 +223,9 @@ pub async fn walk(
                 }
             }
             Unit::Segment { chain, seg, show } => {
-                let follows = last.as_ref().is_some_and(|(c, end)| *c == chain && *end == seg.start);
+                let follows = last
+                    .as_ref()
+                    .is_some_and(|(c, end)| *c == chain && *end == seg.start);
                 if !follows {
                     // A chain's stream starts in database 0; a gap in what was read loses the
                     // annotation time until the next one.
@@ -222,7 +240,9 @@ pub async fn walk(
                     .with_context(|| format!("reading {key}"))?;
                 let object = relative(instance, &key);
                 for_each_item(&bytes[..], seg.start, |item, end| {
-                    let Some(args) = cursor.step(item) else { return Ok(()) };
+                    let Some(args) = cursor.step(item) else {
+                        return Ok(());
+                    };
                     if !show {
                         return Ok(());
                     }

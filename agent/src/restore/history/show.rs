@@ -48,11 +48,7 @@ pub fn command_text(args: &[&[u8]], full: bool) -> String {
             break;
         }
         let t = arg_text(a, full);
-        parts.push(if i == 0 {
-            t.to_ascii_uppercase()
-        } else {
-            t
-        });
+        parts.push(if i == 0 { t.to_ascii_uppercase() } else { t });
     }
     parts.join(" ")
 }
