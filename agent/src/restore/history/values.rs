@@ -97,7 +97,7 @@ fn string(s: &mut Vec<u8>, name: &str, rest: &[&[u8]]) -> bool {
 
 fn hash(h: &mut Vec<HashField>, name: &str, rest: &[&[u8]]) -> bool {
     match name {
-        "HSET" | "HMSET" if !rest.is_empty() && rest.len() % 2 == 0 => {
+        "HSET" | "HMSET" if !rest.is_empty() && rest.len().is_multiple_of(2) => {
             for fv in rest.chunks(2) {
                 match h.iter_mut().find(|f| f.field == fv[0]) {
                     Some(f) => {
@@ -270,7 +270,7 @@ fn zset(z: &mut Vec<(Vec<u8>, f64)>, name: &str, rest: &[&[u8]]) -> bool {
                 i += 1;
             }
             let pairs = &rest[i..];
-            if pairs.is_empty() || pairs.len() % 2 != 0 {
+            if pairs.is_empty() || !pairs.len().is_multiple_of(2) {
                 return false;
             }
             for sm in pairs.chunks(2) {
@@ -281,7 +281,8 @@ fn zset(z: &mut Vec<(Vec<u8>, f64)>, name: &str, rest: &[&[u8]]) -> bool {
                 match z.iter_mut().find(|(m, _)| m == member) {
                     Some((_, old)) => {
                         let new = if incr { *old + score } else { score };
-                        if !nx && !(gt && new <= *old) && !(lt && new >= *old) {
+                        let refused = nx || (gt && new <= *old) || (lt && new >= *old);
+                        if !refused {
                             *old = new;
                         }
                     }

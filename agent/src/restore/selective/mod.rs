@@ -51,8 +51,11 @@ pub fn source_kind(ks: &Keyspace) -> Kind {
     }
 }
 
+/// Keys of a [`Keyspace`], by reference.
+pub type KeyRefs<'a> = Vec<&'a (KeyId, Slot)>;
+
 /// The keys to write, and the ones left out because their value is unknown.
-pub fn split(ks: &Keyspace) -> (Vec<&(KeyId, Slot)>, Vec<&(KeyId, Slot)>) {
+pub fn split(ks: &Keyspace) -> (KeyRefs<'_>, KeyRefs<'_>) {
     ks.keys
         .iter()
         .partition(|(_, s)| !matches!(s.state, State::Unknown { .. }))
