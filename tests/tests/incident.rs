@@ -292,6 +292,32 @@ fn incident_drill_on_redis_with_timestamps() {
         "{}",
         out.stdout
     );
+    // A compaction: the rewrite's base shows the key's state as a `base` event of the new
+    // chain.
+    let since = (now_secs().floor() as i64).to_string();
+    redis::cmd("BGREWRITEAOF").query::<()>(&mut conn).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let out = b
+            .cmd(&["log", "user:7", "--since", &since, "--json"])
+            .ok()
+            .unwrap();
+        let events: Vec<serde_json::Value> = out
+            .stdout
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        if let Some(base) = events.iter().find(|e| e["source"] == "base") {
+            assert_eq!(base["time_source"], "chain", "{base}");
+            assert_eq!(
+                base["command"][2], "old-7",
+                "the state after the restore: {base}"
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "no base event: {}", out.stdout);
+        std::thread::sleep(Duration::from_millis(300));
+    }
 }
 
 #[test]
