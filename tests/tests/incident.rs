@@ -166,7 +166,7 @@ fn drill(url: &str, conn: &mut redis::Connection, b: &Backup, sizes: &dyn Fn() -
 
     // diff: 50 deleted, 50 changed, 1 created.
     let out = b
-        .cmd(&["diff", "--from", &t, "user:*", "--json"])
+        .cmd(&["diff", "--from", &t, "user:*", "--json", "--values"])
         .ok()
         .unwrap();
     let summary: serde_json::Value =
@@ -183,6 +183,17 @@ fn drill(url: &str, conn: &mut redis::Connection, b: &Backup, sizes: &dyn Fn() -
         out.stdout
     );
     assert_eq!(s["keys_before"].as_u64(), Some(1000), "{summary}");
+    let user0: serde_json::Value = out
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|e| e["key"] == "user:0")
+        .unwrap();
+    assert_eq!(
+        (&user0["change"], &user0["before"]["value"], &user0["after"]),
+        (&"deleted".into(), &"old-0".into(), &serde_json::Value::Null),
+        "{user0}"
+    );
     // Without a pattern other:0 is a change too.
     let out = b.cmd(&["diff", "--from", &t]).ok().unwrap();
     assert!(

@@ -1,7 +1,9 @@
 //! `aofvault diff --from T1 [--to T2|latest] [PATTERN…]`: the matching keys created, changed
 //! (type, value, TTL) and deleted between two moments. Each moment's state is built by
-//! [`crate::restore::history::state`] from the repository alone; memory holds the matching keys' values
-//! at both moments.
+//! [`crate::restore::history::state`] from the repository alone. The earlier state is reduced
+//! to a digest per key (type, value digest, TTL) before the later one is built, so memory holds
+//! the matching keys' values at one moment plus a few dozen bytes per key of the other (the
+//! values of both with `--values`).
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -77,7 +79,10 @@ pub async fn run(cfg: &Config, args: &DiffArgs, out: &mut dyn Write) -> anyhow::
     let repo = crate::context::open_for_reading(cfg).await?;
     let instance = crate::context::pick_instance(cfg, &repo).await?;
     let before = plan::plan(&repo, &instance, from).await?;
-    let before = keyspace(&repo, before, &patterns, args.db, &retry).await?;
+    let before = Earlier::of(
+        keyspace(&repo, before, &patterns, args.db, &retry).await?,
+        args.values,
+    );
     let after = plan::plan(&repo, &instance, to).await?;
     let after = keyspace(&repo, after, &patterns, args.db, &retry).await?;
     let counts = compare(&before, &after, args, out)?;
@@ -112,12 +117,48 @@ pub async fn run(cfg: &Config, args: &DiffArgs, out: &mut dyn Write) -> anyhow::
     Ok(exit::OK)
 }
 
-/// What differs between two slots of one key: `type`, `value`, `ttl`.
-fn differences(a: &Slot, b: &Slot) -> Vec<&'static str> {
+/// One key of the earlier state: what a comparison needs, and its slot only for `--values`.
+struct Digest {
+    type_name: &'static str,
+    value: u64,
+    expire_at_ms: Option<i64>,
+    slot: Option<Slot>,
+}
+
+/// The earlier state, reduced to digests.
+struct Earlier {
+    moment_ms: i64,
+    keys: Vec<(KeyId, Digest)>,
+}
+
+impl Earlier {
+    fn of(ks: Keyspace, keep_values: bool) -> Earlier {
+        let keys = ks
+            .keys
+            .into_iter()
+            .map(|(id, slot)| {
+                let d = Digest {
+                    type_name: slot.type_name(),
+                    value: slot.value_digest(),
+                    expire_at_ms: slot.expire_at_ms,
+                    slot: keep_values.then_some(slot),
+                };
+                (id, d)
+            })
+            .collect();
+        Earlier {
+            moment_ms: ks.moment_ms,
+            keys,
+        }
+    }
+}
+
+/// What differs between the two states of one key: `type`, `value`, `ttl`.
+fn differences(a: &Digest, b: &Slot) -> Vec<&'static str> {
     let mut what = Vec::new();
-    if a.type_name() != b.type_name() {
+    if a.type_name != b.type_name() {
         what.push("type");
-    } else if a.value_digest() != b.value_digest() {
+    } else if a.value != b.value_digest() {
         what.push("value");
     }
     if a.expire_at_ms != b.expire_at_ms {
@@ -128,7 +169,7 @@ fn differences(a: &Slot, b: &Slot) -> Vec<&'static str> {
 
 /// Walks both sorted key lists together, printing each difference; returns the counts.
 fn compare(
-    before: &Keyspace,
+    before: &Earlier,
     after: &Keyspace,
     args: &DiffArgs,
     out: &mut dyn Write,
@@ -144,9 +185,9 @@ fn compare(
         };
         match order {
             std::cmp::Ordering::Less => {
-                let (id, s) = &a[i];
-                counts.add(Change::Deleted, s.type_name());
-                line(out, args, Change::Deleted, id, Some(s), None, &[])?;
+                let (id, d) = &a[i];
+                counts.add(Change::Deleted, d.type_name);
+                line(out, args, Change::Deleted, id, Some(d), None, &[])?;
                 i += 1;
             }
             std::cmp::Ordering::Greater => {
@@ -196,11 +237,12 @@ fn line(
     args: &DiffArgs,
     change: Change,
     id: &KeyId,
-    before: Option<&Slot>,
+    before: Option<&Digest>,
     after: Option<&Slot>,
     what: &[&str],
 ) -> anyhow::Result<()> {
-    let type_name = after.or(before).map_or("none", Slot::type_name);
+    let type_name = after.map_or_else(|| before.map_or("none", |d| d.type_name), Slot::type_name);
+    let before = before.and_then(|d| d.slot.as_ref());
     if args.json {
         let mut doc = serde_json::json!({
             "change": change, "db": id.0, "key": bytes_json(&id.1), "type": type_name,
