@@ -5,7 +5,8 @@
 #  1. redis-server 7 (aof-timestamp-enabled yes, no rewrites) is written with redis-benchmark
 #     (SET key:__rand_int__ with DATA-byte values, random keys out of 1,000,000) until its AOF
 #     holds about MB megabytes, while `aofvault run` ships it into a file:// repository
-#     (segments of up to 8 MiB, zstd);
+#     (default settings — segments of up to 16 MiB, zstd — but no compaction, so that both tools
+#     read the same objects: only segments);
 #  2. once everything is stored, the agent stops and, best of RUNS each, alternating:
 #     - `aofvault log 'key:00000012*' --json` (decode every segment, parse every command, match
 #       the pattern, print the matching writes), its time and peak RSS (/usr/bin/time -v);
@@ -46,7 +47,7 @@ for _ in $(seq 1 200); do [[ "$(redis-cli -p "$port" ping 2>/dev/null)" == PONG 
 
 repo="file://$work/repo"
 global=(--repo "$repo" --instance bench --state-dir "$work/state")
-printf '[ship]\nsegment_max = "8MiB"\n' >"$work/aofvault.toml"
+printf '[compact]\nenabled = false\n' >"$work/aofvault.toml"
 "$bin" "${global[@]}" --config "$work/aofvault.toml" --source "$work/redis" \
     --server "redis://127.0.0.1:$port" --log-format json run 2>"$work/agent.log" &
 agent=$!
@@ -82,7 +83,9 @@ wait_stored() {
 measure() { # label
     local stored objects
     objects=$(find "$work/repo" -name 'seg-*.zst' | sort)
-    stored=$(incr_size)
+    # The stream bytes the segments hold, from their names (seg-<start>-<end>-…, hex).
+    stored=$(for o in $objects; do basename "$o"; done |
+        python3 -c 'import sys; print(sum(int(l.split("-")[2], 16) - int(l.split("-")[1], 16) for l in sys.stdin))')
     local best_log=999999 best_grep=999999 rss=0 n_log=0 n_grep=0
     for _ in $(seq 1 "$runs"); do
         local t0 t1
