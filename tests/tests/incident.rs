@@ -116,8 +116,35 @@ fn sleep_until(t: f64) {
     }
 }
 
-/// The drill on one server: `conn` writes, `sizes` says how long each shard's stream is.
-fn drill(url: &str, conn: &mut redis::Connection, b: &Backup, sizes: &dyn Fn() -> Vec<u64>) {
+/// Waits (≤ 60 s) until a file directly in `dir` holds `needle`: a server may write its AOF a
+/// moment after it answered (Redis postpones the write while a background fsync runs).
+fn wait_written(dir: &std::path::Path, needle: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let found = || {
+        std::fs::read_dir(dir).unwrap().flatten().any(|e| {
+            std::fs::read(e.path())
+                .is_ok_and(|b| b.windows(needle.len()).any(|w| w == needle.as_bytes()))
+        })
+    };
+    while !found() {
+        assert!(
+            Instant::now() < deadline,
+            "{needle} never reached {}",
+            dir.display()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The drill on one server: `conn` writes, `sizes` says how long each shard's stream is,
+/// `aof_dir` holds its AOF files.
+fn drill(
+    url: &str,
+    conn: &mut redis::Connection,
+    b: &Backup,
+    sizes: &dyn Fn() -> Vec<u64>,
+    aof_dir: &std::path::Path,
+) {
     let mut pipe = redis::pipe();
     for i in 0..1000 {
         pipe.set(format!("user:{i}"), format!("old-{i}")).ignore();
@@ -125,7 +152,7 @@ fn drill(url: &str, conn: &mut redis::Connection, b: &Backup, sizes: &dyn Fn() -
             .ignore();
     }
     pipe.query::<()>(conn).unwrap();
-    std::thread::sleep(Duration::from_millis(500));
+    wait_written(aof_dir, "other-999");
     b.wait_shipped(sizes);
     // T: a whole second after everything above was stored, before anything below is written.
     let t = now_secs().floor() as i64 + 1;
@@ -140,7 +167,7 @@ fn drill(url: &str, conn: &mut redis::Connection, b: &Backup, sizes: &dyn Fn() -
     pipe.set("user:new", "fresh").ignore();
     pipe.set("other:0", "changed").ignore();
     pipe.query::<()>(conn).unwrap();
-    std::thread::sleep(Duration::from_millis(500));
+    wait_written(aof_dir, "changed");
     b.wait_shipped(sizes);
     let t = t.to_string();
 
@@ -295,7 +322,13 @@ fn incident_drill_on_redis_with_timestamps() {
             .to_string();
         vec![std::fs::metadata(dir.join(incr)).unwrap().len()]
     };
-    drill(&redis.url(), &mut conn, &b, &sizes);
+    drill(
+        &redis.url(),
+        &mut conn,
+        &b,
+        &sizes,
+        &redis.dir().join("appendonlydir"),
+    );
     // Times come from the #TS: annotations.
     let out = b.cmd(&["log", "user:new", "--json"]).ok().unwrap();
     assert!(
@@ -344,7 +377,7 @@ fn incident_drill_on_kevy_4_shards_and_across_kinds() {
             .map(|p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0))
             .collect::<Vec<u64>>()
     };
-    drill(&kevy.url(), &mut conn, &b, &sizes);
+    drill(&kevy.url(), &mut conn, &b, &sizes, kevy.dir());
     // kevy → Redis: the matching keys only, translated like a full restore.
     let redis = RedisServer::start().unwrap();
     let mut rc = redis.conn().unwrap();
@@ -356,4 +389,71 @@ fn incident_drill_on_kevy_4_shards_and_across_kinds() {
     assert_eq!(n, 101, "user:100..199 and the unrelated key");
     let v: String = rc.get("user:150").unwrap();
     assert_eq!(v, "old-150");
+}
+
+#[test]
+fn databases_other_than_0_are_kept_apart_by_db() {
+    let redis = RedisServer::start_with(&["--aof-timestamp-enabled", "yes"]).unwrap();
+    let mut conn = redis.conn().unwrap();
+    let mut b = Backup::new();
+    b.start(redis.dir(), &redis.url());
+    let dir = redis.dir().join("appendonlydir");
+    let sizes = move || {
+        let manifest = std::fs::read_to_string(dir.join("appendonly.aof.manifest")).unwrap();
+        let incr = manifest
+            .lines()
+            .rfind(|l| l.ends_with("type i"))
+            .and_then(|l| l.split(' ').nth(1))
+            .unwrap()
+            .to_string();
+        vec![std::fs::metadata(dir.join(incr)).unwrap().len()]
+    };
+    let set = |conn: &mut redis::Connection, db: u32, k: &str, v: &str| {
+        redis::cmd("SELECT").arg(db).query::<()>(conn).unwrap();
+        conn.set::<_, _, ()>(k, v).unwrap();
+    };
+    set(&mut conn, 0, "k1", "zero");
+    set(&mut conn, 2, "k1", "two");
+    set(&mut conn, 2, "k2", "two-b");
+    wait_written(&redis.dir().join("appendonlydir"), "two-b");
+    b.wait_shipped(&sizes);
+    let t = now_secs().floor() as i64 + 1;
+    sleep_until(t as f64 + 1.5);
+    set(&mut conn, 0, "k1", "zero-changed");
+    set(&mut conn, 2, "k1", "two-changed");
+    wait_written(&redis.dir().join("appendonlydir"), "two-changed");
+    b.wait_shipped(&sizes);
+    let t = t.to_string();
+    let out = b.cmd(&["log", "k*", "--db", "2", "--json"]).ok().unwrap();
+    let dbs: BTreeSet<u64> = out
+        .stdout
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["db"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(dbs, BTreeSet::from([2]), "{}", out.stdout);
+    assert_eq!(out.stdout.lines().count(), 3, "{}", out.stdout);
+    b.cmd(&[
+        "restore",
+        "--keys",
+        "k*",
+        "--db",
+        "2",
+        "--at",
+        &t,
+        "--to",
+        &redis.url(),
+        "--replace",
+    ])
+    .ok()
+    .unwrap();
+    redis::cmd("SELECT").arg(2).query::<()>(&mut conn).unwrap();
+    let v: String = conn.get("k1").unwrap();
+    assert_eq!(v, "two", "db 2 is back as at T");
+    redis::cmd("SELECT").arg(0).query::<()>(&mut conn).unwrap();
+    let v: String = conn.get("k1").unwrap();
+    assert_eq!(v, "zero-changed", "db 0 is untouched");
 }

@@ -39,38 +39,34 @@ async fn select(conn: &mut MultiplexedConnection, db: u32) -> anyhow::Result<()>
         .with_context(|| format!("SELECT {db}"))
 }
 
-/// Which of `keys` exist in the target.
+/// Which of `keys` (sorted by database) exist in the target.
 async fn existing(
     conn: &mut MultiplexedConnection,
     keys: &[&KeyId],
     kind: Kind,
 ) -> anyhow::Result<BTreeSet<KeyId>> {
     let mut found = BTreeSet::new();
-    let mut db = None;
-    for chunk in keys.chunks(BATCH) {
-        for id in chunk {
-            if db != Some(id.0) {
-                if kind == Kind::Kevy && id.0 != 0 {
-                    anyhow::bail!(
-                        "key {} is in database {}: kevy serves database 0 only",
-                        arg_text(&id.1, false),
-                        id.0
-                    );
-                }
-                if kind == Kind::Redis {
-                    select(conn, id.0).await?;
-                }
-                db = Some(id.0);
+    for group in keys.chunk_by(|a, b| a.0 == b.0) {
+        let db = group[0].0;
+        if kind == Kind::Kevy && db != 0 {
+            anyhow::bail!(
+                "key {} is in database {db}: kevy serves database 0 only",
+                arg_text(&group[0].1, false)
+            );
+        }
+        if kind == Kind::Redis {
+            select(conn, db).await?;
+        }
+        for chunk in group.chunks(BATCH) {
+            let mut pipe = redis::pipe();
+            for id in chunk {
+                pipe.cmd("EXISTS").arg(&id.1);
             }
-        }
-        let mut pipe = redis::pipe();
-        for id in chunk {
-            pipe.cmd("EXISTS").arg(&id.1);
-        }
-        let answers: Vec<i64> = pipe.query_async(conn).await.context("EXISTS")?;
-        for (id, n) in chunk.iter().zip(answers) {
-            if n > 0 {
-                found.insert((*id).clone());
+            let answers: Vec<i64> = pipe.query_async(conn).await.context("EXISTS")?;
+            for (id, n) in chunk.iter().zip(answers) {
+                if n > 0 {
+                    found.insert((*id).clone());
+                }
             }
         }
     }
