@@ -15,7 +15,8 @@
 //!   trigger), [`schedule`] (snapshots, verify, prune, drift checks on the agent's own clock),
 //!   [`metrics`], [`status`] (the agent's live status and its status file) and sd_notify
 //!   ([`notify`]).
-//! - [`restore`], [`verify`], [`prune`], [`drift`] and `cmd::list` read the repository back,
+//! - [`restore`], [`verify`], [`prune`], [`drift`], `cmd::list` and the incident tools
+//!   (`cmd::log`, `cmd::diff`, `restore --keys`, on [`restore::history`]) read the repository back,
 //!   through the shared services of [`context`] (open it, pick the instance) and
 //!   [`repo::plan`] (what a moment needs).
 //! - [`inspect`] decodes a server file with the `aofvault-formats` crate.

@@ -19,15 +19,20 @@
 //!   server's layout, or converted (`to_dir::files`), the "looks complete" marker last;
 //! - **[`live`]**: a running server — pipelined, shards in parallel (`live::send`), into a
 //!   target found empty (`live::counts`);
-//! - [`progress`] shows it all.
+//! - [`progress`] shows it all;
+//! - [`history`]: the incident tools' service — every write to matching keys (`aofvault log`),
+//!   and their state at a moment, replayed in process (`aofvault diff`, `restore --keys`);
+//! - [`selective`]: `--keys`, only the matching keys' state at a moment ([`history`]).
 
 pub mod dry_run;
 pub mod feed;
 pub mod fetch;
+pub mod history;
 pub mod live;
 pub mod progress;
 pub mod retry;
 pub mod search;
+pub mod selective;
 pub mod stream;
 pub mod to_dir;
 pub mod translate;
@@ -56,6 +61,9 @@ pub async fn run(cfg: &Config, args: &RestoreArgs) -> anyhow::Result<u8> {
 }
 
 async fn restore(cfg: &Config, args: &RestoreArgs) -> anyhow::Result<u8> {
+    if !args.keys.is_empty() {
+        return selective::run(cfg, args, &mut std::io::stdout().lock()).await;
+    }
     let retry = retry::Retry {
         deadline: args.retry_deadline.unwrap_or(cfg.restore.retry_deadline),
     };
@@ -116,7 +124,7 @@ async fn apply_acl(repo: &Repo, plan: &Plan, url: &str) -> anyhow::Result<()> {
 
 /// Opens the repository, picks the instance and plans the restore. Planning only reads: when
 /// the store fails on the way, it is planned again from the start.
-async fn plan_with_retries(
+pub(crate) async fn plan_with_retries(
     cfg: &Config,
     sel: &Selection,
     retry: &retry::Retry,
