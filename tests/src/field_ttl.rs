@@ -85,14 +85,12 @@ pub fn write(conn: &mut redis::Connection, seed: u64, n: usize, keys: u64) -> Re
             }
         }
         pipe.add_command(cmd).ignore();
-        if i % 200 == 199 {
+        if i % 200 == 199 || i + 1 == n {
             pipe.query::<()>(conn)
                 .with_context(|| format!("field TTL workload seed {seed}"))?;
             pipe = redis::pipe();
         }
     }
-    pipe.query::<()>(conn)
-        .with_context(|| format!("field TTL workload seed {seed}"))?;
     Ok(())
 }
 
