@@ -35,7 +35,7 @@ interval = "200ms"
 [compact]
 rewrite_percentage = 100
 rewrite_min_size = "64KiB"
-cooldown = "60s"
+cooldown = "600s"
 check_interval = "1s"
 [drift]
 settle = "3s"
@@ -184,6 +184,8 @@ fn row(source_flavor: Flavor, seed: u64) {
     std::fs::write(&cfg, CONFIG).unwrap();
     b.start_with(source.dir(), &source.url(), Some(&cfg));
     let hfe = source_flavor.hash_field_ttl();
+    let started = Instant::now();
+    let step = |what: &str| eprintln!("{source_flavor}: {what} at {:.1}s", started.elapsed().as_secs_f64());
 
     // Phase A, shipped; then a pause that a point in time falls into.
     workload::mixed(&mut conn, seed, 1500, 300).unwrap();
@@ -193,12 +195,14 @@ fn row(source_flavor: Flavor, seed: u64) {
     shipped(&b, &source);
     let phase_a = dump(&source.url());
     let chains_a = chains(&b.plan());
+    step("phase A shipped");
     let t = now_secs().floor() as i64 + 2;
     let wake = t as f64 + 2.5;
     std::thread::sleep(Duration::from_secs_f64((wake - now_secs()).max(0.0)));
 
     // Phase B: growth past the threshold makes the agent compact; more writes after.
     grow_until_rewrite(&b, &source);
+    step("rewritten");
     workload::mixed(&mut conn, seed + 1, 1500, 300).unwrap();
     if hfe {
         field_ttl::write(&mut conn, seed + 1, 600, 40).unwrap();
@@ -222,10 +226,12 @@ fn row(source_flavor: Flavor, seed: u64) {
         assert!(t.0.len() > 20, "the workload left field TTLs: {}", t.0.len());
     }
 
+    step("shipped, compacted");
     // Drift check: none.
     let out = b.cmd(&["--config", cfg.to_str().unwrap(), "verify", "--against", &source.url(), "--json"]);
     assert_eq!(out.code(), Some(0), "drift check on {source_flavor}:\n{}\n{}", out.stdout, out.stderr);
 
+    step("drift check");
     // Own layout, own server; then the point in time.
     let own = b.path("own");
     b.cmd(&["restore", "--to-dir", own.to_str().unwrap()]).ok().unwrap();
@@ -244,12 +250,14 @@ fn row(source_flavor: Flavor, seed: u64) {
     keyspace::assert_same(&phase_a, &dump(&server.url()));
     drop(server);
 
+    step("own files, point in time");
     // Every other server, live and to files.
     for target in Flavor::ALL {
         live_into(&b, target, &expected, ttls.as_ref());
         if target != source_flavor {
             files_for(&b, target, &[], &expected, ttls.as_ref());
         }
+        step(&format!("into {target}"));
     }
 }
 
