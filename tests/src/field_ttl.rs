@@ -43,12 +43,21 @@ pub fn write(conn: &mut redis::Connection, seed: u64, n: usize, keys: u64) -> Re
             }
             2 => {
                 cmd = redis::cmd("HSETEX");
-                cmd.arg(&key).arg("PX").arg(secs * 1000).arg("FIELDS").arg(2);
+                cmd.arg(&key)
+                    .arg("PX")
+                    .arg(secs * 1000)
+                    .arg("FIELDS")
+                    .arg(2);
                 cmd.arg(f(&mut rng)).arg(&value).arg(f(&mut rng)).arg("w");
             }
             3 => {
                 cmd = redis::cmd("HSETEX");
-                cmd.arg(&key).arg("FNX").arg("EX").arg(secs).arg("FIELDS").arg(1);
+                cmd.arg(&key)
+                    .arg("FNX")
+                    .arg("EX")
+                    .arg(secs)
+                    .arg("FIELDS")
+                    .arg(1);
                 cmd.arg(format!("n{}", rng.below(40))).arg(&value);
             }
             4 => {
@@ -58,7 +67,11 @@ pub fn write(conn: &mut redis::Connection, seed: u64, n: usize, keys: u64) -> Re
             }
             5 => {
                 cmd = redis::cmd("HEXPIRE");
-                cmd.arg(&key).arg(secs).arg("FIELDS").arg(1).arg(f(&mut rng));
+                cmd.arg(&key)
+                    .arg(secs)
+                    .arg("FIELDS")
+                    .arg(1)
+                    .arg(f(&mut rng));
             }
             6 => {
                 cmd = redis::cmd("HPEXPIRE");

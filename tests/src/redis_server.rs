@@ -51,7 +51,11 @@ impl RedisServer {
     /// `dump.rdb`; pass `["--appendonly", "no"]` to load an RDB-only directory.
     pub fn start_on_dir(dir: &Path, args: &[&str]) -> Result<Self> {
         Ok(Self {
-            core: ServerCore::start("redis-server", Some(dir), launcher(redis_server_bin(), args))?,
+            core: ServerCore::start(
+                "redis-server",
+                Some(dir),
+                launcher(redis_server_bin(), args),
+            )?,
         })
     }
 

@@ -71,7 +71,10 @@ fn grow_until_rewrite(b: &Backup, source: &AnyServer) {
         );
         let mut p = redis::pipe();
         for _ in 0..100 {
-            p.cmd("SET").arg(format!("grow:{}", i % 100)).arg(&value).ignore();
+            p.cmd("SET")
+                .arg(format!("grow:{}", i % 100))
+                .arg(&value)
+                .ignore();
             i += 1;
         }
         p.query::<()>(&mut conn).unwrap();
@@ -79,10 +82,13 @@ fn grow_until_rewrite(b: &Backup, source: &AnyServer) {
     }
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let info: String = redis::cmd("INFO").arg("persistence").query(&mut conn).unwrap();
-        let busy = info
-            .lines()
-            .any(|l| l.trim() == "aof_rewrite_in_progress:1" || l.trim() == "aof_rewrite_scheduled:1");
+        let info: String = redis::cmd("INFO")
+            .arg("persistence")
+            .query(&mut conn)
+            .unwrap();
+        let busy = info.lines().any(|l| {
+            l.trim() == "aof_rewrite_in_progress:1" || l.trim() == "aof_rewrite_scheduled:1"
+        });
         if !busy {
             break;
         }
@@ -121,14 +127,25 @@ struct FieldTtls(std::collections::BTreeMap<(String, String), i64>);
 impl FieldTtls {
     /// Checks a target: same TTLs where it has field expiration; else the report (`count`,
     /// `list` from the JSON) names exactly the source's fields with a TTL.
-    fn check(&self, target: Flavor, url: &str, count: &serde_json::Value, list: &serde_json::Value, what: &str) {
+    fn check(
+        &self,
+        target: Flavor,
+        url: &str,
+        count: &serde_json::Value,
+        list: &serde_json::Value,
+        what: &str,
+    ) {
         if target.hash_field_ttl() {
             let got = field_ttl::read(&mut aofvault_tests::connect(url).unwrap()).unwrap();
             assert_eq!(got, self.0, "{what}: the field TTLs differ");
             assert_eq!(count.as_u64().unwrap_or(0), 0, "{what}: nothing is lost");
         } else {
             let want: BTreeSet<(String, String)> = self.0.keys().cloned().collect();
-            assert_eq!(count.as_u64().unwrap(), want.len() as u64, "{what}: lost count");
+            assert_eq!(
+                count.as_u64().unwrap(),
+                want.len() as u64,
+                "{what}: lost count"
+            );
             assert_eq!(reported(list), want, "{what}: the lost field TTLs named");
         }
     }
@@ -139,13 +156,24 @@ fn live_into(b: &Backup, target: Flavor, expected: &Keyspace, ttls: Option<&Fiel
     let server = AnyServer::start(target).unwrap();
     let out = b.cmd(&["restore", "--json", "--to", &server.url()]);
     let what = format!("live into {target}");
-    assert!(out.success(), "{what}: exit {:?}\n{}", out.code(), out.stderr);
+    assert!(
+        out.success(),
+        "{what}: exit {:?}\n{}",
+        out.code(),
+        out.stderr
+    );
     let doc = out.json().unwrap();
     assert_eq!(doc["report"]["errors"], 0, "{what}: {doc}");
     keyspace::assert_same(expected, &dump(&server.url()));
     if let Some(t) = ttls {
         let r = &doc["report"];
-        t.check(target, &server.url(), &r["field_ttls_lost"], &r["lost_field_ttls"], &what);
+        t.check(
+            target,
+            &server.url(),
+            &r["field_ttls_lost"],
+            &r["lost_field_ttls"],
+            &what,
+        );
         if !target.hash_field_ttl() {
             assert!(
                 out.stderr.contains("hash field TTL lost: db0 key \"hfe:"),
@@ -156,22 +184,65 @@ fn live_into(b: &Backup, target: Flavor, expected: &Keyspace, ttls: Option<&Fiel
     }
 }
 
+/// Whether `target` cannot load `source`'s own files: an RDB base newer than it reads (Redis
+/// 7.0 ≤ 10, Redis 6.2 ≤ 9, Valkey 8.1 ≤ 11), field TTL commands it does not know, or a layout
+/// it predates — so `--for` must convert.
+fn must_convert(source: Flavor, target: Flavor) -> bool {
+    use Flavor::*;
+    matches!(
+        (source, target),
+        (Redis80, Redis70 | Redis62 | Valkey81)
+            | (Valkey81, Redis70 | Redis62)
+            | (Redis70, Redis62)
+    )
+}
+
 /// A restore to files for `target` (`--for`), loaded by a server of that flavor.
-fn files_for(b: &Backup, target: Flavor, extra: &[&str], expected: &Keyspace, ttls: Option<&FieldTtls>) {
+fn files_for(
+    b: &Backup,
+    source: Flavor,
+    target: Flavor,
+    expected: &Keyspace,
+    ttls: Option<&FieldTtls>,
+) {
     let dir = b.path(&format!("for-{}-{}", target.name(), rand::random::<u32>()));
-    let mut args = vec!["restore", "--json", "--to-dir", dir.to_str().unwrap(), "--for", target.for_spec()];
+    let mut args = vec![
+        "restore",
+        "--json",
+        "--to-dir",
+        dir.to_str().unwrap(),
+        "--for",
+        target.for_spec(),
+    ];
     if target.is_kevy() {
         args.extend(["--shards", "4"]);
     }
-    args.extend_from_slice(extra);
     let out = b.cmd(&args);
-    let what = format!("files for {target} {extra:?}");
-    assert!(out.success(), "{what}: exit {:?}\n{}", out.code(), out.stderr);
+    let what = format!("files for {target}");
+    assert!(
+        out.success(),
+        "{what}: exit {:?}\n{}",
+        out.code(),
+        out.stderr
+    );
     let doc = out.json().unwrap();
+    if !source.is_kevy() && !target.is_kevy() {
+        assert_eq!(
+            doc["converted"].is_string(),
+            must_convert(source, target),
+            "{what}: converted for the older server exactly when it cannot load the files: {doc}"
+        );
+    }
     let server = AnyServer::start_on_dir(target, &dir).unwrap();
     keyspace::assert_same(expected, &dump(&server.url()));
     if let Some(t) = ttls {
-        t.check(target, &server.url(), &doc["field_ttls_lost"], &doc["lost_field_ttls"], &what);
+        t.check(
+            target,
+            &server.url(),
+            &doc["field_ttls_lost"],
+            &doc["lost_field_ttls"],
+            &what,
+        );
     }
 }
 
@@ -185,7 +256,12 @@ fn row(source_flavor: Flavor, seed: u64) {
     b.start_with(source.dir(), &source.url(), Some(&cfg));
     let hfe = source_flavor.hash_field_ttl();
     let started = Instant::now();
-    let step = |what: &str| eprintln!("{source_flavor}: {what} at {:.1}s", started.elapsed().as_secs_f64());
+    let step = |what: &str| {
+        eprintln!(
+            "{source_flavor}: {what} at {:.1}s",
+            started.elapsed().as_secs_f64()
+        )
+    };
 
     // Phase A, shipped; then a pause that a point in time falls into.
     workload::mixed(&mut conn, seed, 1500, 300).unwrap();
@@ -219,22 +295,44 @@ fn row(source_flavor: Flavor, seed: u64) {
     );
     if !source_flavor.is_kevy() {
         // kevy rewrites into commands; Redis and Valkey into an RDB base.
-        assert_eq!(plan["plan"]["shards"][0]["base"][0]["format"], "rdb", "{plan}");
+        assert_eq!(
+            plan["plan"]["shards"][0]["base"][0]["format"], "rdb",
+            "{plan}"
+        );
     }
     let ttls = hfe.then(|| FieldTtls(field_ttl::read(&mut conn).unwrap()));
     if let Some(t) = &ttls {
-        assert!(t.0.len() > 20, "the workload left field TTLs: {}", t.0.len());
+        assert!(
+            t.0.len() > 20,
+            "the workload left field TTLs: {}",
+            t.0.len()
+        );
     }
 
     step("shipped, compacted");
     // Drift check: none.
-    let out = b.cmd(&["--config", cfg.to_str().unwrap(), "verify", "--against", &source.url(), "--json"]);
-    assert_eq!(out.code(), Some(0), "drift check on {source_flavor}:\n{}\n{}", out.stdout, out.stderr);
+    let out = b.cmd(&[
+        "--config",
+        cfg.to_str().unwrap(),
+        "verify",
+        "--against",
+        &source.url(),
+        "--json",
+    ]);
+    assert_eq!(
+        out.code(),
+        Some(0),
+        "drift check on {source_flavor}:\n{}\n{}",
+        out.stdout,
+        out.stderr
+    );
 
     step("drift check");
     // Own layout, own server; then the point in time.
     let own = b.path("own");
-    b.cmd(&["restore", "--to-dir", own.to_str().unwrap()]).ok().unwrap();
+    b.cmd(&["restore", "--to-dir", own.to_str().unwrap()])
+        .ok()
+        .unwrap();
     let server = AnyServer::start_on_dir(source_flavor, &own).unwrap();
     keyspace::assert_same(&expected, &dump(&server.url()));
     if let Some(t) = &ttls {
@@ -243,9 +341,15 @@ fn row(source_flavor: Flavor, seed: u64) {
     }
     drop(server);
     let at = b.path("at");
-    b.cmd(&["restore", "--at", &t.to_string(), "--to-dir", at.to_str().unwrap()])
-        .ok()
-        .unwrap();
+    b.cmd(&[
+        "restore",
+        "--at",
+        &t.to_string(),
+        "--to-dir",
+        at.to_str().unwrap(),
+    ])
+    .ok()
+    .unwrap();
     let server = AnyServer::start_on_dir(source_flavor, &at).unwrap();
     keyspace::assert_same(&phase_a, &dump(&server.url()));
     drop(server);
@@ -255,7 +359,7 @@ fn row(source_flavor: Flavor, seed: u64) {
     for target in Flavor::ALL {
         live_into(&b, target, &expected, ttls.as_ref());
         if target != source_flavor {
-            files_for(&b, target, &[], &expected, ttls.as_ref());
+            files_for(&b, source_flavor, target, &expected, ttls.as_ref());
         }
         step(&format!("into {target}"));
     }

@@ -185,9 +185,7 @@ fn kevy_command(
 
 /// redis-server loading the restored AOF layout, saving nothing.
 /// The scratch binary's product and version, from `--version` (`None` when it does not say).
-async fn scratch_version(
-    bin: &Path,
-) -> Option<crate::restore::translate::target::TargetServer> {
+async fn scratch_version(bin: &Path) -> Option<crate::restore::translate::target::TargetServer> {
     let out = Command::new(bin).arg("--version").output().await.ok()?;
     crate::restore::translate::target::TargetServer::from_version_line(&String::from_utf8_lossy(
         &out.stdout,

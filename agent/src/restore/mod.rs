@@ -148,7 +148,11 @@ async fn restore_to_dir(
         (Some(f), Some(s)) if (f == TargetFormat::Kevy) != (s.kind() == Kind::Kevy) => {
             return Err(anyhow::anyhow!(
                 "--format {} contradicts --for {s}",
-                if f == TargetFormat::Kevy { "kevy" } else { "redis" }
+                if f == TargetFormat::Kevy {
+                    "kevy"
+                } else {
+                    "redis"
+                }
             )
             .context(Failure::Usage));
         }

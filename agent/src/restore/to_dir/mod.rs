@@ -181,10 +181,7 @@ pub async fn restore_with(
     if opts.force {
         move_aside(dir, &staging_name)?;
     }
-    let mut lost: Vec<LostFieldTtl> = stats
-        .into_iter()
-        .flat_map(|s| s.lost_field_ttls)
-        .collect();
+    let mut lost: Vec<LostFieldTtl> = stats.into_iter().flat_map(|s| s.lost_field_ttls).collect();
     let field_ttls_lost = lost.len() as u64;
     super::translate::field_ttl::warn(&lost, field_ttls_lost);
     lost.truncate(super::live::KEEP_LOST_FIELDS);
@@ -292,10 +289,7 @@ fn converted(
         crate::context::now_ms(),
     );
     let feed = FeedOptions {
-        field_ttl: opts
-            .server
-            .as_ref()
-            .map_or(defaults.field_ttl, Support::of),
+        field_ttl: opts.server.as_ref().map_or(defaults.field_ttl, Support::of),
         ..defaults
     };
     let mut stats = Vec::new();

@@ -47,7 +47,9 @@ pub fn why_convert(
                 _ => magic != "REDIS",
             };
             if foreign {
-                return Ok(Some(format!("the base is a {magic} RDB, which {server} does not read")));
+                return Ok(Some(format!(
+                    "the base is a {magic} RDB, which {server} does not read"
+                )));
             }
             if let (Some(v), Some(max)) = (version, server.max_rdb_version()) {
                 if v > max {

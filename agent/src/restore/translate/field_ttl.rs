@@ -104,11 +104,21 @@ fn parse<'a>(args: &[&'a [u8]]) -> Option<Op<'a>> {
         if eq(name, "HPEXPIREAT") {
             ("HPEXPIREAT", Ttl::At(num(args.get(2)?)?), 3, false)
         } else if eq(name, "HEXPIREAT") {
-            ("HEXPIREAT", Ttl::At(num(args.get(2)?)?.checked_mul(1000)?), 3, false)
+            (
+                "HEXPIREAT",
+                Ttl::At(num(args.get(2)?)?.checked_mul(1000)?),
+                3,
+                false,
+            )
         } else if eq(name, "HPEXPIRE") {
             ("HPEXPIRE", Ttl::In(num(args.get(2)?)?), 3, false)
         } else if eq(name, "HEXPIRE") {
-            ("HEXPIRE", Ttl::In(num(args.get(2)?)?.checked_mul(1000)?), 3, false)
+            (
+                "HEXPIRE",
+                Ttl::In(num(args.get(2)?)?.checked_mul(1000)?),
+                3,
+                false,
+            )
         } else if eq(name, "HPERSIST") {
             ("HPERSIST", Ttl::Persist, 2, false)
         } else if eq(name, "HSETEX") {
@@ -249,14 +259,19 @@ impl FieldTtls {
                 Some(out)
             }
             "HGETEX" => Some(expire(op.ttl, op.key, &op.fields).into_iter().collect()),
-            "HGETDEL" => Some(vec![cmd("HDEL", op.key, op.fields.iter().map(|f| f.to_vec()))]),
+            "HGETDEL" => Some(vec![cmd(
+                "HDEL",
+                op.key,
+                op.fields.iter().map(|f| f.to_vec()),
+            )]),
             _ => None,
         }
     }
 
     /// No field TTLs: see the table in the module doc.
     fn no_field_ttl(&mut self, op: Op<'_>) -> Vec<Command> {
-        let hdel = |key: &[u8], fields: &[&[u8]]| cmd("HDEL", key, fields.iter().map(|f| f.to_vec()));
+        let hdel =
+            |key: &[u8], fields: &[&[u8]]| cmd("HDEL", key, fields.iter().map(|f| f.to_vec()));
         let mut out = Vec::new();
         if op.name == "HSETEX" {
             let mut set = cmd("HSET", op.key, []);
@@ -324,8 +339,7 @@ impl FieldTtls {
             for k in &args[1..] {
                 self.lost.remove(&(db, k.to_vec()));
             }
-        } else if eq(name, "SET") || eq(name, "SETEX") || eq(name, "PSETEX") || eq(name, "GETSET")
-        {
+        } else if eq(name, "SET") || eq(name, "SETEX") || eq(name, "PSETEX") || eq(name, "GETSET") {
             if let Some(k) = args.get(1) {
                 self.lost.remove(&(db, k.to_vec()));
             }
@@ -344,7 +358,13 @@ impl FieldTtls {
                 let (a, b) = (a as u32, b as u32);
                 let old = std::mem::take(&mut self.lost);
                 for ((d, k), v) in old {
-                    let d = if d == a { b } else if d == b { a } else { d };
+                    let d = if d == a {
+                        b
+                    } else if d == b {
+                        a
+                    } else {
+                        d
+                    };
                     self.lost.insert((d, k), v);
                 }
             }
@@ -451,7 +471,10 @@ mod tests {
             vec!["HDEL h c"]
         );
         assert_eq!(
-            run(&mut t, &format!("HSETEX g FNX PXAT {future} FIELDS 2 x 1 y 2")),
+            run(
+                &mut t,
+                &format!("HSETEX g FNX PXAT {future} FIELDS 2 x 1 y 2")
+            ),
             vec!["HSET g x 1 y 2"]
         );
         assert_eq!(
