@@ -190,6 +190,9 @@ fn fields_args(fields: &[&[u8]]) -> Vec<Vec<u8>> {
     v
 }
 
+/// A key's lost fields: field → its expiry on the source (`None`: relative).
+type LostFields = BTreeMap<Vec<u8>, Option<i64>>;
+
 /// The translation state of one replay: the current database and the fields lost so far.
 #[derive(Debug)]
 pub struct FieldTtls {
@@ -197,7 +200,7 @@ pub struct FieldTtls {
     now_ms: i64,
     db: u32,
     /// (db, key) → field → its expiry on the source.
-    lost: BTreeMap<(u32, Vec<u8>), BTreeMap<Vec<u8>, Option<i64>>>,
+    lost: BTreeMap<(u32, Vec<u8>), LostFields>,
 }
 
 impl FieldTtls {
