@@ -193,13 +193,22 @@ async fn restore_to_dir(
     });
     print_result(out, args.json, &summary, || {
         format!(
-            "restored instance {} (snapshot {}, up to {}) into {}: {} file(s) in {} layout",
+            "restored instance {} (snapshot {}, up to {}) into {}: {} file(s) in {} layout{}{}",
             plan.instance,
             plan.snapshot,
             rfc3339_ms(plan.covers_until_ms()),
             dir.display(),
             written.files.len(),
-            target
+            target,
+            match (&written.converted, server) {
+                (Some(why), Some(s)) => format!(", converted for {s} ({why})"),
+                _ => String::new(),
+            },
+            if written.field_ttls_lost > 0 {
+                format!(", {} hash field TTLs lost", written.field_ttls_lost)
+            } else {
+                String::new()
+            }
         )
     })?;
     Ok(exit::OK)
