@@ -23,7 +23,7 @@
 //! A lost field stops being lost when later commands remove its TTL on the source too: `HSET`/
 //! `HMSET`/`HSETEX` without `KEEPTTL` of the field (an overwrite clears a field's TTL), `HDEL`,
 //! `HPERSIST`, `DEL`/`UNLINK`/a `SET` of the key, `FLUSHALL`/`FLUSHDB`; `RENAME`/`MOVE`/`SWAPDB`
-//! move it. What is left at the end is reported, key and field named ([`LostFieldTtl`]).
+//! move it, `COPY` copies it. What is left at the end is reported, key and field named ([`LostFieldTtl`]).
 //!
 //! For a target with field TTLs but no `HSETEX` ([`Support::NoHsetex`], Redis 7.4): `HSETEX` →
 //! `HSET` + `HPEXPIREAT`, `HGETEX` → `HPEXPIREAT`/`HPERSIST`, `HGETDEL` → `HDEL` (exact).
@@ -245,6 +245,20 @@ impl FieldTtls {
         } else if eq(name, "MOVE") && args.len() == 3 {
             if let Some(to) = num(args[2]).and_then(|d| u32::try_from(d).ok()) {
                 self.move_key((db, args[1].to_vec()), (to, args[1].to_vec()));
+            }
+        } else if eq(name, "COPY") && args.len() >= 3 {
+            // `COPY src dst [DB n] [REPLACE]`: the copy carries the field TTLs.
+            let to_db = args
+                .iter()
+                .position(|a| eq(a, "DB"))
+                .and_then(|i| args.get(i + 1))
+                .and_then(|d| num(d))
+                .and_then(|d| u32::try_from(d).ok())
+                .unwrap_or(db);
+            let to = (to_db, args[2].to_vec());
+            self.lost.remove(&to);
+            if let Some(v) = self.lost.get(&(db, args[1].to_vec())).cloned() {
+                self.lost.insert(to, v);
             }
         } else if eq(name, "SWAPDB") && args.len() == 3 {
             if let (Some(a), Some(b)) = (num(args[1]), num(args[2])) {

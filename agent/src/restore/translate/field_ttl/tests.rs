@@ -58,6 +58,7 @@ fn without_field_ttls_each_ttl_is_translated_or_reported_and_forgotten_when_it_e
     // An overwrite clears b's TTL on the source too; a renamed key keeps its lost field.
     assert_eq!(run(&mut t, "HSET h b 9"), vec!["HSET h b 9"]);
     run(&mut t, "RENAME g g2");
+    run(&mut t, "COPY g2 g3 DB 5");
     run(&mut t, "SELECT 2");
     run(&mut t, &format!("HPEXPIREAT d {future} FIELDS 1 f"));
     run(&mut t, "DEL d");
@@ -66,6 +67,7 @@ fn without_field_ttls_each_ttl_is_translated_or_reported_and_forgotten_when_it_e
         vec![
             ("g2".into(), "x".into(), Some(future)),
             ("h".into(), "a".into(), Some(future)),
+            ("g3".into(), "x".into(), Some(future)),
         ]
     );
 }
