@@ -243,6 +243,13 @@ fn files_for(
             &doc["lost_field_ttls"],
             &what,
         );
+        if !target.hash_field_ttl() {
+            assert!(
+                out.stderr.contains("hash field TTL lost: db0 key \"hfe:"),
+                "{what}: a warning names key and field: {}",
+                out.stderr
+            );
+        }
     }
 }
 
