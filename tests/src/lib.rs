@@ -7,6 +7,8 @@
 //!   on a free 127.0.0.1 port ([`free_port`]) in its own temp dir, logs to a file that failure
 //!   messages quote, and is killed on drop — or by a watchdog if the test binary dies first
 //!   (see `process`).
+//! - [`Flavor`] names a server kind and version (redis 6.2/7.0/8.0, valkey 8.1, kevy) and
+//!   [`AnyServer`] runs any of them, so one test body can loop over every kind.
 //! - [`workload`] writes deterministic, seeded data; [`keyspace`] dumps a server's data and
 //!   diffs two dumps, which is how a test proves a restore is faithful.
 //! - [`vault`] is one test's repository (a folder, or S3 behind a fault proxy) and the
@@ -46,6 +48,8 @@
 
 pub mod agent;
 pub mod azurite;
+pub mod field_ttl;
+pub mod flavor;
 pub mod kevy;
 pub mod keyspace;
 pub mod ports;
@@ -59,6 +63,7 @@ pub mod vault;
 pub mod workload;
 
 pub use azurite::AzuriteServer;
+pub use flavor::{AnyServer, Flavor};
 pub use kevy::KevyServer;
 pub use ports::free_port;
 pub use process::wait_until;

@@ -163,6 +163,11 @@ pub struct RestoreArgs {
     /// Layout of --to-dir: the source's kind by default.
     #[arg(long, value_enum)]
     pub format: Option<TargetFormat>,
+    /// The server that will load --to-dir, e.g. `redis:7.0`, `redis:6.2`, `valkey:8.1`,
+    /// `kevy`: the files are written in a form that version loads (an older RDB or AOF layout
+    /// converted to commands; hash field TTLs it cannot hold reported one by one).
+    #[arg(long = "for", value_name = "SERVER[:VERSION]", requires = "to_dir")]
+    pub for_server: Option<String>,
     /// Move existing files aside (--to-dir) or write into a non-empty server (--to).
     #[arg(long)]
     pub force: bool,

@@ -45,6 +45,7 @@ use crate::cli::{RestoreArgs, TargetFormat};
 use crate::exit::{self, Failure};
 use crate::repo::plan::{self, Plan, Selection};
 use crate::repo::Repo;
+use translate::target::TargetServer;
 use translate::Kind;
 
 /// The selection the arguments ask for.
@@ -172,10 +173,26 @@ async fn restore_to_dir(
     } else {
         Kind::Redis
     };
-    let target = match args.format {
-        Some(TargetFormat::Kevy) => Kind::Kevy,
-        Some(TargetFormat::Redis) => Kind::Redis,
-        None => source,
+    let server = match &args.for_server {
+        Some(spec) => Some(TargetServer::parse(spec).context(Failure::Usage)?),
+        None => None,
+    };
+    let target = match (args.format, server) {
+        (Some(f), Some(s)) if (f == TargetFormat::Kevy) != (s.kind() == Kind::Kevy) => {
+            return Err(anyhow::anyhow!(
+                "--format {} contradicts --for {s}",
+                if f == TargetFormat::Kevy {
+                    "kevy"
+                } else {
+                    "redis"
+                }
+            )
+            .context(Failure::Usage));
+        }
+        (_, Some(s)) => s.kind(),
+        (Some(TargetFormat::Kevy), None) => Kind::Kevy,
+        (Some(TargetFormat::Redis), None) => Kind::Redis,
+        (None, None) => source,
     };
     let shards = args.shards.unwrap_or(if source == Kind::Kevy {
         plan.layout.shards()
@@ -198,6 +215,7 @@ async fn restore_to_dir(
         target,
         shards,
         force: args.force,
+        server,
     };
     let mut written = to_dir::restore_with(repo, plan, dir, opts, retry).await?;
     // The server's ACL users and config file, captured with the snapshot (when it was).
@@ -210,17 +228,28 @@ async fn restore_to_dir(
     }
     let summary = serde_json::json!({
         "instance": plan.instance, "snapshot": plan.snapshot, "dir": dir, "format": target,
-        "files": written, "bytes": plan.total_bytes(), "covers_until": rfc3339_ms(plan.covers_until_ms()),
+        "for": server, "converted": written.converted,
+        "field_ttls_lost": written.field_ttls_lost, "lost_field_ttls": written.lost_field_ttls,
+        "files": written.files, "bytes": plan.total_bytes(), "covers_until": rfc3339_ms(plan.covers_until_ms()),
     });
     print_result(out, args.json, &summary, || {
         format!(
-            "restored instance {} (snapshot {}, up to {}) into {}: {} file(s) in {} layout",
+            "restored instance {} (snapshot {}, up to {}) into {}: {} file(s) in {} layout{}{}",
             plan.instance,
             plan.snapshot,
             rfc3339_ms(plan.covers_until_ms()),
             dir.display(),
-            written.len(),
-            target
+            written.files.len(),
+            target,
+            match (&written.converted, server) {
+                (Some(why), Some(s)) => format!(", converted for {s} ({why})"),
+                _ => String::new(),
+            },
+            if written.field_ttls_lost > 0 {
+                format!(", {} hash field TTLs lost", written.field_ttls_lost)
+            } else {
+                String::new()
+            }
         )
     })?;
     Ok(exit::OK)
@@ -241,6 +270,7 @@ fn report_replay(
             report.lossy
         );
     }
+    translate::field_ttl::warn(&report.lost_field_ttls, report.field_ttls_lost);
     let summary = serde_json::json!({
         "instance": plan.instance, "snapshot": plan.snapshot, "target": live::url_text(url),
         "covers_until": rfc3339_ms(plan.covers_until_ms()), "report": report,
@@ -252,15 +282,18 @@ fn report_replay(
             .map(|(db, n)| format!("{db}={n}"))
             .collect();
         format!(
-            "replayed instance {} (snapshot {}, up to {}) into {} ({}): {} commands in {:.1}s, {} error replies; keys now: {}",
+            "replayed instance {} (snapshot {}, up to {}) into {} ({}): {} commands in {:.1}s, {} error replies, {} hash field TTLs lost; keys now: {}",
             plan.instance,
             plan.snapshot,
             rfc3339_ms(plan.covers_until_ms()),
             live::url_text(url),
-            report.target_kind.map_or("?".into(), |k| k.to_string()),
+            report
+                .target_server
+                .map_or_else(|| "?".into(), |s| s.to_string()),
             report.commands,
             report.seconds,
             report.errors,
+            report.field_ttls_lost,
             if keys.is_empty() { "none".into() } else { keys.join(" ") }
         )
     })?;
