@@ -223,7 +223,7 @@ async fn restore_to_dir(
         crate::server_config::for_snapshot(repo, &plan.instance, plan.snapshot_created_ms).await?
     {
         for name in crate::server_config::apply::write_to_dir(&doc, dir, !args.no_acl)? {
-            written.push(dir.join(name));
+            written.files.push(dir.join(name));
         }
     }
     let summary = serde_json::json!({
