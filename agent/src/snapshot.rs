@@ -1,6 +1,6 @@
 //! Snapshot manifests: for every shard, its current chain and the segments stored up to now,
-//! published last with a create-only put; the server's ACL users and config file are captured
-//! just before (`server_config`).
+//! published last with a create-only put (the daemon captures the server's ACL users and config
+//! file just before: `server_config`).
 //!
 //! The manifest is built from a listing of the repository, not from memory: it can only name
 //! objects that exist, and a segment still in flight is simply not part of it.
@@ -40,9 +40,6 @@ pub async fn publish(
     heads: &[ChainHead],
     reason: &str,
 ) -> Result<SnapshotManifest, RepoError> {
-    // Captured first, so that the capture a restore of this snapshot picks (the newest at or
-    // before it) is this one.
-    crate::server_config::capture_for_snapshot(repo, instance).await;
     let mut shards = Vec::with_capacity(heads.len());
     for head in heads {
         shards.push(cut(repo, instance, head).await?);

@@ -45,13 +45,17 @@ impl Daemon {
     }
 
     async fn publish(
-        &self,
+        &mut self,
         shared: &SharedRef,
         record: &aofvault_formats::vault::ServerLayout,
         heads: &[Option<ChainHead>],
         reason: &str,
     ) -> bool {
         let hs: Vec<ChainHead> = heads.iter().flatten().cloned().collect();
+        // The server's ACL users and config file go with the snapshot.
+        if let Some(srv) = self.server.as_mut() {
+            crate::server_config::capture_for_snapshot(srv, &self.repo, &self.instance).await;
+        }
         match crate::snapshot::publish(
             &self.repo,
             &self.instance,

@@ -395,6 +395,9 @@ pub async fn backup_once(
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
         }
+        if let Some(srv) = server.as_mut() {
+            crate::server_config::capture_for_snapshot(srv, &repo, &instance).await;
+        }
         Ok(
             crate::snapshot::publish(&repo, &instance, &record, server_version, &heads, "backup")
                 .await?,

@@ -17,9 +17,6 @@
 pub mod apply;
 pub mod capture;
 
-use std::sync::{Arc, Mutex, OnceLock};
-
-use aofvault_config::Config;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
@@ -67,40 +64,18 @@ impl ServerConfigDoc {
     }
 }
 
-fn registered() -> &'static Mutex<Option<Arc<Config>>> {
-    static SOURCE: OnceLock<Mutex<Option<Arc<Config>>>> = OnceLock::new();
-    SOURCE.get_or_init(Default::default)
-}
-
-/// Names the server whose configuration snapshots capture (`run` and `backup` call it, and
-/// again on reload). Without it, snapshots capture nothing (unit tests, in-memory stores).
-pub fn register(cfg: &Config) {
-    let mut slot = registered().lock().unwrap_or_else(|e| e.into_inner());
-    *slot = cfg.source.url.is_some().then(|| Arc::new(cfg.clone()));
-}
-
-/// Captures the registered server's configuration and stores it if it changed. Never fails:
-/// a problem is logged (the snapshot matters more than its companion).
-pub async fn capture_for_snapshot(repo: &Repo, instance: &str) {
-    let cfg = registered()
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .clone();
-    let Some(cfg) = cfg else { return };
+/// Captures what `server` says of its ACL users and config file and stores it if it changed,
+/// just before a snapshot is published (so that the capture a restore of that snapshot picks,
+/// the newest at or before it, is this one). Never fails: a problem is logged (the snapshot
+/// matters more than its companion).
+pub async fn capture_for_snapshot(server: &mut crate::server::Server, repo: &Repo, instance: &str) {
     let redact = !repo.key_ring().encrypts();
-    let stored = async {
-        let Some(mut server) = crate::server::Server::connect(&cfg).await? else {
-            return anyhow::Ok(None);
-        };
-        let doc = capture::capture(&mut server, instance, redact).await;
-        Ok(Some(store(repo, &doc).await?))
-    }
-    .await;
-    match stored {
-        Ok(Some(Some(key))) => tracing::info!(%key, "server configuration captured"),
-        Ok(_) => {}
+    let doc = capture::capture(server, instance, redact).await;
+    match store(repo, &doc).await {
+        Ok(Some(key)) => tracing::info!(%key, "server configuration captured"),
+        Ok(None) => {}
         Err(e) => {
-            tracing::warn!(error = %format!("{e:#}"), "cannot capture the server configuration (ACL users, config file) with this snapshot")
+            tracing::warn!(error = %e, "cannot capture the server configuration (ACL users, config file) with this snapshot")
         }
     }
 }
