@@ -11,7 +11,7 @@ use std::path::PathBuf;
 
 use url::Url;
 
-use super::repository::{env_bool, secret};
+use super::env_values::{env_bool, secret};
 use super::Check;
 use crate::error::ErrorKind;
 use crate::model::{Azure, Gcs};

@@ -8,6 +8,7 @@
 mod check;
 pub(crate) mod cloud;
 pub(crate) mod encryption;
+mod env_values;
 pub(crate) mod repository;
 pub(crate) mod source;
 

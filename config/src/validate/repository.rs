@@ -3,17 +3,16 @@
 //! [`super::cloud`]), with the standard `AWS_*` variables filling what the file
 //! leaves unset (the file wins, as with other S3 tools' explicit options).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use url::Url;
 
-use super::source::read_secret;
+use super::env_values::{env_bool, secret};
 use super::Check;
 use crate::error::ErrorKind;
 use crate::model::{RepoUrl, Repository, Source, State, S3};
 use crate::raw::{RawRepository, RawS3};
-use crate::secret::Secret;
 
 /// The zstd level used when `compression` is unset or just `"zstd"`.
 pub const DEFAULT_ZSTD_LEVEL: i32 = 3;
@@ -368,34 +367,5 @@ fn s3(raw: RawS3, is_s3: bool, check: &mut Check) -> S3 {
         secret_access_key,
         session_token,
         virtual_hosted_style,
-    }
-}
-
-/// A secret from `file` if set, else from the environment variable `var`.
-pub(super) fn secret(
-    file: Option<&Path>,
-    key: &str,
-    var: &str,
-    check: &mut Check,
-) -> Option<Secret> {
-    match file {
-        Some(path) => read_secret(key, path, check),
-        None => check.env().get(var).map(Secret::new),
-    }
-}
-
-pub(super) fn env_bool(path: &str, var: &str, text: &str, check: &mut Check) -> bool {
-    match text.trim().to_ascii_lowercase().as_str() {
-        "1" | "true" | "yes" | "on" => true,
-        "0" | "false" | "no" | "off" => false,
-        _ => {
-            check.push(
-                ErrorKind::InvalidValue,
-                path,
-                Some(format!("{text:?}")),
-                format!("from {var}: must be true or false"),
-            );
-            false
-        }
     }
 }
