@@ -97,6 +97,15 @@ impl Server {
         Ok(v.get(1).cloned())
     }
 
+    /// A command whose reply is text (`CLUSTER NODES`, `CLUSTER MYSHARDID`).
+    pub async fn text(&mut self, args: &[&str]) -> anyhow::Result<String> {
+        let mut cmd = redis::Cmd::new();
+        for a in args {
+            cmd.arg(*a);
+        }
+        self.cmd(cmd).await
+    }
+
     pub async fn bgrewriteaof(&mut self) -> anyhow::Result<String> {
         self.cmd(redis::cmd("BGREWRITEAOF")).await
     }

@@ -10,6 +10,8 @@
 //!   diffs two dumps, which is how a test proves a restore is faithful.
 //! - [`vault`] is one test's repository (a folder, or S3 behind a fault proxy) and the
 //!   `aofvault` commands on it: run the daemon, read `status --json`, wait until shipped, restore.
+//! - [`cluster`] is a Redis Cluster of real nodes (create, reshard), a small cluster client for
+//!   write loads, and a whole-cluster dump.
 //! - [`agent`] finds (or builds) the `aofvault` binary and runs it, to completion or as a
 //!   daemon with captured logs.
 //! - [`proxy`] is a TCP proxy that injects faults (resets, stalls, slowness, HTTP 503s, outages)
@@ -44,6 +46,7 @@
 //! generous deadline), never with a fixed sleep.
 
 pub mod agent;
+pub mod cluster;
 pub mod kevy;
 pub mod keyspace;
 pub mod ports;
@@ -56,6 +59,7 @@ pub mod torn;
 pub mod vault;
 pub mod workload;
 
+pub use cluster::RedisCluster;
 pub use kevy::KevyServer;
 pub use ports::free_port;
 pub use process::wait_until;

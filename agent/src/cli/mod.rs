@@ -44,6 +44,10 @@ pub struct GlobalArgs {
     /// Instance name inside the repository.
     #[arg(long, global = true, value_name = "NAME")]
     pub instance: Option<String>,
+    /// The Redis Cluster the server belongs to (`run` records its topology; `list` and
+    /// `restore` work on the whole cluster).
+    #[arg(long, global = true, value_name = "NAME")]
+    pub cluster: Option<String>,
     /// Local state directory (cursors, status).
     #[arg(long, global = true, value_name = "DIR", value_hint = ValueHint::DirPath)]
     pub state_dir: Option<PathBuf>,

@@ -88,6 +88,8 @@ pub async fn run(
             return Err(e);
         }
     };
+    // `--cluster NAME`: the topology recorder runs beside the shipping (crate::cluster).
+    let _topology = crate::cluster::record::spawn(&cfg, repo.clone(), shutdown.child_token());
     let mut d = Daemon {
         cfg,
         repo,

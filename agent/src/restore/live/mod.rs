@@ -12,7 +12,9 @@
 //! the first few are reported with the command that got them. At the end the target's key
 //! counts per database are read back.
 
+pub mod cluster;
 pub mod counts;
+pub mod route;
 pub mod send;
 
 use std::time::Duration;
@@ -132,6 +134,10 @@ pub async fn replay_with(
     retry: &Retry,
 ) -> anyhow::Result<Outcome> {
     let mut target = open(url).await?;
+    if cluster::is_cluster(&mut target).await? {
+        // Routed by hash slot to the target's primaries: see `cluster`.
+        return cluster::replay_into(repo, &[plan], vec![vec![(0, None)]], url, force, retry).await;
+    }
     if !target.keyspace.is_empty() && !force {
         return Ok(Outcome::NotEmpty(target.keyspace));
     }

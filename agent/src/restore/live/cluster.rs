@@ -1,0 +1,287 @@
+//! Replaying one or several plans into any target: a plain server, or a Redis Cluster whose
+//! primaries each get their own connection and the commands of the slots they serve
+//! ([`super::route`]).
+//!
+//! Several plans are the groups of a cluster source (`restore --cluster`); they are replayed
+//! in *phases* (`crate::cluster::history`): within a phase every input runs in parallel, each
+//! kept to its slots by a [`SlotFilter`]; a phase starts once the previous one's every reply
+//! was read, so a later phase's writes land after an earlier one's. One plan into a cluster
+//! target (a plain `restore --to`) is one phase without a filter.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use tokio::sync::mpsc;
+
+use super::route::{Router, SlotFilter, TargetMap, CROSS_SLOT};
+use super::send::{open_tcp, send_tcp, Batch, BatchSink, TcpTarget, IN_FLIGHT};
+use super::{gather, open, open_senders, url_text, Consumer, Outcome, Producer, Report, Target};
+use crate::cluster::history::SlotSet;
+use crate::restore::feed::{feed_shard, FeedOptions, FeedStats};
+use crate::restore::fetch::{fetch, StagedShard, StagingDir};
+use crate::restore::progress::Progress;
+use crate::restore::retry::Retry;
+use crate::restore::translate::Kind;
+use crate::repo::plan::Plan;
+use crate::repo::Repo;
+
+/// What one phase replays of one plan: the plan's index and the slots kept (`None`: all).
+pub type Part = (usize, Option<Arc<SlotSet>>);
+
+/// Where the commands go.
+enum Shape {
+    Single,
+    Cluster {
+        map: Arc<TargetMap>,
+        nodes: Vec<TcpTarget>,
+    },
+}
+
+/// Whether the server behind `target` runs in cluster mode (`INFO cluster`).
+pub async fn is_cluster(target: &mut Target) -> anyhow::Result<bool> {
+    let text: String = redis::cmd("INFO")
+        .arg("cluster")
+        .query_async(&mut target.conn)
+        .await
+        .unwrap_or_default();
+    let info = crate::server::parse_info(&text);
+    Ok(info.get("cluster_enabled").is_some_and(|v| v == "1"))
+}
+
+async fn shape(target: &mut Target, url: &str) -> anyhow::Result<Shape> {
+    if !is_cluster(target).await? {
+        return Ok(Shape::Single);
+    }
+    let map = TargetMap::read(&mut target.conn).await?;
+    let login = TcpTarget::from_url(url).with_context(|| {
+        format!(
+            "{}: a cluster target is reached over plain redis:// only (one connection per primary)",
+            url_text(url)
+        )
+    })?;
+    let mut nodes = Vec::new();
+    for addr in &map.nodes {
+        let (host, port) = addr
+            .rsplit_once(':')
+            .with_context(|| format!("a cluster node without a port: {addr}"))?;
+        nodes.push(TcpTarget {
+            host: if host.is_empty() {
+                login.host.clone()
+            } else {
+                host.to_string()
+            },
+            port: port.parse().with_context(|| format!("a bad port: {addr}"))?,
+            db: 0,
+            ..login.clone()
+        });
+    }
+    tracing::info!(primaries = nodes.len(), "the target is a cluster: commands are routed by hash slot");
+    Ok(Shape::Cluster {
+        map: Arc::new(map),
+        nodes,
+    })
+}
+
+/// Keys per database of the target: every primary's, summed, for a cluster.
+async fn counts(target: &mut Target, shape: &Shape) -> anyhow::Result<Vec<(String, u64)>> {
+    let Shape::Cluster { nodes, .. } = shape else {
+        return super::counts::key_counts(&mut target.conn, target.home_db).await;
+    };
+    let mut total = 0u64;
+    for n in nodes {
+        let url = match (&n.username, &n.password) {
+            (Some(u), Some(p)) => format!("redis://{u}:{p}@{}:{}", n.host, n.port),
+            (None, Some(p)) => format!("redis://:{p}@{}:{}", n.host, n.port),
+            _ => format!("redis://{}:{}", n.host, n.port),
+        };
+        let node = open(&url).await?;
+        total += node.keyspace.iter().map(|(_, k)| k).sum::<u64>();
+    }
+    Ok(if total > 0 {
+        vec![("db0".to_string(), total)]
+    } else {
+        Vec::new()
+    })
+}
+
+/// Fetches `plans`, then replays `phases` of them into `url` (see the module doc).
+pub async fn replay_into(
+    repo: &Repo,
+    plans: &[&Plan],
+    phases: Vec<Vec<Part>>,
+    url: &str,
+    force: bool,
+    retry: &Retry,
+) -> anyhow::Result<Outcome> {
+    let mut target = open(url).await?;
+    let shape = shape(&mut target, url).await?;
+    let before = counts(&mut target, &shape).await?;
+    if !before.is_empty() && !force {
+        return Ok(Outcome::NotEmpty(before));
+    }
+    let staging = StagingDir::temp()?;
+    let total: u64 = plans.iter().map(|p| p.total_bytes()).sum();
+    let fetch_progress = Progress::new("fetch", total);
+    let mut staged: Vec<Vec<StagedShard>> = Vec::new();
+    for (i, plan) in plans.iter().enumerate() {
+        let dir = staging.path().join(i.to_string());
+        std::fs::create_dir(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        staged.push(fetch(repo, plan, &dir, b"", &fetch_progress, retry).await?);
+    }
+    fetch_progress.finish();
+    let started = std::time::Instant::now();
+    let progress = Progress::new("replay", total);
+    let shards: usize = staged.iter().map(Vec::len).sum();
+    let mut report = Report {
+        target_kind: Some(target.kind),
+        ..Report::default()
+    };
+    for (n, phase) in phases.into_iter().enumerate() {
+        let mut inputs = Vec::new();
+        for (i, keep) in phase {
+            let (Some(plan), Some(shards)) = (plans.get(i), staged.get(i)) else {
+                continue;
+            };
+            let opts = FeedOptions {
+                from: if plan.layout.is_kevy() {
+                    Kind::Kevy
+                } else {
+                    Kind::Redis
+                },
+                to: target.kind,
+                merge: true,
+                now_ms: crate::context::now_ms(),
+            };
+            for s in shards {
+                inputs.push((s.clone(), keep.clone(), opts));
+            }
+        }
+        tracing::debug!(phase = n, inputs = inputs.len(), "replay phase");
+        let failure = match &shape {
+            Shape::Single => {
+                let opts_merge = shards > 1;
+                let (senders, consumers) =
+                    open_senders(&target, url, inputs.len().max(1), IN_FLIGHT, &progress).await?;
+                let producers = inputs
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, (s, keep, mut opts))| {
+                        opts.merge = opts_merge;
+                        let tx = senders[i % senders.len()].clone();
+                        single_decoder(s, keep, opts, tx, &progress)
+                    })
+                    .collect();
+                drop(senders);
+                gather(consumers, producers, &mut report).await?
+            }
+            Shape::Cluster { map, nodes } => {
+                let (senders, consumers) = open_nodes(nodes, inputs.len(), &progress).await?;
+                let producers = inputs
+                    .into_iter()
+                    .map(|(s, keep, opts)| {
+                        routed_decoder(s, keep, opts, &senders, map.clone(), &progress)
+                    })
+                    .collect();
+                drop(senders);
+                gather(consumers, producers, &mut report).await?
+            }
+        };
+        if let Some(e) = failure {
+            progress.finish();
+            return Err(e);
+        }
+    }
+    progress.add_keys(report.base_keys);
+    progress.finish();
+    drop(staging);
+    report.first_errors.truncate(10);
+    report.seconds = started.elapsed().as_secs_f64();
+    report.keyspace = counts(&mut target, &shape).await?;
+    Ok(Outcome::Done(report))
+}
+
+/// One connection (and sending task) per primary of a cluster target.
+async fn open_nodes(
+    nodes: &[TcpTarget],
+    inputs: usize,
+    progress: &Progress,
+) -> anyhow::Result<(Vec<mpsc::Sender<Batch>>, Vec<Consumer>)> {
+    let mut senders = Vec::new();
+    let mut consumers = Vec::new();
+    for n in nodes {
+        let (tx, rx) = mpsc::channel::<Batch>(IN_FLIGHT * inputs.max(1));
+        let conn = open_tcp(n)
+            .await
+            .with_context(|| format!("cannot connect to cluster node {}:{}", n.host, n.port))?;
+        senders.push(tx);
+        consumers.push(tokio::spawn(send_tcp(conn, rx, progress.clone())));
+    }
+    Ok((senders, consumers))
+}
+
+/// A decoder thread feeding one connection, kept to `keep`'s slots when given.
+fn single_decoder(
+    s: StagedShard,
+    keep: Option<Arc<SlotSet>>,
+    opts: FeedOptions,
+    tx: mpsc::Sender<Batch>,
+    progress: &Progress,
+) -> Producer {
+    let shard = s.shard;
+    let p = progress.clone();
+    let task = tokio::task::spawn_blocking(move || -> anyhow::Result<FeedStats> {
+        let mut sink = BatchSink::new(tx, shard, p);
+        let stats = match keep {
+            Some(keep) => feed_shard(
+                &s,
+                &opts,
+                &mut SlotFilter {
+                    inner: &mut sink,
+                    keep,
+                },
+            )?,
+            None => feed_shard(&s, &opts, &mut sink)?,
+        };
+        sink.flush()?;
+        Ok(stats)
+    });
+    (shard, task)
+}
+
+/// A decoder thread routing by slot to every primary's connection.
+fn routed_decoder(
+    s: StagedShard,
+    keep: Option<Arc<SlotSet>>,
+    opts: FeedOptions,
+    senders: &[mpsc::Sender<Batch>],
+    map: Arc<TargetMap>,
+    progress: &Progress,
+) -> Producer {
+    let shard = s.shard;
+    let sinks: Vec<BatchSink> = senders
+        .iter()
+        .map(|tx| BatchSink::new(tx.clone(), shard, progress.clone()))
+        .collect();
+    let task = tokio::task::spawn_blocking(move || -> anyhow::Result<FeedStats> {
+        let mut router = Router::new(sinks, map);
+        let mut stats = match keep {
+            Some(keep) => feed_shard(
+                &s,
+                &opts,
+                &mut SlotFilter {
+                    inner: &mut router,
+                    keep,
+                },
+            )?,
+            None => feed_shard(&s, &opts, &mut router)?,
+        };
+        router.flush()?;
+        if router.dropped.count > 0 {
+            tracing::warn!(shard, count = router.dropped.count, first = ?router.dropped.first, "{CROSS_SLOT}");
+            stats.lossy += router.dropped.count;
+            stats.lossy_reason.get_or_insert(CROSS_SLOT);
+        }
+        Ok(stats)
+    });
+    (shard, task)
+}
