@@ -196,6 +196,12 @@ impl RedisCluster {
         Ok(count)
     }
 
+    /// Whether `nodes[i]` serves `slot` (`CLUSTER SLOTS`).
+    pub fn serves(&self, i: usize, slot: u16) -> Result<bool> {
+        let client = ClusterClient::new(&self.nodes[i].url())?;
+        Ok(client.slots[usize::from(slot)] == format!("127.0.0.1:{}", self.nodes[i].port()))
+    }
+
     /// Moves `slots` slots from `nodes[from]` to `nodes[to]` with `redis-cli --cluster
     /// reshard` (keys move with MIGRATE), then waits until the cluster agrees again.
     pub fn reshard(&self, from: usize, to: usize, slots: usize) -> Result<()> {

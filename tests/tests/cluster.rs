@@ -106,6 +106,17 @@ impl Repo {
     }
 }
 
+/// `CLUSTER SETSLOT slot <how> id` on `node`.
+fn setslot(node: &RedisServer, slot: u16, how: &str, id: &str) -> Result<()> {
+    redis::cmd("CLUSTER")
+        .arg("SETSLOT")
+        .arg(slot)
+        .arg(how)
+        .arg(id)
+        .query::<()>(&mut node.conn()?)
+        .with_context(|| format!("CLUSTER SETSLOT {slot} {how} {id}"))
+}
+
 fn unix_now() -> f64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -175,6 +186,12 @@ fn a_cluster_resharded_under_load_restores_into_any_shape() -> Result<()> {
     assert!(earliest <= (t * 1000.0) as i64 && (t * 1000.0) as i64 <= latest, "{listed}");
     let text = repo.cmd(&["--cluster", "prod", "list"])?.ok()?.stdout;
     assert!(text.contains("common restorable window"), "{text}");
+    let plan = repo
+        .cmd(&["--cluster", "prod", "restore", "--dry-run", "--json", "--to", "redis://x"])?
+        .ok()?
+        .json()?;
+    assert_eq!(plan["moved_slots"], 500, "the reshard is in the record");
+    assert_eq!(plan["phases"].as_array().map(Vec::len), Some(2), "{plan}");
 
     // The latest state into a 2-primary cluster, a 4-primary cluster and one plain server.
     for primaries in [2, 4] {
@@ -183,6 +200,37 @@ fn a_cluster_resharded_under_load_restores_into_any_shape() -> Result<()> {
         eprintln!("into {primaries} primaries: {}", out.stdout.trim());
         keyspace::assert_same(&expected, &target.dump()?);
     }
+    // A target resharding while it is restored into: one slot of the data half moved from
+    // its owner A to B. A answers ASK for every key it lacks; the restore follows to B.
+    let moving = RedisCluster::start(3, 0)?;
+    let key = expected.0.keys().next().context("a key")?.1.clone();
+    let slot = aofvault_formats::slot::key_slot(&key);
+    let owner = (0..3)
+        .find(|&i| moving.serves(i, slot).unwrap_or(false))
+        .context("the slot's owner")?;
+    let other = (owner + 1) % 3;
+    let (a, b) = (moving.node_id(owner)?, moving.node_id(other)?);
+    setslot(&moving.nodes[other], slot, "IMPORTING", &a)?;
+    setslot(&moving.nodes[owner], slot, "MIGRATING", &b)?;
+    let out = repo.restore_to(&moving.url(), &[])?;
+    assert!(out.stderr.contains("MOVED/ASK"), "{}", out.stderr);
+    for n in &moving.nodes {
+        setslot(n, slot, "NODE", &b)?;
+    }
+    moving.wait_ok()?;
+    keyspace::assert_same(&expected, &moving.dump()?);
+
+    // One directory per group: each node's files at the latest moment.
+    let dirs = repo.path("dirs");
+    let dirs_s = dirs.display().to_string();
+    repo.cmd(&["--cluster", "prod", "restore", "--to-dir", &dirs_s])?.ok()?;
+    let mut union = keyspace::Keyspace::default();
+    for entry in std::fs::read_dir(&dirs)? {
+        let server = RedisServer::start_on_dir(&entry?.path(), &[])?;
+        union.0.extend(keyspace::dump(&mut server.conn()?, &[0])?.0);
+    }
+    keyspace::assert_same(&expected, &union);
+
     let single = RedisServer::start()?;
     let out = repo.restore_to(&single.url(), &[])?;
     eprintln!("into one server: {}", out.stdout.trim());

@@ -8,13 +8,15 @@
 //! was read, so a later phase's writes land after an earlier one's. One plan into a cluster
 //! target (a plain `restore --to`) is one phase without a filter.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use anyhow::Context;
+use redis::aio::MultiplexedConnection;
 use tokio::sync::mpsc;
 
 use super::route::{Router, SlotFilter, TargetMap, CROSS_SLOT};
-use super::send::{open_tcp, send_tcp, Batch, BatchSink, TcpTarget, IN_FLIGHT};
+use super::send::{is_redirect, open_tcp, send_tcp, Batch, BatchSink, Sent, TcpTarget, IN_FLIGHT};
 use super::{gather, open, open_senders, url_text, Consumer, Outcome, Producer, Report, Target};
 use crate::cluster::history::SlotSet;
 use crate::restore::feed::{feed_shard, FeedOptions, FeedStats};
@@ -89,12 +91,7 @@ async fn counts(target: &mut Target, shape: &Shape) -> anyhow::Result<Vec<(Strin
     };
     let mut total = 0u64;
     for n in nodes {
-        let url = match (&n.username, &n.password) {
-            (Some(u), Some(p)) => format!("redis://{u}:{p}@{}:{}", n.host, n.port),
-            (None, Some(p)) => format!("redis://:{p}@{}:{}", n.host, n.port),
-            _ => format!("redis://{}:{}", n.host, n.port),
-        };
-        let node = open(&url).await?;
+        let node = open(&node_url(n, &format!("{}:{}", n.host, n.port))?).await?;
         total += node.keyspace.iter().map(|(_, k)| k).sum::<u64>();
     }
     Ok(if total > 0 {
@@ -214,9 +211,104 @@ async fn open_nodes(
             .await
             .with_context(|| format!("cannot connect to cluster node {}:{}", n.host, n.port))?;
         senders.push(tx);
-        consumers.push(tokio::spawn(send_tcp(conn, rx, progress.clone())));
+        let (login, progress) = (n.clone(), progress.clone());
+        consumers.push(tokio::spawn(async move {
+            let mut sent = send_tcp(conn, rx, progress).await?;
+            follow_redirects(&mut sent, &login).await?;
+            Ok(sent)
+        }));
     }
     Ok((senders, consumers))
+}
+
+/// Redirections one command may follow.
+const MAX_REDIRECTS: usize = 16;
+
+/// Sends the commands a node answered with `MOVED`/`ASK` again, in their order, to the node
+/// each reply names (`ASKING` first for `ASK`), following further redirections; what still
+/// fails is counted as an error reply.
+async fn follow_redirects(sent: &mut Sent, login: &TcpTarget) -> anyhow::Result<()> {
+    let pending = std::mem::take(&mut sent.redirected);
+    if pending.is_empty() {
+        return Ok(());
+    }
+    tracing::info!(commands = pending.len(), "the target cluster redirected commands (MOVED/ASK): sending them where it says");
+    let mut conns: HashMap<String, MultiplexedConnection> = HashMap::new();
+    for (args, first) in pending {
+        let mut reply = first;
+        let mut done = false;
+        for _ in 0..MAX_REDIRECTS {
+            let mut words = reply.split(' ');
+            let (Some(code), Some(_slot), Some(addr)) = (words.next(), words.next(), words.next())
+            else {
+                break;
+            };
+            let conn = match conns.get_mut(addr) {
+                Some(c) => c,
+                None => {
+                    let c = node_connection(login, addr).await?;
+                    conns.entry(addr.to_string()).or_insert(c)
+                }
+            };
+            let mut pipe = redis::Pipeline::new();
+            if code == "ASK" {
+                pipe.cmd("ASKING");
+            }
+            let mut cmd = redis::Cmd::new();
+            for a in &args {
+                cmd.arg(a.as_slice());
+            }
+            pipe.add_command(cmd);
+            let n = if code == "ASK" { 2 } else { 1 };
+            let replies = conn
+                .send_packed_commands(&pipe, 0, n)
+                .await
+                .with_context(|| format!("sending a redirected command to {addr}"))?;
+            match replies.last() {
+                Some(redis::Value::ServerError(e)) => {
+                    reply = format!("{} {}", e.code(), e.details().unwrap_or_default());
+                    if !is_redirect(&reply) {
+                        break;
+                    }
+                }
+                _ => {
+                    done = true;
+                    break;
+                }
+            }
+        }
+        if !done {
+            sent.errors += 1;
+            if sent.first_errors.len() < 10 {
+                let refs: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
+                sent.first_errors
+                    .push(format!("`{}`: {reply}", crate::restore::translate::label(&refs)));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `redis://[user:password@]addr` (credentials percent-encoded).
+fn node_url(login: &TcpTarget, addr: &str) -> anyhow::Result<String> {
+    let mut u = url::Url::parse(&format!("redis://{addr}"))
+        .with_context(|| format!("a cluster node address {addr:?}"))?;
+    if let Some(user) = &login.username {
+        let _ = u.set_username(user);
+    }
+    if let Some(pw) = &login.password {
+        let _ = u.set_password(Some(pw));
+    }
+    Ok(u.to_string())
+}
+
+/// A connection to the cluster node at `addr`, with the target's credentials.
+async fn node_connection(login: &TcpTarget, addr: &str) -> anyhow::Result<MultiplexedConnection> {
+    let client = redis::Client::open(node_url(login, addr)?)?;
+    client
+        .get_multiplexed_async_connection_with_config(&super::config())
+        .await
+        .with_context(|| format!("connecting to cluster node {addr}"))
 }
 
 /// A decoder thread feeding one connection, kept to `keep`'s slots when given.

@@ -261,7 +261,8 @@ async fn gather(
         match consumer.await.context("replay task")? {
             Ok(sent) => {
                 report.commands += sent.commands;
-                report.errors += sent.errors;
+                // Redirections left over (a cluster replay follows them first) are errors.
+                report.errors += sent.errors + sent.redirected.len() as u64;
                 report.first_errors.extend(sent.first_errors);
             }
             Err(e) => {

@@ -224,3 +224,80 @@ impl Sink for SlotFilter<'_> {
         self.inner.consumed(n);
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::restore::progress::Progress;
+    use tokio::sync::mpsc;
+
+    /// Two nodes: slots below 8192 on node 0, the rest on node 1.
+    fn map() -> Arc<TargetMap> {
+        let owner = (0..SLOTS).map(|s| u16::from(s >= 8192)).collect();
+        Arc::new(TargetMap {
+            nodes: vec!["a:1".into(), "b:2".into()],
+            owner,
+        })
+    }
+
+    /// Routes `commands` and returns what each node got, as text.
+    fn route(commands: &[&[&str]]) -> (Vec<Vec<String>>, Dropped) {
+        let mut rxs = Vec::new();
+        let mut sinks = Vec::new();
+        for _ in 0..2 {
+            let (tx, rx) = mpsc::channel(64);
+            sinks.push(BatchSink::new(tx, 0, Progress::new("test", 0)));
+            rxs.push(rx);
+        }
+        let mut router = Router::new(sinks, map());
+        for c in commands {
+            let args: Vec<&[u8]> = c.iter().map(|a| a.as_bytes()).collect();
+            router.command(&args).unwrap();
+        }
+        router.flush().unwrap();
+        let dropped = router.dropped.clone();
+        drop(router);
+        let got = rxs
+            .into_iter()
+            .map(|mut rx| {
+                let mut out = Vec::new();
+                while let Ok(batch) = rx.try_recv() {
+                    for i in 0..batch.len() {
+                        let words: Vec<String> = batch
+                            .args(i)
+                            .iter()
+                            .map(|a| String::from_utf8_lossy(a).into_owned())
+                            .collect();
+                        out.push(words.join(" "));
+                    }
+                }
+                out
+            })
+            .collect();
+        (got, dropped)
+    }
+
+    #[test]
+    fn commands_go_to_the_owner_of_their_slot_and_multi_key_ones_are_split() {
+        // foo → 12182 (node 1), bar → 5061 (node 0), {bar}x → 5061 (node 0).
+        let (got, dropped) = route(&[
+            &["SET", "foo", "1"],
+            &["MULTI"],
+            &["SET", "bar", "2"],
+            &["EXEC"],
+            &["DEL", "foo", "bar", "{bar}x"],
+            &["MSET", "foo", "3", "bar", "4"],
+            &["RENAME", "bar", "{bar}y"],
+            &["RENAME", "bar", "foo"],
+            &["SELECT", "0"],
+            &["FLUSHALL"],
+        ]);
+        assert_eq!(
+            got[0],
+            vec!["SET bar 2", "DEL bar {bar}x", "MSET bar 4", "RENAME bar {bar}y", "FLUSHALL"]
+        );
+        assert_eq!(got[1], vec!["SET foo 1", "DEL foo", "MSET foo 3", "FLUSHALL"]);
+        assert_eq!(dropped.count, 1, "the cross-slot RENAME");
+    }
+}
