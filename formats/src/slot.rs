@@ -81,14 +81,23 @@ mod tests {
             (b"foo{bar}{zap}", 5061),
             (b"", 0),
         ] {
-            assert_eq!(key_slot(key), slot, "key {:?}", String::from_utf8_lossy(key));
+            assert_eq!(
+                key_slot(key),
+                slot,
+                "key {:?}",
+                String::from_utf8_lossy(key)
+            );
         }
     }
 
     #[test]
     fn hash_tags_follow_the_first_braces() {
         assert_eq!(hash_tag(b"{a}b"), b"a");
-        assert_eq!(hash_tag(b"x{}y"), b"x{}y", "an empty tag hashes the whole key");
+        assert_eq!(
+            hash_tag(b"x{}y"),
+            b"x{}y",
+            "an empty tag hashes the whole key"
+        );
         assert_eq!(hash_tag(b"x{y"), b"x{y", "no closing brace");
         assert_eq!(hash_tag(b"{{a}}"), b"{a");
     }

@@ -126,21 +126,25 @@ impl RedisCluster {
     /// every node knows every other one.
     pub fn wait_ok(&self) -> Result<()> {
         let total = self.nodes.len();
-        wait_until(CLUSTER_READY, "every cluster node to say cluster_state:ok", || {
-            for n in &self.nodes {
-                let Ok(mut c) = n.conn() else {
-                    return Ok(false);
-                };
-                let info: String = redis::cmd("CLUSTER").arg("INFO").query(&mut c)?;
-                let ok = info.contains("cluster_state:ok")
-                    && info.contains("cluster_slots_assigned:16384")
-                    && info.contains(&format!("cluster_known_nodes:{total}"));
-                if !ok {
-                    return Ok(false);
+        wait_until(
+            CLUSTER_READY,
+            "every cluster node to say cluster_state:ok",
+            || {
+                for n in &self.nodes {
+                    let Ok(mut c) = n.conn() else {
+                        return Ok(false);
+                    };
+                    let info: String = redis::cmd("CLUSTER").arg("INFO").query(&mut c)?;
+                    let ok = info.contains("cluster_state:ok")
+                        && info.contains("cluster_slots_assigned:16384")
+                        && info.contains(&format!("cluster_known_nodes:{total}"));
+                    if !ok {
+                        return Ok(false);
+                    }
                 }
-            }
-            Ok(true)
-        })
+                Ok(true)
+            },
+        )
     }
 
     /// The nodes created as primaries.
@@ -152,7 +156,9 @@ impl RedisCluster {
     pub fn primaries(&self) -> Result<Vec<&RedisServer>> {
         let mut out = Vec::new();
         for n in &self.nodes {
-            let info: String = redis::cmd("INFO").arg("replication").query(&mut n.conn()?)?;
+            let info: String = redis::cmd("INFO")
+                .arg("replication")
+                .query(&mut n.conn()?)?;
             if info.contains("role:master") {
                 out.push(n);
             }
@@ -228,10 +234,7 @@ impl RedisCluster {
             let part = keyspace::dump(&mut n.conn()?, &[0])?;
             for (k, v) in part.0 {
                 if all.0.insert(k.clone(), v).is_some() {
-                    bail!(
-                        "key {} is on two primaries",
-                        keyspace::show(&k.1)
-                    );
+                    bail!("key {} is on two primaries", keyspace::show(&k.1));
                 }
             }
         }

@@ -53,8 +53,12 @@ pub async fn load(repo: &Repo, name: &str) -> anyhow::Result<Vec<TopologyDoc>> {
         let bytes = repo.get(&listed.key).await?;
         match serde_json::from_slice::<TopologyDoc>(&bytes) {
             Ok(d) if d.format == FORMAT => docs.push(d),
-            Ok(d) => tracing::warn!(key = %listed.key, format = d.format, "a cluster document of an unknown format is skipped"),
-            Err(e) => tracing::warn!(key = %listed.key, error = %e, "an unreadable cluster document is skipped"),
+            Ok(d) => {
+                tracing::warn!(key = %listed.key, format = d.format, "a cluster document of an unknown format is skipped")
+            }
+            Err(e) => {
+                tracing::warn!(key = %listed.key, error = %e, "an unreadable cluster document is skipped")
+            }
         }
     }
     docs.sort_by(|a, b| (a.seen_ms, &a.node).cmp(&(b.seen_ms, &b.node)));

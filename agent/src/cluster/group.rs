@@ -55,7 +55,9 @@ pub fn resolve(
     if let Ok(bytes) = std::fs::read(&file) {
         match serde_json::from_slice::<Stored>(&bytes) {
             Ok(s) if s.cluster == cluster => return Ok(Some(s.group)),
-            _ => tracing::warn!(file = %file.display(), "the kept cluster group is unreadable: choosing again"),
+            _ => {
+                tracing::warn!(file = %file.display(), "the kept cluster group is unreadable: choosing again")
+            }
         }
     }
     let Some(group) = choose(view, shard_id) else {
@@ -76,21 +78,43 @@ pub fn resolve(
     Ok(Some(group))
 }
 
+/// The group of the server `cfg` names (`[source] cluster` set), read from the server and
+/// kept: what an agent's instance name can be derived from before it takes a lease. `None`
+/// without `[source] cluster` or without a configured server.
+pub async fn for_config(cfg: &aofvault_config::Config) -> anyhow::Result<Option<String>> {
+    let Some(cluster) = &cfg.source.cluster else {
+        return Ok(None);
+    };
+    let Some(mut server) = crate::server::Server::connect(cfg).await? else {
+        return Ok(None);
+    };
+    let view = View::parse(&server.text(&["CLUSTER", "NODES"]).await?)?;
+    // Redis < 7.2 does not know the command: no shard id then.
+    let shard_id = server.text(&["CLUSTER", "MYSHARDID"]).await.ok();
+    resolve(&cfg.state.dir, cluster, &view, shard_id.as_deref())
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
-    const PRIMARY: &str = "aaa 1:1@2 myself,master - 0 0 1 connected 0-10\nbbb 1:2@3 slave aaa 0 0 1 connected\n";
-    const REPLICA: &str = "aaa 1:1@2 master - 0 0 1 connected 0-10\nbbb 1:2@3 myself,slave aaa 0 0 1 connected\n";
-    const PROMOTED: &str = "aaa 1:1@2 slave bbb 0 0 1 connected\nbbb 1:2@3 myself,master - 0 0 2 connected 0-10\n";
+    const PRIMARY: &str =
+        "aaa 1:1@2 myself,master - 0 0 1 connected 0-10\nbbb 1:2@3 slave aaa 0 0 1 connected\n";
+    const REPLICA: &str =
+        "aaa 1:1@2 master - 0 0 1 connected 0-10\nbbb 1:2@3 myself,slave aaa 0 0 1 connected\n";
+    const PROMOTED: &str =
+        "aaa 1:1@2 slave bbb 0 0 1 connected\nbbb 1:2@3 myself,master - 0 0 2 connected 0-10\n";
 
     #[test]
     fn the_group_is_the_shard_id_or_the_first_primary_seen_and_is_kept() {
         let dir = tempfile::tempdir().unwrap();
         let primary = View::parse(PRIMARY).unwrap();
         let replica = View::parse(REPLICA).unwrap();
-        assert_eq!(choose(&primary, Some("shard-1")).as_deref(), Some("shard-1"));
+        assert_eq!(
+            choose(&primary, Some("shard-1")).as_deref(),
+            Some("shard-1")
+        );
         assert_eq!(choose(&primary, None).as_deref(), Some("aaa"));
         assert_eq!(choose(&replica, None).as_deref(), Some("aaa"));
         let first = resolve(dir.path(), "c", &replica, None).unwrap();

@@ -127,7 +127,11 @@ impl SlotOwners {
             let before = previous.get(d.node.as_str());
             for s in 0..SLOTS as u16 {
                 if now.contains(s) && !before.is_some_and(|b| b.contains(s)) {
-                    let start = if before.is_none() { i64::MIN } else { d.seen_ms };
+                    let start = if before.is_none() {
+                        i64::MIN
+                    } else {
+                        d.seen_ms
+                    };
                     owners
                         .claims
                         .entry((d.group.clone(), s))
@@ -218,11 +222,36 @@ mod tests {
     fn a_moved_slot_is_replayed_from_its_old_owner_then_its_new_one() {
         // a serves 0-99, b 100-199; at 1000 slot 5 moves from a to b (importing seen at 500).
         let docs = vec![
-            doc("a", "A", 0, &(line("a", true, "0-99") + &line("b", false, "100-199"))),
-            doc("b", "B", 0, &(line("b", true, "100-199") + &line("a", false, "0-99"))),
-            doc("b", "B", 500, &(line("b", true, "100-199 [5-<-a]") + &line("a", false, "0-99"))),
-            doc("a", "A", 1000, &(line("a", true, "0-4 6-99") + &line("b", false, "5 100-199"))),
-            doc("b", "B", 1000, &(line("b", true, "5 100-199") + &line("a", false, "0-4 6-99"))),
+            doc(
+                "a",
+                "A",
+                0,
+                &(line("a", true, "0-99") + &line("b", false, "100-199")),
+            ),
+            doc(
+                "b",
+                "B",
+                0,
+                &(line("b", true, "100-199") + &line("a", false, "0-99")),
+            ),
+            doc(
+                "b",
+                "B",
+                500,
+                &(line("b", true, "100-199 [5-<-a]") + &line("a", false, "0-99")),
+            ),
+            doc(
+                "a",
+                "A",
+                1000,
+                &(line("a", true, "0-4 6-99") + &line("b", false, "5 100-199")),
+            ),
+            doc(
+                "b",
+                "B",
+                1000,
+                &(line("b", true, "5 100-199") + &line("a", false, "0-4 6-99")),
+            ),
         ];
         let owners = SlotOwners::from_docs(&docs);
         assert_eq!(owners.slack_ms, 200);
@@ -235,7 +264,10 @@ mod tests {
         let phases = owners.phases(2000);
         assert_eq!(phases.len(), 2);
         assert!(phases[0]["A"].contains(5) && phases[1]["B"].contains(5));
-        assert!(!phases[0]["B"].contains(5), "B's slot-5 writes come after A's");
+        assert!(
+            !phases[0]["B"].contains(5),
+            "B's slot-5 writes come after A's"
+        );
         assert!(phases[0]["B"].contains(150) && !phases[0]["A"].contains(150));
         assert!(phases[0]["A"].contains(9000) && phases[0]["B"].contains(9000));
         assert_eq!(owners.moved_slots(2000), 1);

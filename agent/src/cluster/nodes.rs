@@ -86,7 +86,11 @@ impl View {
                 myself = Some(f[0].to_string());
             }
             // `ip:port@cport[,hostname]`
-            let addr = f[1].split(['@', ',']).next().unwrap_or_default().to_string();
+            let addr = f[1]
+                .split(['@', ','])
+                .next()
+                .unwrap_or_default()
+                .to_string();
             let mut node = Node {
                 id: f[0].to_string(),
                 addr,
@@ -120,7 +124,9 @@ impl View {
 }
 
 fn slot(text: &str) -> Option<u16> {
-    text.parse().ok().filter(|&s| s < aofvault_formats::slot::SLOTS)
+    text.parse()
+        .ok()
+        .filter(|&s| s < aofvault_formats::slot::SLOTS)
 }
 
 /// `0-5460`, `5461`, `[93->-id]` (migrating), `[93-<-id]` (importing).

@@ -60,7 +60,8 @@ impl Recorder {
         if self.group.is_none() {
             // Redis < 7.2 does not know the command: no shard id then.
             let shard_id = server.text(&["CLUSTER", "MYSHARDID"]).await.ok();
-            self.group = group::resolve(&self.state_dir, &self.cluster, &view, shard_id.as_deref())?;
+            self.group =
+                group::resolve(&self.state_dir, &self.cluster, &view, shard_id.as_deref())?;
         }
         let Some(group) = self.group.clone() else {
             anyhow::bail!("the server's view names neither itself nor its primary");

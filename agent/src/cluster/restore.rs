@@ -49,11 +49,7 @@ pub struct ClusterPlan {
 }
 
 /// Reads the topology of `name` and plans every group at `sel`.
-pub async fn plan_cluster(
-    repo: &Repo,
-    name: &str,
-    sel: &Selection,
-) -> anyhow::Result<ClusterPlan> {
+pub async fn plan_cluster(repo: &Repo, name: &str, sel: &Selection) -> anyhow::Result<ClusterPlan> {
     let docs = doc::load(repo, name).await?;
     if docs.is_empty() {
         return Err(anyhow::anyhow!(
@@ -184,7 +180,10 @@ pub async fn run(cfg: &Config, name: &str, args: &RestoreArgs) -> anyhow::Result
                 )?;
             }
             if let Some(reason) = report.lossy_reason {
-                eprintln!("aofvault: warning: {} command(s) left out: {reason}", report.lossy);
+                eprintln!(
+                    "aofvault: warning: {} command(s) left out: {reason}",
+                    report.lossy
+                );
             }
             if report.errors > 0 {
                 for e in &report.first_errors {
@@ -231,7 +230,11 @@ fn describe(cp: &ClusterPlan, json: bool, out: &mut dyn Write) -> anyhow::Result
         cp.moved_slots,
         cp.open_migrations.len()
     )?;
-    writeln!(out, "  one moment: {timestamps}; a slot move is recorded at most {} ms late (docs/CLUSTERS.md)", cp.slack_ms / 2)?;
+    writeln!(
+        out,
+        "  one moment: {timestamps}; a slot move is recorded at most {} ms late (docs/CLUSTERS.md)",
+        cp.slack_ms / 2
+    )?;
     Ok(())
 }
 
@@ -257,18 +260,31 @@ async fn to_dirs(
         std::fs::create_dir_all(&sub).with_context(|| format!("creating {}", sub.display()))?;
         if let to_dir::Prepared::NotEmpty(_) = to_dir::prepare(&sub)? {
             if !args.force {
-                eprintln!("aofvault: {} is not empty: restore refused; --force moves its contents aside", sub.display());
+                eprintln!(
+                    "aofvault: {} is not empty: restore refused; --force moves its contents aside",
+                    sub.display()
+                );
                 return Ok(exit::TARGET_NOT_EMPTY);
             }
         }
-        let target = if plan.layout.is_kevy() { Kind::Kevy } else { Kind::Redis };
+        let target = if plan.layout.is_kevy() {
+            Kind::Kevy
+        } else {
+            Kind::Redis
+        };
         let opts = to_dir::DirOptions {
             target,
             shards: plan.layout.shards(),
             force: args.force,
         };
         let written = to_dir::restore_with(repo, plan, &sub, opts, retry).await?;
-        writeln!(out, "group {group} (instance {}): {} file(s) in {}", plan.instance, written.len(), sub.display())?;
+        writeln!(
+            out,
+            "group {group} (instance {}): {} file(s) in {}",
+            plan.instance,
+            written.len(),
+            sub.display()
+        )?;
     }
     Ok(exit::OK)
 }

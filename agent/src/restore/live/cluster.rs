@@ -19,13 +19,13 @@ use super::route::{Router, SlotFilter, TargetMap, CROSS_SLOT};
 use super::send::{is_redirect, open_tcp, send_tcp, Batch, BatchSink, Sent, TcpTarget, IN_FLIGHT};
 use super::{gather, open, open_senders, url_text, Consumer, Outcome, Producer, Report, Target};
 use crate::cluster::history::SlotSet;
+use crate::repo::plan::Plan;
+use crate::repo::Repo;
 use crate::restore::feed::{feed_shard, FeedOptions, FeedStats};
 use crate::restore::fetch::{fetch, StagedShard, StagingDir};
 use crate::restore::progress::Progress;
 use crate::restore::retry::Retry;
 use crate::restore::translate::Kind;
-use crate::repo::plan::Plan;
-use crate::repo::Repo;
 
 /// What one phase replays of one plan: the plan's index and the slots kept (`None`: all).
 pub type Part = (usize, Option<Arc<SlotSet>>);
@@ -72,12 +72,17 @@ async fn shape(target: &mut Target, url: &str) -> anyhow::Result<Shape> {
             } else {
                 host.to_string()
             },
-            port: port.parse().with_context(|| format!("a bad port: {addr}"))?,
+            port: port
+                .parse()
+                .with_context(|| format!("a bad port: {addr}"))?,
             db: 0,
             ..login.clone()
         });
     }
-    tracing::info!(primaries = nodes.len(), "the target is a cluster: commands are routed by hash slot");
+    tracing::info!(
+        primaries = nodes.len(),
+        "the target is a cluster: commands are routed by hash slot"
+    );
     Ok(Shape::Cluster {
         map: Arc::new(map),
         nodes,
@@ -232,7 +237,10 @@ async fn follow_redirects(sent: &mut Sent, login: &TcpTarget) -> anyhow::Result<
     if pending.is_empty() {
         return Ok(());
     }
-    tracing::info!(commands = pending.len(), "the target cluster redirected commands (MOVED/ASK): sending them where it says");
+    tracing::info!(
+        commands = pending.len(),
+        "the target cluster redirected commands (MOVED/ASK): sending them where it says"
+    );
     let mut conns: HashMap<String, MultiplexedConnection> = HashMap::new();
     for (args, first) in pending {
         let mut reply = first;
@@ -281,8 +289,10 @@ async fn follow_redirects(sent: &mut Sent, login: &TcpTarget) -> anyhow::Result<
             sent.errors += 1;
             if sent.first_errors.len() < 10 {
                 let refs: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
-                sent.first_errors
-                    .push(format!("`{}`: {reply}", crate::restore::translate::label(&refs)));
+                sent.first_errors.push(format!(
+                    "`{}`: {reply}",
+                    crate::restore::translate::label(&refs)
+                ));
             }
         }
     }

@@ -78,12 +78,18 @@ impl TargetMap {
                     nodes.len() - 1
                 }
             };
-            for s in owner.iter_mut().take((b + 1).min(usize::from(SLOTS))).skip(a) {
+            for s in owner
+                .iter_mut()
+                .take((b + 1).min(usize::from(SLOTS)))
+                .skip(a)
+            {
                 *s = i as u16;
             }
         }
         if let Some(slot) = owner.iter().position(|&o| o == u16::MAX) {
-            anyhow::bail!("the target cluster serves no node for slot {slot}: it must cover all 16384 slots");
+            anyhow::bail!(
+                "the target cluster serves no node for slot {slot}: it must cover all 16384 slots"
+            );
         }
         Ok(TargetMap { nodes, owner })
     }
@@ -109,7 +115,9 @@ pub struct Router {
 }
 
 fn is(name: &[u8], names: &[&str]) -> bool {
-    names.iter().any(|n| name.eq_ignore_ascii_case(n.as_bytes()))
+    names
+        .iter()
+        .any(|n| name.eq_ignore_ascii_case(n.as_bytes()))
 }
 
 impl Router {
@@ -130,7 +138,7 @@ impl Router {
         Ok(())
     }
 
-    fn to_node(&mut self, node: usize, args: &[&[u8]]) -> anyhow::Result<()> {
+    fn send_to(&mut self, node: usize, args: &[&[u8]]) -> anyhow::Result<()> {
         self.sinks
             .get_mut(node)
             .context("a slot map names a node it has no connection for")?
@@ -149,7 +157,7 @@ impl Router {
             let mut cmd = vec![name];
             cmd.extend(rest);
             let node = usize::from(self.map.owner[usize::from(slot)]);
-            self.to_node(node, &cmd)?;
+            self.send_to(node, &cmd)?;
         }
         Ok(())
     }
@@ -171,7 +179,7 @@ impl Sink for Router {
         }
         if is(name, &["FLUSHALL", "FLUSHDB", "FUNCTION", "SCRIPT"]) {
             for node in 0..self.sinks.len() {
-                self.to_node(node, args)?;
+                self.send_to(node, args)?;
             }
             return Ok(());
         }
@@ -182,7 +190,10 @@ impl Sink for Router {
             return self.split(name, args[1..].chunks(2).map(<[&[u8]]>::to_vec).collect());
         }
         let positions = key_positions(args);
-        let mut slots = positions.iter().filter_map(|&i| args.get(i)).map(|k| key_slot(k));
+        let mut slots = positions
+            .iter()
+            .filter_map(|&i| args.get(i))
+            .map(|k| key_slot(k));
         let node = match slots.next() {
             None => 0,
             Some(first) => {
@@ -194,7 +205,7 @@ impl Sink for Router {
                 usize::from(self.map.owner[usize::from(first)])
             }
         };
-        self.to_node(node, args)
+        self.send_to(node, args)
     }
 
     fn consumed(&mut self, n: u64) {
@@ -295,9 +306,18 @@ mod tests {
         ]);
         assert_eq!(
             got[0],
-            vec!["SET bar 2", "DEL bar {bar}x", "MSET bar 4", "RENAME bar {bar}y", "FLUSHALL"]
+            vec![
+                "SET bar 2",
+                "DEL bar {bar}x",
+                "MSET bar 4",
+                "RENAME bar {bar}y",
+                "FLUSHALL"
+            ]
         );
-        assert_eq!(got[1], vec!["SET foo 1", "DEL foo", "MSET foo 3", "FLUSHALL"]);
+        assert_eq!(
+            got[1],
+            vec!["SET foo 1", "DEL foo", "MSET foo 3", "FLUSHALL"]
+        );
         assert_eq!(dropped.count, 1, "the cross-slot RENAME");
     }
 }
