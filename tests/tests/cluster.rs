@@ -304,23 +304,32 @@ fn a_single_server_backup_is_routed_into_a_cluster() -> Result<()> {
     let source = RedisServer::start()?;
     let mut conn = source.conn()?;
     aofvault_tests::workload::mixed(&mut conn, 7, 5_000, 1_000)?;
-    // Keys of one hash tag may be renamed into each other in a cluster; others may not.
-    redis::cmd("SET")
-        .arg("{t}a")
-        .arg("1")
-        .query::<()>(&mut conn)?;
-    redis::cmd("RENAME")
-        .arg("{t}a")
-        .arg("{t}b")
-        .query::<()>(&mut conn)?;
+    // A rename across slots is replayed as its effect; an SMOVE across slots cannot be sent.
     redis::cmd("SET")
         .arg("foo")
-        .arg("2")
+        .arg("1")
         .query::<()>(&mut conn)?;
     redis::cmd("RENAME")
         .arg("foo")
         .arg("bar")
         .query::<()>(&mut conn)?;
+    redis::cmd("SADD")
+        .arg("s1")
+        .arg("m")
+        .query::<()>(&mut conn)?;
+    redis::cmd("SMOVE")
+        .arg("s1")
+        .arg("s2")
+        .arg("m")
+        .query::<()>(&mut conn)?;
+    assert_ne!(
+        aofvault_formats::slot::key_slot(b"foo"),
+        aofvault_formats::slot::key_slot(b"bar")
+    );
+    assert_ne!(
+        aofvault_formats::slot::key_slot(b"s1"),
+        aofvault_formats::slot::key_slot(b"s2")
+    );
     let repo = Repo {
         dir: tempfile::tempdir()?,
     };
@@ -345,19 +354,19 @@ fn a_single_server_backup_is_routed_into_a_cluster() -> Result<()> {
     .ok()?;
     let target = RedisCluster::start(3, 0)?;
     let out = repo.cmd(&["--instance", "single", "restore", "--to", &target.url()])?;
-    // The cross-slot RENAME cannot be sent to a cluster: named, and the exit is still 0.
+    // The cross-slot SMOVE cannot be sent to a cluster: named, and the exit is still 0.
     assert!(out.success(), "{}", out.stderr);
     assert!(out.stderr.contains("several hash slots"), "{}", out.stderr);
     let mut expected = keyspace::dump(&mut conn, &[0])?;
     let mut got = target.dump()?;
-    // What the left-out RENAME foo bar did: foo is still there, bar is not.
-    assert!(got.get(0, b"foo").is_some() && got.get(0, b"bar").is_none());
-    got.0.remove(&(0, b"foo".to_vec()));
-    expected.0.remove(&(0, b"bar".to_vec()));
     assert!(
-        got.get(0, b"{t}b").is_some(),
-        "the same-slot RENAME was replayed"
+        got.get(0, b"bar").is_some() && got.get(0, b"foo").is_none(),
+        "RENAME's effect"
     );
+    // What the left-out SMOVE did: s1 still holds m, s2 was never made.
+    assert!(got.get(0, b"s1").is_some() && got.get(0, b"s2").is_none());
+    got.0.remove(&(0, b"s1".to_vec()));
+    expected.0.remove(&(0, b"s2".to_vec()));
     keyspace::assert_same(&expected, &got);
     eprintln!("whole test: {:.1}s", started.elapsed().as_secs_f64());
     Ok(())

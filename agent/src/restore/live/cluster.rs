@@ -21,7 +21,7 @@ use super::{gather, open, open_senders, url_text, Consumer, Outcome, Producer, R
 use crate::cluster::history::SlotSet;
 use crate::repo::plan::Plan;
 use crate::repo::Repo;
-use crate::restore::feed::{feed_shard, FeedOptions, FeedStats};
+use crate::restore::feed::{feed_shard, feed_shard_with, FeedOptions, FeedStats};
 use crate::restore::fetch::{fetch, StagedShard, StagingDir};
 use crate::restore::progress::Progress;
 use crate::restore::retry::Retry;
@@ -375,7 +375,9 @@ fn routed_decoder(
                     keep,
                 },
             )?,
-            None => feed_shard(&s, &opts, &mut router)?,
+            // Without phases (a source that is not a cluster), a RENAME's keys may hash to two
+            // slots: renames are replayed as their effect, under the keys' final names.
+            None => feed_shard_with(&s, &opts, true, &mut router)?,
         };
         router.flush()?;
         if router.dropped.count > 0 {

@@ -9,7 +9,8 @@
 //!   and a replay has no concurrent client to isolate it from); `FLUSHALL`, `FLUSHDB`,
 //!   `FUNCTION` and `SCRIPT` go to every primary. Another command whose keys are in several
 //!   slots — possible only from a source that is not a cluster — cannot be sent: it is counted
-//!   as lossy and named in the report.
+//!   as lossy and named in the report. (`RENAME`s never get here: for such a source they are
+//!   replayed as their effect, `crate::restore::translate::renames`.)
 //! - [`SlotFilter`] keeps only the commands of some slots (a cluster source's phases, see
 //!   `crate::cluster::history`); it sits in front of either a [`Router`] or a plain sink.
 
@@ -28,7 +29,7 @@ use crate::restore::translate::label;
 
 /// Why a command was not replayed into a cluster.
 pub const CROSS_SLOT: &str =
-    "a command over keys of several hash slots (RENAME, SMOVE, *STORE…) cannot be sent to a cluster: it was left out";
+    "a command over keys of several hash slots (SMOVE, LMOVE, *STORE…) cannot be sent to a cluster: it was left out";
 
 /// The slot map of a cluster target.
 #[derive(Debug, Clone)]
