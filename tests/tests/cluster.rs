@@ -371,3 +371,84 @@ fn a_single_server_backup_is_routed_into_a_cluster() -> Result<()> {
     eprintln!("whole test: {:.1}s", started.elapsed().as_secs_f64());
     Ok(())
 }
+
+#[test]
+fn a_cluster_failover_under_load_restores_equal() -> Result<()> {
+    let started = Instant::now();
+    let src = RedisCluster::start(3, 1)?;
+    let repo = Repo {
+        dir: tempfile::tempdir()?,
+    };
+    let cfg = repo.path("aofvault.toml");
+    std::fs::write(&cfg, FAST_SHIP)?;
+    let mut agents = Vec::new();
+    for i in 0..src.nodes.len() {
+        agents.push(repo.spawn_agent(&src, i, &cfg)?);
+    }
+    let mut client = src.client()?;
+    cluster::load(&mut client, 3, 3_000, KEYS)?;
+
+    // The replica of the first primary takes over (a manual CLUSTER FAILOVER) under load.
+    let primary_id = src.node_id(0)?;
+    let replica = (0..src.nodes.len())
+        .find(|&i| {
+            let info: String = redis::cmd("INFO")
+                .arg("replication")
+                .query(&mut src.nodes[i].conn().expect("conn"))
+                .unwrap_or_default();
+            info.contains("role:slave")
+                && src.nodes[i]
+                    .conn()
+                    .ok()
+                    .and_then(|mut c| {
+                        redis::cmd("CLUSTER")
+                            .arg("NODES")
+                            .query::<String>(&mut c)
+                            .ok()
+                    })
+                    .is_some_and(|n| {
+                        n.lines()
+                            .any(|l| l.contains("myself") && l.contains(&primary_id))
+                    })
+        })
+        .context("the first primary's replica")?;
+    let load = cluster::background_load(&src.url(), 4, KEYS, 200_000);
+    aofvault_tests::wait_until(Duration::from_secs(30), "the load to start", || {
+        Ok(load.written() > 500)
+    })?;
+    redis::cmd("CLUSTER")
+        .arg("FAILOVER")
+        .query::<()>(&mut src.nodes[replica].conn()?)?;
+    aofvault_tests::wait_until(Duration::from_secs(30), "the replica to be primary", || {
+        let info: String = redis::cmd("INFO")
+            .arg("replication")
+            .query(&mut src.nodes[replica].conn()?)?;
+        Ok(info.contains("role:master"))
+    })?;
+    let at_failover = load.written();
+    aofvault_tests::wait_until(Duration::from_secs(30), "writes after the failover", || {
+        Ok(load.written() > at_failover + 1_000)
+    })?;
+    load.stop()?;
+    src.wait_ok()?;
+    repo.wait_shipped(&src, &agents)?;
+    let expected = src.dump()?;
+
+    let listed = repo
+        .cmd(&["--cluster", "prod", "list", "--json"])?
+        .ok()?
+        .json()?;
+    assert_eq!(
+        listed["groups"].as_array().map(Vec::len),
+        Some(3),
+        "{listed}"
+    );
+    let target = RedisCluster::start(2, 0)?;
+    repo.restore_to(&target.url(), &[])?;
+    keyspace::assert_same(&expected, &target.dump()?);
+    for mut a in agents {
+        a.terminate()?;
+    }
+    eprintln!("whole test: {:.1}s", started.elapsed().as_secs_f64());
+    Ok(())
+}

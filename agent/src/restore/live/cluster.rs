@@ -116,7 +116,7 @@ pub async fn replay_into(
     retry: &Retry,
 ) -> anyhow::Result<Outcome> {
     let mut target = open(url).await?;
-    let shape = shape(&mut target, url).await?;
+    let mut shape = shape(&mut target, url).await?;
     let before = counts(&mut target, &shape).await?;
     if !before.is_empty() && !force {
         return Ok(Outcome::NotEmpty(before));
@@ -159,6 +159,11 @@ pub async fn replay_into(
             }
         }
         tracing::debug!(phase = n, inputs = inputs.len(), "replay phase");
+        if n > 0 && matches!(shape, Shape::Cluster { .. }) {
+            // The target may have resharded meanwhile (its MOVED replies were followed one by
+            // one): each phase routes by a fresh slot map.
+            shape = self::shape(&mut target, url).await?;
+        }
         let failure = match &shape {
             Shape::Single => {
                 let opts_merge = shards > 1;
