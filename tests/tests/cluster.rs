@@ -273,9 +273,23 @@ fn a_cluster_resharded_under_load_restores_into_any_shape() -> Result<()> {
     let dirs_s = dirs.display().to_string();
     repo.cmd(&["--cluster", "prod", "restore", "--to-dir", &dirs_s])?
         .ok()?;
+    let slots: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dirs.join("cluster-slots.json"))?)?;
+    let served: u64 = slots["groups"]
+        .as_object()
+        .context("groups")?
+        .values()
+        .flat_map(|g| g["slots"].as_array().cloned().unwrap_or_default())
+        .map(|r| r[1].as_u64().unwrap_or(0) + 1 - r[0].as_u64().unwrap_or(0))
+        .sum();
+    assert_eq!(served, 16384, "every slot has its group: {slots}");
     let mut union = keyspace::Keyspace::default();
     for entry in std::fs::read_dir(&dirs)? {
-        let server = RedisServer::start_on_dir(&entry?.path(), &[])?;
+        let path = entry?.path();
+        if !path.is_dir() {
+            continue;
+        }
+        let server = RedisServer::start_on_dir(&path, &[])?;
         union.0.extend(keyspace::dump(&mut server.conn()?, &[0])?.0);
     }
     keyspace::assert_same(&expected, &union);

@@ -46,6 +46,8 @@ pub struct ClusterPlan {
     pub slack_ms: i64,
     /// Open migrations at T: (slot, from node, to node).
     pub open_migrations: Vec<(u16, String, String)>,
+    /// Per group, the slot ranges its primary served at T (its latest document by then).
+    pub slots_at: BTreeMap<String, Vec<(u16, u16)>>,
 }
 
 /// Reads the topology of `name` and plans every group at `sel`.
@@ -100,7 +102,27 @@ pub async fn plan_cluster(repo: &Repo, name: &str, sel: &Selection) -> anyhow::R
         moved_slots: owners.moved_slots(at_ms),
         slack_ms: owners.slack_ms,
         open_migrations: open_migrations(&docs, at_ms),
+        slots_at: slots_at(&docs, at_ms),
     })
+}
+
+/// Per group, the slots its primary served in the latest document at or before `at_ms`.
+fn slots_at(docs: &[TopologyDoc], at_ms: i64) -> BTreeMap<String, Vec<(u16, u16)>> {
+    let mut latest: BTreeMap<&str, &TopologyDoc> = BTreeMap::new();
+    for d in docs.iter().filter(|d| d.seen_ms <= at_ms) {
+        latest.insert(d.node.as_str(), d);
+    }
+    let mut out: BTreeMap<String, (i64, Vec<(u16, u16)>)> = BTreeMap::new();
+    for d in latest.values() {
+        let Some(me) = d.view.me().filter(|m| m.role == super::nodes::Role::Master) else {
+            continue;
+        };
+        let entry = out.entry(d.group.clone()).or_insert((i64::MIN, Vec::new()));
+        if d.seen_ms >= entry.0 {
+            *entry = (d.seen_ms, me.slots.clone());
+        }
+    }
+    out.into_iter().map(|(g, (_, slots))| (g, slots)).collect()
 }
 
 /// The migrations the latest document of each node at or before `at_ms` shows open.
@@ -238,7 +260,8 @@ fn describe(cp: &ClusterPlan, json: bool, out: &mut dyn Write) -> anyhow::Result
     Ok(())
 }
 
-/// `--to-dir`: one directory per group (its node's files at T), refused when a migration was
+/// `--to-dir`: one directory per group (its node's files at T) and `cluster-slots.json` (which
+/// slots each group served at T, for the nodes that load them), refused when a migration was
 /// open at T — then no node's files alone hold its slots.
 async fn to_dirs(
     repo: &Repo,
@@ -286,5 +309,14 @@ async fn to_dirs(
             sub.display()
         )?;
     }
+    let slots = serde_json::json!({
+        "cluster": cp.cluster, "at": (cp.at_ms != LATEST_MS).then(|| rfc3339_ms(cp.at_ms)),
+        "groups": cp.plans.iter().map(|(g, p)| (g.clone(), serde_json::json!({
+            "instance": p.instance, "dir": g, "slots": cp.slots_at.get(g).cloned().unwrap_or_default(),
+        }))).collect::<serde_json::Map<_, _>>(),
+    });
+    let file = dir.join("cluster-slots.json");
+    std::fs::write(&file, serde_json::to_vec_pretty(&slots)?)
+        .with_context(|| format!("writing {}", file.display()))?;
     Ok(exit::OK)
 }
