@@ -123,7 +123,7 @@ impl RedisCluster {
     }
 
     /// Waits until every node reports `cluster_state:ok` with all 16384 slots assigned and
-    /// every node knows every other one.
+    /// every node knows every other one, and every replica's link to its primary is up.
     pub fn wait_ok(&self) -> Result<()> {
         let total = self.nodes.len();
         wait_until(
@@ -139,6 +139,11 @@ impl RedisCluster {
                         && info.contains("cluster_slots_assigned:16384")
                         && info.contains(&format!("cluster_known_nodes:{total}"));
                     if !ok {
+                        return Ok(false);
+                    }
+                    // A replica still in its first sync is not ready to take over.
+                    let repl: String = redis::cmd("INFO").arg("replication").query(&mut c)?;
+                    if repl.contains("role:slave") && !repl.contains("master_link_status:up") {
                         return Ok(false);
                     }
                 }
