@@ -6,6 +6,7 @@
 //! own id, so any number of agents (and of clusters) can share a bucket, and a reader merges
 //! the documents by time ([`super::history`]).
 
+use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 
 use super::nodes::View;
@@ -43,21 +44,35 @@ pub fn doc_key(name: &str, node: &str, seen_ms: i64) -> String {
     format!("{}{node}/{seen_ms:013}.json", cluster_prefix(name))
 }
 
+/// Documents read at once.
+const PARALLEL_READS: usize = 16;
+
 /// Every document of cluster `name`, oldest first.
 pub async fn load(repo: &Repo, name: &str) -> anyhow::Result<Vec<TopologyDoc>> {
+    let keys: Vec<String> = repo
+        .list(&cluster_prefix(name))
+        .await?
+        .into_iter()
+        .map(|l| l.key)
+        .filter(|k| k.ends_with(".json"))
+        .collect();
+    let read: Vec<(String, crate::repo::Result<bytes::Bytes>)> = futures::stream::iter(keys)
+        .map(|key| async move {
+            let got = repo.get(&key).await;
+            (key, got)
+        })
+        .buffered(PARALLEL_READS)
+        .collect()
+        .await;
     let mut docs = Vec::new();
-    for listed in repo.list(&cluster_prefix(name)).await? {
-        if !listed.key.ends_with(".json") {
-            continue;
-        }
-        let bytes = repo.get(&listed.key).await?;
-        match serde_json::from_slice::<TopologyDoc>(&bytes) {
+    for (key, bytes) in read {
+        match serde_json::from_slice::<TopologyDoc>(&bytes?) {
             Ok(d) if d.format == FORMAT => docs.push(d),
             Ok(d) => {
-                tracing::warn!(key = %listed.key, format = d.format, "a cluster document of an unknown format is skipped")
+                tracing::warn!(key = %key, format = d.format, "a cluster document of an unknown format is skipped")
             }
             Err(e) => {
-                tracing::warn!(key = %listed.key, error = %e, "an unreadable cluster document is skipped")
+                tracing::warn!(key = %key, error = %e, "an unreadable cluster document is skipped")
             }
         }
     }
