@@ -63,6 +63,12 @@ if [ -f "$pidfile" ]; then
     fi
 fi
 
+# The sentinel package's service, likewise (it watches a primary on 6379 that is not there).
+if pgrep -f 'redis-sentinel .*:26379' >/dev/null 2>&1; then
+    say "stopping the redis-sentinel service started by apt"
+    "${SUDO[@]}" service redis-sentinel stop >/dev/null 2>&1 || "${SUDO[@]}" pkill -f 'redis-sentinel .*:26379' || true
+fi
+
 # --- kevy ------------------------------------------------------------------------------------
 CARGO_BIN=${CARGO_HOME:-$HOME/.cargo}/bin
 kevy_bin=$CARGO_BIN/kevy

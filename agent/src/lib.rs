@@ -32,6 +32,7 @@ pub mod context;
 pub mod daemon;
 pub mod drift;
 pub mod exit;
+pub mod group;
 pub mod inspect;
 pub mod logging;
 pub mod metrics;

@@ -8,14 +8,65 @@ use std::net::SocketAddr;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 
-use crate::status::{Counters, ShardStatus, SharedRef};
+use crate::status::{BoardRef, Counters, GroupStatus, ShardStatus};
 
 /// Renders every metric in the Prometheus text format.
-pub fn render(shared: &SharedRef) -> String {
+pub fn render(board: &BoardRef) -> String {
+    let shared = board.shared();
     let mut out = String::new();
     write_totals(&mut out, &shared.counters);
+    write_group(&mut out, &board.group());
     write_shard_gauges(&mut out, &shared.snapshot());
     out
+}
+
+/// The replication group gauges and counters (an agent alone is a group of one).
+fn write_group(out: &mut String, g: &GroupStatus) {
+    let flag = |b: bool| if b { 1.0 } else { 0.0 };
+    let rows: [Total; 6] = [
+        (
+            "lease_held",
+            "1 while this agent holds the instance's lease (it ships).",
+            "gauge",
+            flag(g.state == "shipping"),
+        ),
+        (
+            "standby",
+            "1 while this agent stands by (its server is a replica, or another agent ships).",
+            "gauge",
+            flag(g.state == "standby"),
+        ),
+        (
+            "primary_reachable",
+            "1 while the server answers (a primary) or its link to its primary is up (a replica).",
+            "gauge",
+            flag(g.primary_reachable),
+        ),
+        (
+            "split_brain",
+            "1 while another server of the group also says role:master.",
+            "gauge",
+            flag(g.split_brain.is_some()),
+        ),
+        (
+            "lease_takeovers_total",
+            "Times this agent took the lease over from another member of its group.",
+            "counter",
+            g.takeovers as f64,
+        ),
+        (
+            "step_downs_total",
+            "Times this agent gave the lease back because its server stopped being the primary.",
+            "counter",
+            g.step_downs as f64,
+        ),
+    ];
+    for (name, help, kind, v) in rows {
+        let _ = writeln!(
+            out,
+            "# HELP aofvault_{name} {help}\n# TYPE aofvault_{name} {kind}\naofvault_{name} {v}"
+        );
+    }
 }
 
 /// One agent-wide metric: its name (after `aofvault_`), help text, Prometheus type and value.
@@ -169,7 +220,7 @@ fn write_shard_gauges(out: &mut String, shards: &[ShardStatus]) {
 /// Serves `/metrics` on `addr` until cancelled.
 pub async fn serve(
     addr: SocketAddr,
-    shared: SharedRef,
+    board: BoardRef,
     cancel: CancellationToken,
 ) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr)
@@ -185,14 +236,14 @@ pub async fn serve(
             let Ok((mut sock, _)) = accepted else {
                 continue;
             };
-            let shared = shared.clone();
+            let board = board.clone();
             tokio::spawn(async move {
                 let mut buf = [0u8; 2048];
                 let n = sock.read(&mut buf).await.unwrap_or(0);
                 let req = String::from_utf8_lossy(&buf[..n]);
                 let (status, body) = if req.starts_with("GET /metrics") || req.starts_with("GET / ")
                 {
-                    ("200 OK", render(&shared))
+                    ("200 OK", render(&board))
                 } else {
                     ("404 Not Found", "try /metrics\n".to_string())
                 };

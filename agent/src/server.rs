@@ -13,7 +13,8 @@ use redis::aio::MultiplexedConnection;
 /// A connection to the followed server.
 pub struct Server {
     client: redis::Client,
-    conn: MultiplexedConnection,
+    /// `None` until a first connection succeeds (a server down when the agent started).
+    conn: Option<MultiplexedConnection>,
     url: String,
     timeout: Duration,
     connect_timeout: Duration,
@@ -30,6 +31,16 @@ pub fn display_url(url: &url::Url) -> String {
 impl Server {
     /// Connects to `source.url` (None when no server is configured).
     pub async fn connect(cfg: &Config) -> anyhow::Result<Option<Server>> {
+        let Some(mut server) = Server::offline(cfg)? else {
+            return Ok(None);
+        };
+        server.conn = Some(open(&server.client, server.connect_timeout, &server.url).await?);
+        Ok(Some(server))
+    }
+
+    /// A handle on `source.url` that connects at its first command (None when no server is
+    /// configured): for a server that does not answer yet.
+    pub fn offline(cfg: &Config) -> anyhow::Result<Option<Server>> {
         let Some(url) = &cfg.source.url else {
             return Ok(None);
         };
@@ -43,10 +54,9 @@ impl Server {
         let shown = display_url(url);
         let client = redis::Client::open(u.as_str())
             .with_context(|| format!("invalid server URL {shown}"))?;
-        let conn = open(&client, cfg.source.connect_timeout, &shown).await?;
         Ok(Some(Server {
             client,
-            conn,
+            conn: None,
             url: shown,
             timeout: cfg.source.command_timeout,
             connect_timeout: cfg.source.connect_timeout,
@@ -58,6 +68,9 @@ impl Server {
     }
 
     async fn cmd<T: redis::FromRedisValue>(&mut self, cmd: redis::Cmd) -> anyhow::Result<T> {
+        if self.conn.is_none() {
+            self.conn = Some(open(&self.client, self.connect_timeout, &self.url).await?);
+        }
         match self.once(&cmd).await {
             Ok(v) => Ok(v),
             Err(first) => {
@@ -65,7 +78,7 @@ impl Server {
                 match open(&self.client, self.connect_timeout, &self.url).await {
                     Ok(conn) => {
                         tracing::debug!(server = %self.url, error = %format!("{first:#}"), "reconnected to the server");
-                        self.conn = conn;
+                        self.conn = Some(conn);
                         self.once(&cmd).await
                     }
                     Err(_) => Err(first),
@@ -75,7 +88,10 @@ impl Server {
     }
 
     async fn once<T: redis::FromRedisValue>(&mut self, cmd: &redis::Cmd) -> anyhow::Result<T> {
-        let fut = cmd.query_async::<T>(&mut self.conn);
+        let Some(conn) = self.conn.as_mut() else {
+            anyhow::bail!("not connected to {}", self.url);
+        };
+        let fut = cmd.query_async::<T>(conn);
         tokio::time::timeout(self.timeout, fut)
             .await
             .with_context(|| format!("{} did not answer within {:?}", self.url, self.timeout))?

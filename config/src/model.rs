@@ -108,6 +108,18 @@ pub struct Repository {
     pub url: RepoUrl,
     /// This server's name inside the repository: `[A-Za-z0-9._-]`, 1–128 characters.
     pub instance: String,
+    /// This agent's name in a replication group (several agents, one `instance`): the
+    /// default is `<hostname>-<port>`, as a default instance name.
+    pub node: String,
+    /// How long a lease holder's document may stay unchanged before another agent of the
+    /// group takes the lease over (judged on the taker's own clock).
+    #[serde(serialize_with = "duration")]
+    pub lease_ttl: Duration,
+    /// How long the lease holder's server may stay unreachable, while another member of the
+    /// group is alive, before the holder steps down (a primary that restarts within it keeps
+    /// its agent and its lease).
+    #[serde(serialize_with = "duration")]
+    pub step_down_after: Duration,
     /// zstd level 1–22, or 0 for no compression.
     pub compression_level: i32,
     pub encryption: Encryption,

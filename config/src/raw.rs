@@ -95,6 +95,9 @@ pub struct RawTls {
 pub struct RawRepository {
     pub url: Option<String>,
     pub instance: Option<String>,
+    pub node: Option<String>,
+    pub lease_ttl: Option<String>,
+    pub step_down_after: Option<String>,
     pub compression: Option<String>,
     pub encryption_recipients: Option<Vec<String>>,
     pub encryption_recipients_file: Option<PathBuf>,

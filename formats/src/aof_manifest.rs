@@ -9,6 +9,12 @@
 //! character: `b`, `h` or `i`); file names are bare names; at most one base; incr sequence
 //! numbers strictly increase. Unknown keys are kept in [`AofFileEntry::extra`] and written back.
 //!
+//! Newer Redis writes optional `startoffset N` and `endoffset N` pairs on a line (replication
+//! offsets the file's commands start and end at). They stay in `extra`, in line order, so that
+//! they are written back unchanged, and are read with [`AofFileEntry::start_offset`] and
+//! [`AofFileEntry::end_offset`]; a value that is not a non-negative decimal integer, an
+//! `endoffset` without a `startoffset`, or an end before the start is an error naming the line.
+//!
 //! The writer produces Redis's format: `file <name> seq <n> type <c>\n` per entry, in the order
 //! of [`AofManifest::entries`] (Redis writes the base, then history newest-first, then incrs),
 //! quoting a name as Redis does when it holds a space, a quote, a backslash or a non-printable
@@ -43,6 +49,63 @@ pub struct AofFileEntry {
     pub file_type: AofFileType,
     /// Keys this reader does not know, with their values, in line order.
     pub extra: Vec<(String, String)>,
+}
+
+/// The key of the optional replication offset a file's commands start at.
+pub const START_OFFSET_KEY: &str = "startoffset";
+/// The key of the optional replication offset a file's commands end at.
+pub const END_OFFSET_KEY: &str = "endoffset";
+
+impl AofFileEntry {
+    /// The `startoffset` of this line, if it has one (checked when parsed).
+    pub fn start_offset(&self) -> Option<u64> {
+        self.offset(START_OFFSET_KEY)
+    }
+
+    /// The `endoffset` of this line, if it has one (checked when parsed).
+    pub fn end_offset(&self) -> Option<u64> {
+        self.offset(END_OFFSET_KEY)
+    }
+
+    fn offset(&self, key: &str) -> Option<u64> {
+        self.extra
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(key))
+            .and_then(|(_, v)| parse_offset(v))
+    }
+}
+
+/// A replication offset: a non-negative decimal integer.
+fn parse_offset(text: &str) -> Option<u64> {
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    text.parse().ok()
+}
+
+/// Checks the optional offset pairs of one line.
+fn check_offsets(entry: &AofFileEntry) -> Result<(), String> {
+    for key in [START_OFFSET_KEY, END_OFFSET_KEY] {
+        let mut values = entry
+            .extra
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case(key));
+        if let Some((_, value)) = values.next() {
+            if parse_offset(value).is_none() {
+                return Err(format!("{key} {value:?} is not a non-negative integer"));
+            }
+            if values.next().is_some() {
+                return Err(format!("{key} appears twice"));
+            }
+        }
+    }
+    match (entry.start_offset(), entry.end_offset()) {
+        (None, Some(_)) => Err("endoffset without startoffset".into()),
+        (Some(start), Some(end)) if end < start => {
+            Err(format!("endoffset {end} is before startoffset {start}"))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// A parsed manifest; entries in file order.
@@ -201,12 +264,14 @@ fn parse_line(raw: &[u8]) -> Result<AofFileEntry, String> {
         b'i' => AofFileType::Incr,
         other => return Err(format!("unknown file type {:?}", char::from(other))),
     };
-    Ok(AofFileEntry {
+    let entry = AofFileEntry {
         name,
         seq,
         file_type,
         extra,
-    })
+    };
+    check_offsets(&entry)?;
+    Ok(entry)
 }
 
 /// C `isspace`.

@@ -5,6 +5,7 @@
 //! | `KEVYSNAP` + version byte | kevy snapshot |
 //! | `KEVYAOF1\n` | kevy AOF |
 //! | `REDIS` + 4 digits, `VALKEY` + 3 digits | RDB; a Redis AOF with an RDB preamble when the name ends in `.aof` |
+//! | `VCS` (Valkey 9.2 compressed-stream envelope) | RDB, version 0 = not readable from the head (the RDB is inside an LZ4 frame); whatever the name |
 //! | `*` or `#` | Redis AOF, or a kevy AOF without header when named `aof-<n>.aof` |
 //! | `file ` or a name ending in `.manifest` | Redis AOF manifest |
 //!
@@ -14,7 +15,9 @@
 /// A detected file format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FileFormat {
-    /// An RDB file (Redis `REDIS00vv` or Valkey `VALKEYvvv`).
+    /// An RDB file (Redis `REDIS00vv` or Valkey `VALKEYvvv`), or one wrapped in Valkey's
+    /// compressed-stream envelope, whose version cannot be seen in its first bytes: then
+    /// `version` is 0. [`crate::rdb::RdbReader`] reads both.
     Rdb {
         version: u32,
     },
@@ -44,6 +47,11 @@ pub fn detect(head: &[u8], file_name: &str) -> FileFormat {
     if head.starts_with(crate::aof::KEVY_AOF_MAGIC) {
         return FileFormat::KevyAof;
     }
+    if head.starts_with(crate::rdb::ENVELOPE_PREFIX) {
+        // Valkey does not (yet) compress AOF preambles, so a `.aof` name does not make this an
+        // AOF: the whole file is one compressed RDB.
+        return FileFormat::Rdb { version: 0 };
+    }
     if let Some(version) = rdb_version(head) {
         return if file_name.ends_with(".aof") {
             FileFormat::RedisAof { rdb_preamble: true }
@@ -65,6 +73,13 @@ pub fn detect(head: &[u8], file_name: &str) -> FileFormat {
         };
     }
     FileFormat::Unknown
+}
+
+/// Whether a file starting with `head` (at least 9 bytes when available) is an RDB for the
+/// RDB decoder: `REDIS` or `VALKEY` magic, or Valkey's compressed-stream envelope. Meant for
+/// callers that choose between RDB and RESP for an AOF base file.
+pub fn is_rdb_head(head: &[u8]) -> bool {
+    head.starts_with(crate::rdb::ENVELOPE_PREFIX) || rdb_version(head).is_some()
 }
 
 /// The version of an RDB header: `REDIS` + 4 digits or `VALKEY` + 3 digits.
@@ -134,6 +149,16 @@ mod tests {
             detect(b"", "appendonly.aof.manifest"),
             FileFormat::AofManifest
         );
+        assert_eq!(
+            detect(
+                b"VCS\x01\x01\x01\x00\x00\x04\x22\x4d\x18",
+                "appendonly.aof.1.base.rdb"
+            ),
+            FileFormat::Rdb { version: 0 }
+        );
+        assert!(is_rdb_head(b"VCS\x01\x01\x01\x00\x00"));
+        assert!(is_rdb_head(b"VALKEY081"));
+        assert!(!is_rdb_head(b"*1\r\n$4\r\n"));
         assert_eq!(detect(b"REDISxxxx", "dump.rdb"), FileFormat::Unknown);
         assert_eq!(detect(b"", "dump.rdb"), FileFormat::Unknown);
         assert_eq!(detect(b"hello", "notes.txt"), FileFormat::Unknown);

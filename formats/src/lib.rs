@@ -9,7 +9,9 @@
 //!   annotations, `MULTI`/`EXEC`), their *safe cut points*, and [`aof::stream`], the `Read`-based
 //!   reader of a whole stream — all on one scanner.
 //! - [`aof_manifest`]: the Redis ≥ 7 multi-part AOF manifest.
-//! - [`rdb`]: a streaming RDB decoder, versions 1–12, CRC64 checked.
+//! - [`rdb`]: a streaming RDB decoder, Redis versions 1–15 and Valkey 80/81 (also inside Valkey's
+//!   LZ4 compressed-stream envelope), CRC64 checked; what it does not read is an error naming
+//!   version, byte and offset.
 //! - [`kevy`]: KEVYSNAP snapshots (read v2–v4, write v4) and `shards.meta`.
 //! - [`model`]: the neutral form (db, key, typed value, expiry) every snapshot decodes to, and
 //!   [`render`]: that form as the RESP commands that recreate it.

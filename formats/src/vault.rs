@@ -102,6 +102,10 @@ pub struct ChainHead {
     pub reason: String,
     /// Identity of the followed file(s), used on restart to prove continuity.
     pub source_identity: String,
+    /// The group member (`[repository] node`) whose agent wrote the chain: a chain that follows
+    /// one of another member is a failover.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
 }
 
 /// A contiguous byte range of a shard's AOF stream, stored as one object.

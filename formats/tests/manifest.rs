@@ -113,3 +113,43 @@ fn errors_name_the_line() {
         2
     );
 }
+
+/// Newer Redis lines carry optional replication offsets; `#` lines are comments anywhere.
+#[test]
+fn offsets_and_comments() {
+    let text = "# written by redis 8\n\
+                file appendonly.aof.2.base.rdb seq 2 type b\n\
+                file appendonly.aof.2.incr.aof seq 2 type i startoffset 1000 endoffset 5000\n\
+                # a comment between entries\n\
+                file appendonly.aof.3.incr.aof seq 3 type i startoffset 5000\n";
+    let m = AofManifest::parse(text.as_bytes()).unwrap();
+    let offsets: Vec<_> = m
+        .entries
+        .iter()
+        .map(|e| (e.start_offset(), e.end_offset()))
+        .collect();
+    assert_eq!(
+        offsets,
+        [(None, None), (Some(1000), Some(5000)), (Some(5000), None)]
+    );
+    // Written back in line order, comments dropped (Redis never writes any).
+    let rendered = m.render();
+    assert!(rendered.contains("seq 2 type i startoffset 1000 endoffset 5000\n"));
+    assert_eq!(AofManifest::parse(rendered.as_bytes()).unwrap(), m);
+}
+
+#[test]
+fn bad_offsets_name_their_line() {
+    let base = "file a.1.base.rdb seq 1 type b\n";
+    for bad in [
+        "file a.1.incr.aof seq 1 type i startoffset -5\n",
+        "file a.1.incr.aof seq 1 type i startoffset 12x\n",
+        "file a.1.incr.aof seq 1 type i endoffset 10\n",
+        "file a.1.incr.aof seq 1 type i startoffset 10 endoffset 9\n",
+        "file a.1.incr.aof seq 1 type i startoffset 1 startoffset 2\n",
+    ] {
+        let text = format!("{base}{bad}");
+        let err = AofManifest::parse(text.as_bytes()).unwrap_err();
+        assert_eq!(line_of(err), 2, "{bad}");
+    }
+}

@@ -80,7 +80,7 @@ fn a_failed_start_gives_the_lease_back() {
     assert!(out.stderr.contains("is not a directory"), "{}", out.stderr);
     let lease = repo.join("instances/t/lease.json");
     assert!(
-        !lease.exists(),
+        released(&lease),
         "the lease is released after a failed start: {}",
         std::fs::read_to_string(&lease).unwrap_or_default()
     );
@@ -97,7 +97,18 @@ fn a_failed_start_gives_the_lease_back() {
         second.logs()
     );
     second.terminate().unwrap();
-    assert!(!lease.exists(), "released on a clean stop too");
+    assert!(released(&lease), "released on a clean stop too");
+}
+
+/// A lease given back: its document says `released` (it is never deleted: a delete could
+/// remove another agent's newer lease).
+fn released(lease: &std::path::Path) -> bool {
+    let Ok(bytes) = std::fs::read(lease) else {
+        return false;
+    };
+    serde_json::from_slice::<serde_json::Value>(&bytes)
+        .map(|d| d["released"] == serde_json::Value::Bool(true))
+        .unwrap_or(false)
 }
 
 /// An agent runs with `--server` (its instance is `<host>-<port>`); `status` with the same

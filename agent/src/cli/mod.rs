@@ -41,13 +41,17 @@ pub struct GlobalArgs {
     /// The server to talk to (redis:// or rediss://), for INFO, CONFIG GET and BGREWRITEAOF.
     #[arg(long, global = true, value_name = "URL", value_hint = ValueHint::Url)]
     pub server: Option<String>,
-    /// Instance name inside the repository.
+    /// Instance name inside the repository. Agents beside a primary and its replicas share
+    /// one: the group's history.
     #[arg(long, global = true, value_name = "NAME")]
     pub instance: Option<String>,
     /// The Redis Cluster the server belongs to (`run` records its topology; `list` and
     /// `restore` work on the whole cluster).
     #[arg(long, global = true, value_name = "NAME")]
     pub cluster: Option<String>,
+    /// This agent's name in its replication group (default `<hostname>-<port>`).
+    #[arg(long, global = true, value_name = "NAME")]
+    pub node: Option<String>,
     /// Local state directory (cursors, status).
     #[arg(long, global = true, value_name = "DIR", value_hint = ValueHint::DirPath)]
     pub state_dir: Option<PathBuf>,

@@ -21,6 +21,30 @@ fn kind(layout: &ServerLayout) -> String {
     }
 }
 
+/// The instance's failovers, from its first shard's chain heads: each chain a member started
+/// when it took over (reason `failover`), with the member whose chain it follows.
+async fn failovers(
+    repo: &crate::repo::Repo,
+    instance: &str,
+) -> anyhow::Result<Vec<serde_json::Value>> {
+    let shard = crate::repo::ShardId(0);
+    let mut out = Vec::new();
+    let mut previous: Option<String> = None;
+    for id in repo.chain_ids(instance, shard).await? {
+        let Some(head) = repo.chain_head(instance, shard, &id).await? else {
+            continue;
+        };
+        if head.reason == crate::source::ChainReason::Failover.as_str() {
+            out.push(json!({
+                "at_ms": head.created_ms, "at": rfc3339_ms(head.created_ms),
+                "from": previous, "to": head.node, "chain": head.chain,
+            }));
+        }
+        previous = head.node.clone().or(previous);
+    }
+    Ok(out)
+}
+
 fn total_bytes(m: &SnapshotManifest) -> u64 {
     m.shards
         .iter()
@@ -59,7 +83,10 @@ async fn list(cfg: &Config, args: &ListArgs, out: &mut dyn Write) -> anyhow::Res
             Ok(None) => serde_json::Value::Null,
             Err(e) => json!({"error": format!("{e:#}")}),
         };
-        docs.push(json!({"instance": instance, "snapshots": snaps, "window": window}));
+        let failovers = failovers(&repo, instance)
+            .await
+            .unwrap_or_else(|e| vec![json!({"error": e.to_string()})]);
+        docs.push(json!({"instance": instance, "snapshots": snaps, "window": window, "failovers": failovers}));
     }
     if args.json {
         serde_json::to_writer_pretty(
@@ -89,6 +116,19 @@ async fn list(cfg: &Config, args: &ListArgs, out: &mut dyn Write) -> anyhow::Res
                 w["earliest"].as_str().unwrap_or_default(),
                 w["latest"].as_str().unwrap_or_default()
             )?,
+        }
+        for f in doc["failovers"].as_array().cloned().unwrap_or_default() {
+            match f.get("error") {
+                Some(e) => writeln!(out, "  failovers: unknown ({e})")?,
+                None => writeln!(
+                    out,
+                    "  failover at {}: {} → {} (chain {})",
+                    f["at"].as_str().unwrap_or_default(),
+                    f["from"].as_str().unwrap_or("?"),
+                    f["to"].as_str().unwrap_or("?"),
+                    f["chain"].as_str().unwrap_or_default()
+                )?,
+            }
         }
         let snaps = doc["snapshots"].as_array().cloned().unwrap_or_default();
         if !snaps.is_empty() {

@@ -61,6 +61,28 @@ pub fn status(
             "instance {} → {}: {state}",
             doc.instance, doc.repository
         )?;
+        if let Some(g) = &doc.group {
+            let what = match g.state.as_str() {
+                "shipping" => "ships for the group (holds the lease)".to_string(),
+                "standby" => format!(
+                    "stands by; {} ships",
+                    g.lease_holder.as_deref().unwrap_or("nobody")
+                ),
+                other => other.to_string(),
+            };
+            let primary = match (&g.primary, g.role.as_str()) {
+                (Some(p), _) => format!(
+                    "a replica of {p} (link {})",
+                    if g.primary_reachable { "up" } else { "DOWN" }
+                ),
+                (None, "master") => "the primary".to_string(),
+                _ => "not answering".to_string(),
+            };
+            writeln!(out, "node {}: {what}; its server is {primary}", g.node)?;
+            if let Some(split) = &g.split_brain {
+                writeln!(out, "SPLIT BRAIN: {split}")?;
+            }
+        }
         writeln!(
             out,
             "{:>5}  {:<10} {:<24} {:>14} {:>14} {:>12} {:>8}  last error",

@@ -13,19 +13,24 @@ use tokio_util::task::TaskTracker;
 
 use super::{watch_dir, watched_dir, Daemon};
 use crate::context::now_ms;
-use crate::repo::lease::LeaseError;
 use crate::ship::tailer::{ShipSettings, Tailer};
 use crate::ship::Event;
 use crate::source::{ChainReason, Layout};
 use crate::status::file as status_file;
 use crate::status::{Counters, Shared, SharedRef};
-use crate::{compact, metrics, schedule};
+use crate::{compact, schedule};
 
 /// How a follow ended.
 pub enum Outcome {
     Shutdown,
     LayoutChanged(Layout),
+    /// This agent stops shipping for its group (its server is no longer the primary), and why.
+    StepDown(String),
 }
+
+/// How long a step-down waits for the shards to ship what is on disk (a primary that died
+/// left its last writes there).
+const DRAIN: Duration = Duration::from_secs(5);
 
 /// How often the layout is looked at again (kevy reshards on restart with another shard count).
 const LAYOUT_CHECK: Duration = Duration::from_secs(5);
@@ -94,16 +99,15 @@ impl Daemon {
                 st.shared.clone(),
                 events_tx.clone(),
             )
-            .with_recovery(self.server.is_some());
+            .with_recovery(self.server.is_some())
+            .with_node(self.group.node());
             tracker.spawn(t.run(tailers.clone(), wake_rx.clone()));
         }
         tracker.close();
-        let metrics_stop = tailers.child_token();
-        if let Some(addr) = self.cfg.metrics.listen {
-            metrics::serve(addr, st.shared.clone(), metrics_stop.clone()).await?;
-        }
+        self.board.set_shared(st.shared.clone());
         let mut tick = tokio::time::interval(Duration::from_secs(1));
-        let mut renew = tokio::time::interval(self.lease.ttl() / 3);
+        let mut renew = tokio::time::interval(self.group.renew_every());
+        renew.tick().await; // the first tick is at once: the lease was just taken or renewed
         let mut layout_check = tokio::time::interval(LAYOUT_CHECK);
         let shutdown = self.shutdown.clone();
         let outcome = loop {
@@ -112,13 +116,11 @@ impl Daemon {
                 Some(()) = self.hup.recv() => self.reload_config(&mut st),
                 Some(ev) = events.recv() => st.on_event(ev),
                 _ = renew.tick() => {
-                    match self.lease.renew().await {
-                        Ok(()) => {}
-                        Err(e @ LeaseError::Lost { .. }) => {
-                            tailers.cancel();
-                            return Err(e.into());
-                        }
-                        Err(e) => tracing::warn!(error = %e, "cannot renew the lease (will retry)"),
+                    if let Some(why) = self.hold().await {
+                        tracing::warn!(%why, "stepping down: shipping what is on disk, then giving the lease back");
+                        self.board.update_group(|g| g.state = "stepping down".into());
+                        drain(&st.shared).await;
+                        break Outcome::StepDown(why);
                     }
                 }
                 _ = layout_check.tick() => {
@@ -169,8 +171,9 @@ impl Daemon {
     /// Every second: snapshots owed, scheduled jobs, compaction, and what the agent reports.
     async fn on_tick(&mut self, st: &mut Loop, layout: &Layout) {
         if !st.published_start && st.all_heads() {
+            let reason = st.start_reason;
             st.published_start = self
-                .publish(&st.shared, &st.record, &st.heads, "start")
+                .publish(&st.shared, &st.record, &st.heads, reason)
                 .await;
         }
         if let Some((when, reason)) = st.snapshot_due.clone() {
@@ -247,7 +250,8 @@ impl Daemon {
             self.repo.url(),
             &statuses,
             st.sched.next_runs(),
-        );
+        )
+        .with_group(self.board.group());
         status_file::write(&self.cfg.state.dir, &self.instance, &doc)
             .unwrap_or_else(|e| tracing::warn!(error = %e, "cannot write the status file"));
     }
@@ -288,9 +292,25 @@ impl Daemon {
             self.repo.url(),
             &st.shared.snapshot(),
             st.sched.next_runs(),
-        );
+        )
+        .with_group(self.board.group());
         status_file::write(&self.cfg.state.dir, &self.instance, &doc).ok();
     }
+}
+
+/// Waits (within [`DRAIN`]) until every shard has shipped what its files hold.
+async fn drain(shared: &SharedRef) {
+    let until = Instant::now() + DRAIN;
+    while Instant::now() < until {
+        if shared.snapshot().iter().all(|s| s.lag_bytes == 0) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tracing::warn!(
+        ?DRAIN,
+        "the shards did not ship everything on disk before the step-down"
+    );
 }
 
 /// What the main loop keeps between its turns.
@@ -299,6 +319,8 @@ struct Loop {
     shared: SharedRef,
     heads: Vec<Option<ChainHead>>,
     published_start: bool,
+    /// The first snapshot's reason: `start`, or `failover` when this agent took over.
+    start_reason: &'static str,
     /// A snapshot owed: from when, and why.
     snapshot_due: Option<(Instant, String)>,
     sched: schedule::Runner,
@@ -320,6 +342,7 @@ impl Loop {
             shared: Shared::new(layout.shards()),
             heads: vec![None; layout.shards() as usize],
             published_start: false,
+            start_reason: "start",
             snapshot_due: None,
             sched: schedule::Runner::new(&d.cfg, &d.cfg.state.dir, &d.instance),
             compactor: compact::Compactor::new(&d.cfg),
@@ -345,6 +368,9 @@ impl Loop {
             } => {
                 self.compactor.chain_started(shard);
                 self.heads[shard as usize] = Some(*head);
+                if reason == ChainReason::Failover {
+                    self.start_reason = "failover";
+                }
                 if self.published_start && reason != ChainReason::Resumed {
                     // Published at the next tick: one manifest for the shards a multi-shard
                     // rewrite renews within the same second.

@@ -21,14 +21,16 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::context::{now_ms, open_repo};
+use crate::group::{Group, Verdict};
+use crate::metrics;
 use crate::notify::Notifier;
-use crate::repo::lease::{Lease, LeaseError};
+use crate::repo::lease::{Claimant, Lease};
 use crate::repo::Repo;
 use crate::server::Server;
 use crate::ship::tailer::{ShipSettings, Tailer};
 use crate::ship::Event;
 use crate::source::{discover, Layout, Want};
-use crate::status::Shared;
+use crate::status::{Board, BoardRef, Shared};
 
 /// A way to re-read the configuration on SIGHUP.
 pub type Reload = Box<dyn Fn() -> anyhow::Result<Config> + Send + Sync>;
@@ -42,12 +44,19 @@ pub(crate) struct SourcePlace {
     aof_name: String,
 }
 
-/// The daemon's long-lived state: what outlives a change of shard layout.
+/// The daemon's long-lived state: what outlives a change of shard layout and a turn in the
+/// replication group.
 pub(crate) struct Daemon {
     cfg: Config,
+    /// The repository as opened: reads, the lease and the member records.
+    base_repo: Repo,
+    /// The repository the shippers write through: `base_repo` behind the lease's fence.
     repo: Repo,
     instance: String,
-    lease: Lease,
+    /// Held while this agent ships (its turn in the group).
+    lease: Option<Lease>,
+    group: Group,
+    board: BoardRef,
     server: Option<Server>,
     server_version: Option<String>,
     place: SourcePlace,
@@ -62,6 +71,26 @@ impl Daemon {
         let p = &self.place;
         discover(&p.dir, p.want, &p.aof_dir, &p.aof_name)
     }
+
+    /// The holder's periodic turn (renewal, server role); `Some(why)` when it must step down.
+    /// A lost lease is a step-down too: another agent ships now.
+    pub(super) async fn hold(&mut self) -> Option<String> {
+        let lease = self.lease.as_mut()?;
+        match self.group.hold(lease, &mut self.server).await {
+            Ok(Verdict::Keep) => None,
+            Ok(Verdict::StepDown(why)) => Some(why),
+            Err(e) => {
+                tracing::error!(error = %e, "the lease is lost: shipping stops");
+                Some(e.to_string())
+            }
+        }
+    }
+}
+
+/// How a turn of shipping ended.
+pub(crate) enum Turn {
+    Shutdown,
+    StepDown(String),
 }
 
 /// Runs until `shutdown` is cancelled or a fatal error.
@@ -75,26 +104,23 @@ pub async fn run(
     let repo = open_repo(&cfg)?;
     let instance = cfg.repository.instance.clone();
     connect_repo(&repo, &shutdown, &notifier).await?;
-    let lease = Lease::acquire(&repo, &instance, Duration::from_secs(30)).await?;
-    tracing::info!(repository = repo.url(), instance = %instance, "lease taken");
-
-    // From here every way out gives the lease back, a failed start-up included: left behind,
-    // it would make the next start take over a "stale" lease, or refuse another agent for
-    // the lease's TTL.
-    let (server, server_version, place) = match connect_source(&cfg).await {
-        Ok(found) => found,
-        Err(e) => {
-            release(lease).await;
-            return Err(e);
-        }
-    };
-    // `--cluster NAME`: the topology recorder runs beside the shipping (crate::cluster).
+    let (server, server_version, place) = connect_source(&cfg).await?;
+    // `--cluster NAME`: the topology recorder runs beside the shipping, standing by or not
+    // (crate::cluster).
     let _topology = crate::cluster::record::spawn(&cfg, repo.clone(), shutdown.child_token());
+    let board = Board::new(&cfg.repository.node);
+    if let Some(addr) = cfg.metrics.listen {
+        metrics::serve(addr, board.clone(), shutdown.child_token()).await?;
+    }
+    let group = Group::new(&cfg, repo.clone(), board.clone(), server.as_ref());
     let mut d = Daemon {
         cfg,
+        base_repo: repo.clone(),
         repo,
         instance,
-        lease,
+        lease: None,
+        group,
+        board,
         server,
         server_version,
         place,
@@ -103,10 +129,37 @@ pub async fn run(
         hup,
         reload,
     };
-    let result = follow_layouts(&mut d).await;
-    release(d.lease).await;
+    let result = take_turns(&mut d).await;
+    if let Some(lease) = d.lease.take() {
+        release(lease).await;
+    }
     tracing::info!("stopped");
     result
+}
+
+/// Stands by, ships while this agent holds the lease, steps down, and again — until shutdown
+/// or a fatal error. Every way out of a turn gives the lease back.
+async fn take_turns(d: &mut Daemon) -> anyhow::Result<()> {
+    loop {
+        let Some(lease) = d.group.wait_turn(&mut d.server, &d.shutdown).await? else {
+            return Ok(());
+        };
+        d.repo = d.base_repo.clone().with_fence(lease.fence());
+        d.lease = Some(lease);
+        if d.server_version.is_none() {
+            if let Some(s) = d.server.as_mut() {
+                d.server_version = s.version().await;
+            }
+        }
+        let turn = follow_layouts(d).await;
+        if let Some(lease) = d.lease.take() {
+            release(lease).await;
+        }
+        match turn? {
+            Turn::Shutdown => return Ok(()),
+            Turn::StepDown(why) => d.group.stepped_down(&why),
+        }
+    }
 }
 
 /// Connects to the server (if configured; unreachable is not fatal) and resolves its files.
@@ -116,8 +169,8 @@ async fn connect_source(
     let mut server = match Server::connect(cfg).await {
         Ok(s) => s,
         Err(e) => {
-            tracing::warn!(error = %format!("{e:#}"), "server not reachable; following the files only (no compaction)");
-            None
+            tracing::warn!(error = %format!("{e:#}"), "server not reachable; following the files only until it answers");
+            Server::offline(cfg)?
         }
     };
     let server_version = match server.as_mut() {
@@ -128,16 +181,17 @@ async fn connect_source(
     Ok((server, server_version, place))
 }
 
-/// Follows one shard layout after another until shutdown or a fatal error.
-async fn follow_layouts(d: &mut Daemon) -> anyhow::Result<()> {
-    let mut next = wait_layout(d).await?;
+/// Follows one shard layout after another until shutdown, a step-down or a fatal error.
+async fn follow_layouts(d: &mut Daemon) -> anyhow::Result<Turn> {
+    let mut next = match wait_layout(d).await? {
+        Ok(layout) => layout,
+        Err(turn) => return Ok(turn),
+    };
     loop {
-        let Some(layout) = next.take() else {
-            return Ok(());
-        };
-        match d.follow(layout).await? {
-            follow::Outcome::Shutdown => return Ok(()),
-            follow::Outcome::LayoutChanged(l) => next = Some(l),
+        match d.follow(next).await? {
+            follow::Outcome::Shutdown => return Ok(Turn::Shutdown),
+            follow::Outcome::StepDown(why) => return Ok(Turn::StepDown(why)),
+            follow::Outcome::LayoutChanged(l) => next = l,
         }
     }
 }
@@ -220,16 +274,17 @@ async fn source_place(
     })
 }
 
-/// Waits (saying why) until there are files to follow; `None` if stopped meanwhile. The lease
-/// is renewed meanwhile: a wait longer than its TTL must not let another agent take it.
-async fn wait_layout(d: &mut Daemon) -> anyhow::Result<Option<Layout>> {
+/// Waits (saying why) until there are files to follow, or the turn ends (shutdown, step-down).
+/// The lease is renewed meanwhile: a wait longer than its TTL must not let another agent take
+/// it.
+async fn wait_layout(d: &mut Daemon) -> anyhow::Result<Result<Layout, Turn>> {
     let mut said = false;
-    let mut renew = tokio::time::interval(d.lease.ttl() / 3);
+    let mut renew = tokio::time::interval(d.group.renew_every());
     renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     renew.tick().await; // the first tick is at once: the lease was just taken
     loop {
         if let Some(layout) = d.discover()? {
-            return Ok(Some(layout));
+            return Ok(Ok(layout));
         }
         if !said {
             let dir = d.place.dir.display();
@@ -239,11 +294,9 @@ async fn wait_layout(d: &mut Daemon) -> anyhow::Result<Option<Layout>> {
             said = true;
         }
         tokio::select! {
-            _ = d.shutdown.cancelled() => return Ok(None),
-            _ = renew.tick() => match d.lease.renew().await {
-                Ok(()) => {}
-                Err(e @ LeaseError::Lost { .. }) => return Err(e.into()),
-                Err(e) => tracing::warn!(error = %e, "cannot renew the lease (will retry)"),
+            _ = d.shutdown.cancelled() => return Ok(Err(Turn::Shutdown)),
+            _ = renew.tick() => if let Some(why) = d.hold().await {
+                return Ok(Err(Turn::StepDown(why)));
             },
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
         }
@@ -290,7 +343,13 @@ pub async fn backup_once(
     let repo = open_repo(cfg)?;
     repo.ensure_format(now_ms()).await?;
     let instance = cfg.repository.instance.clone();
-    let lease = Lease::acquire(&repo, &instance, Duration::from_secs(30)).await?;
+    let claimant = Claimant::new(&cfg.repository.node, cfg.repository.lease_ttl, None);
+    let lease = Lease::acquire(&repo, &instance, &claimant).await?;
+    let repo = repo.with_fence(lease.fence());
+    // The lease is renewed beside the backup, however long it takes.
+    let every = (cfg.repository.lease_ttl / 5).max(Duration::from_millis(500));
+    let stop = CancellationToken::new();
+    let renewer = tokio::spawn(renew_until(lease, every, stop.clone()));
     let result = async {
         let mut server = match Server::connect(cfg).await {
             Ok(s) => s,
@@ -344,8 +403,25 @@ pub async fn backup_once(
         )
     }
     .await;
-    release(lease).await;
+    stop.cancel();
+    if let Ok(lease) = renewer.await {
+        release(lease).await;
+    }
     result
+}
+
+/// Renews `lease` every `every` until `stop`, then hands it back.
+async fn renew_until(mut lease: Lease, every: Duration, stop: CancellationToken) -> Lease {
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return lease,
+            _ = tokio::time::sleep(every) => {
+                if let Err(e) = lease.renew(None).await {
+                    tracing::warn!(error = %e, "cannot renew the lease");
+                }
+            }
+        }
+    }
 }
 
 async fn find_layout_once(cfg: &Config, server: Option<&mut Server>) -> anyhow::Result<Layout> {

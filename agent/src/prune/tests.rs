@@ -61,6 +61,7 @@ async fn chain(
         stream_start: 0,
         reason: "start".into(),
         source_identity: String::new(),
+        node: None,
     };
     repo.put_chain_head(&head).await.unwrap();
     let mut out = Vec::new();
@@ -345,6 +346,7 @@ async fn kevy_chain(repo: &Repo, shard: u32, id: &str, shards: u32) -> ShardCut 
         stream_start: 0,
         reason: "start".into(),
         source_identity: String::new(),
+        node: None,
     })
     .await
     .unwrap();

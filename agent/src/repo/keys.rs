@@ -92,6 +92,16 @@ pub fn lease(instance: &str) -> String {
     format!("instances/{instance}/lease.json")
 }
 
+/// The folder of a replication group's member records (one per agent, each written only by
+/// its own agent).
+pub fn members_prefix(instance: &str) -> String {
+    format!("instances/{instance}/members/")
+}
+
+pub fn member(instance: &str, node: &str) -> String {
+    format!("instances/{instance}/members/{node}.json")
+}
+
 pub fn snapshots_prefix(instance: &str) -> String {
     format!("instances/{instance}/snapshots/")
 }

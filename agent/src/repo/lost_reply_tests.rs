@@ -164,6 +164,7 @@ fn head(chain: &str, stream_start: u64) -> ChainHead {
         stream_start,
         reason: "start".into(),
         source_identity: "dev 1 ino 2".into(),
+        node: None,
     }
 }
 

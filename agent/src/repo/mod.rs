@@ -22,9 +22,11 @@
 //! manifests) stay plain: they hold no server data, and the agent reads them back with only
 //! the public key.
 
+mod cas;
 pub mod codec;
 pub mod crypt;
 mod documents;
+pub mod fence;
 pub mod keys;
 pub mod lease;
 pub mod plan;
@@ -43,7 +45,9 @@ use futures::StreamExt;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 
+pub use cas::{Expect, Version};
 pub use crypt::KeyRing;
+pub use fence::Fence;
 pub use keys::{Codec, ShardId};
 pub use store::{RepoSpec, S3Spec};
 
@@ -62,6 +66,10 @@ pub enum RepoError {
     AlreadyExists { key: String },
     #[error("object {key} already exists with other content (another agent writing this instance, or a reused chain id); nothing was overwritten")]
     Conflict { key: String },
+    #[error("object {key} changed since it was read (another agent wrote it first); nothing was overwritten")]
+    Precondition { key: String },
+    #[error("not writing {key}: this agent's lease on the instance is not confirmed (renewal overdue or lease given back)")]
+    Fenced { key: String },
     #[error("object {key} is corrupt: {reason}")]
     Corrupt { key: String, reason: String },
     #[error("repository {url} holds no aofvault data{hint}")]
@@ -88,7 +96,10 @@ pub struct NoSnapshot {
 impl RepoError {
     /// Worth retrying: the store may answer later.
     pub fn is_transient(&self) -> bool {
-        matches!(self, RepoError::Unreachable { .. })
+        matches!(
+            self,
+            RepoError::Unreachable { .. } | RepoError::Fenced { .. }
+        )
     }
 }
 
@@ -111,6 +122,10 @@ pub struct Repo {
     url: String,
     pub level: i32,
     keys: Arc<KeyRing>,
+    /// The folder of a `file://` repository: conditional writes lock it themselves.
+    local_root: Option<std::path::PathBuf>,
+    /// Set on the daemon's handle: writes only while the lease holds.
+    fence: Option<Arc<Fence>>,
 }
 
 impl std::fmt::Debug for Repo {
@@ -128,6 +143,11 @@ impl Repo {
             url: spec.display_url(),
             level: compression_level,
             keys: Arc::default(),
+            local_root: match spec {
+                RepoSpec::File(p) => Some(p.clone()),
+                _ => None,
+            },
+            fence: None,
         })
     }
 
@@ -139,6 +159,8 @@ impl Repo {
             url: url.to_string(),
             level: compression_level,
             keys: Arc::default(),
+            local_root: None,
+            fence: None,
         }
     }
 
@@ -147,6 +169,23 @@ impl Repo {
     pub fn with_key_ring(mut self, keys: KeyRing) -> Repo {
         self.keys = Arc::new(keys);
         self
+    }
+
+    /// Writes through this handle (and its clones) only while `fence` is open; the lease's own
+    /// document is written with [`Repo::put_if`], which the fence does not stop.
+    pub fn with_fence(mut self, fence: Arc<Fence>) -> Repo {
+        self.fence = Some(fence);
+        self
+    }
+
+    /// `Fenced` if this handle's fence is closed.
+    pub(crate) fn check_fence(&self, key: &str) -> Result<()> {
+        match &self.fence {
+            Some(f) if !f.is_open() => Err(RepoError::Fenced {
+                key: key.to_string(),
+            }),
+            _ => Ok(()),
+        }
     }
 
     /// The encryption keys (empty: objects are written plain, encrypted ones cannot be read).
@@ -189,6 +228,7 @@ impl Repo {
 
     /// Create-only put: fails with `AlreadyExists` if anything is there.
     pub async fn put_new(&self, key: &str, data: Bytes) -> Result<()> {
+        self.check_fence(key)?;
         let opts = PutOptions {
             mode: PutMode::Create,
             ..Default::default()
@@ -200,7 +240,7 @@ impl Repo {
         Ok(())
     }
 
-    /// Overwriting put: only the lease uses it.
+    /// Overwriting put: documents only their writer writes (a group member's own record).
     pub async fn put_overwrite(&self, key: &str, data: Bytes) -> Result<()> {
         self.store
             .put(&self.path(key), PutPayload::from(data))
@@ -227,6 +267,7 @@ impl Repo {
     }
 
     pub async fn delete(&self, key: &str) -> Result<()> {
+        self.check_fence(key)?;
         match self.store.delete(&self.path(key)).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(self.map_err(key, e)),

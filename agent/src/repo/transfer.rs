@@ -21,6 +21,7 @@ impl Repo {
         limit: Option<u64>,
     ) -> Result<(u64, u32)> {
         use tokio::io::AsyncWriteExt;
+        self.check_fence(key)?;
         let codec = self.codec();
         let level = self.level;
         let keys = self.keys.clone();
@@ -93,6 +94,12 @@ impl Repo {
                 return Err(e);
             }
         };
+        // The upload becomes visible at completion: a writer whose lease lapsed meanwhile
+        // abandons it (the parts expire with the store's multipart clean-up).
+        if let Err(e) = self.check_fence(key) {
+            let _ = writer.abort().await;
+            return Err(e);
+        }
         writer.shutdown().await.map_err(io_err)?;
         Ok((total, crc))
     }

@@ -182,6 +182,8 @@ pub enum ChainReason {
     Truncated,
     /// The Redis manifest no longer lists the chain's incr files.
     ManifestChanged,
+    /// This agent's server became the group's primary: the last chain is another member's.
+    Failover,
 }
 
 impl ChainReason {
@@ -194,6 +196,7 @@ impl ChainReason {
             ChainReason::Bgsave => "bgsave",
             ChainReason::Truncated => "truncated",
             ChainReason::ManifestChanged => "manifest changed",
+            ChainReason::Failover => "failover",
         }
     }
 

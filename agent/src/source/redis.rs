@@ -120,14 +120,13 @@ impl RedisFollower {
 }
 
 fn sniff_format(file: &File) -> std::io::Result<BaseFormat> {
-    let head = read_at(file, 0, 6)?;
-    Ok(
-        if head.starts_with(b"REDIS") || head.starts_with(b"VALKEY") {
-            BaseFormat::Rdb
-        } else {
-            BaseFormat::Resp
-        },
-    )
+    // REDIS/VALKEY magic, or Valkey 9.2's LZ4 envelope around an RDB.
+    let head = read_at(file, 0, 9)?;
+    Ok(if aofvault_formats::detect::is_rdb_head(&head) {
+        BaseFormat::Rdb
+    } else {
+        BaseFormat::Resp
+    })
 }
 
 impl Follower for RedisFollower {

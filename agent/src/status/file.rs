@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::status::ShardStatus;
+use crate::status::{GroupStatus, ShardStatus};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct NextRun {
@@ -29,6 +29,9 @@ pub struct StatusDoc {
     pub written_ms: i64,
     pub shards: Vec<ShardStatus>,
     pub schedules: Vec<NextRun>,
+    /// Its place in the replication group (absent in documents of older agents).
+    #[serde(default)]
+    pub group: Option<GroupStatus>,
 }
 
 /// A status younger than this, from a live process, is a running agent's.
@@ -47,6 +50,12 @@ impl StatusDoc {
     }
 
     /// The document for now; `schedules` are the next runs of the daemon's schedule.
+    /// The same, with the agent's group status.
+    pub fn with_group(mut self, group: GroupStatus) -> Self {
+        self.group = Some(group);
+        self
+    }
+
     pub fn new(
         instance: &str,
         repository: &str,
@@ -60,6 +69,7 @@ impl StatusDoc {
             written_ms: chrono::Utc::now().timestamp_millis(),
             shards: shards.to_vec(),
             schedules,
+            group: None,
         }
     }
 }
@@ -122,7 +132,7 @@ pub fn all(state_dir: &Path) -> std::io::Result<Vec<StatusDoc>> {
 /// Which status `aofvault status` shows.
 #[derive(Debug)]
 pub enum Choice {
-    Found(StatusDoc),
+    Found(Box<StatusDoc>),
     /// No status file: for the named instance, or at all.
     Missing,
     /// Several agents could be meant: their instances (the running ones, if any runs).
@@ -139,7 +149,7 @@ pub fn choose(
     now_ms: i64,
 ) -> std::io::Result<Choice> {
     match read(state_dir, instance) {
-        Ok(doc) => return Ok(Choice::Found(doc)),
+        Ok(doc) => return Ok(Choice::Found(Box::new(doc))),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(e),
     }
@@ -155,7 +165,7 @@ fn pick(docs: Vec<StatusDoc>, now_ms: i64) -> Choice {
     let mut candidates = if live.is_empty() { stale } else { live };
     match candidates.len() {
         0 => Choice::Missing,
-        1 => Choice::Found(candidates.remove(0)),
+        1 => Choice::Found(Box::new(candidates.remove(0))),
         _ => Choice::Ambiguous(candidates.into_iter().map(|d| d.instance).collect()),
     }
 }
@@ -175,6 +185,7 @@ mod tests {
             written_ms,
             shards: Vec::new(),
             schedules: Vec::new(),
+            group: None,
         }
     }
 

@@ -114,3 +114,78 @@ impl Shared {
             .collect()
     }
 }
+
+/// This agent's place in its replication group (agents with one `instance`), as `status` and
+/// `/metrics` show it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct GroupStatus {
+    /// This agent's name in the group (`[repository] node`).
+    pub node: String,
+    /// shipping | standby | stepping down
+    pub state: String,
+    /// What its server says: master | slave | unknown (unreachable).
+    pub role: String,
+    /// The primary its server replicates from (a replica), as `host:port`.
+    #[serde(default)]
+    pub primary: Option<String>,
+    /// Whether the server answers (a primary) or its link to its primary is up (a replica).
+    pub primary_reachable: bool,
+    /// Who holds the lease (ships), as the lease document names it.
+    #[serde(default)]
+    pub lease_holder: Option<String>,
+    /// Set while two servers of the group both say `role:master`.
+    #[serde(default)]
+    pub split_brain: Option<String>,
+    /// Since when it is in `state` (unix ms).
+    pub since_ms: i64,
+    /// Times this agent took the lease over from another member.
+    #[serde(default)]
+    pub takeovers: u64,
+    /// Times this agent stepped down.
+    #[serde(default)]
+    pub step_downs: u64,
+}
+
+/// What the agent reports across shard layouts and turns in its group: the shards of the
+/// layout it follows now (none while it stands by) and its group status.
+#[derive(Debug)]
+pub struct Board {
+    shared: Mutex<SharedRef>,
+    group: Mutex<GroupStatus>,
+}
+
+pub type BoardRef = Arc<Board>;
+
+impl Board {
+    pub fn new(node: &str) -> BoardRef {
+        Arc::new(Board {
+            shared: Mutex::new(Shared::new(0)),
+            group: Mutex::new(GroupStatus {
+                node: node.to_string(),
+                state: "starting".into(),
+                role: "unknown".into(),
+                ..Default::default()
+            }),
+        })
+    }
+
+    /// The shards now followed.
+    pub fn shared(&self) -> SharedRef {
+        self.shared
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    pub fn set_shared(&self, s: SharedRef) {
+        *self.shared.lock().unwrap_or_else(|e| e.into_inner()) = s;
+    }
+
+    pub fn group(&self) -> GroupStatus {
+        self.group.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub fn update_group(&self, f: impl FnOnce(&mut GroupStatus)) {
+        f(&mut self.group.lock().unwrap_or_else(|e| e.into_inner()));
+    }
+}

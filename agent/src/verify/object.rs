@@ -106,7 +106,7 @@ pub(super) async fn check_object(
 
 /// A base's format from its first bytes (no readable document says it).
 fn sniff(path: &Path) -> anyhow::Result<BaseFormat> {
-    let mut head = [0u8; 8];
+    let mut head = [0u8; 9];
     let mut f = File::open(path)?;
     let mut n = 0;
     while n < head.len() {
@@ -118,7 +118,7 @@ fn sniff(path: &Path) -> anyhow::Result<BaseFormat> {
     let head = &head[..n];
     Ok(if head.starts_with(SNAPSHOT_MAGIC) {
         BaseFormat::KevySnap
-    } else if head.starts_with(b"REDIS") {
+    } else if aofvault_formats::detect::is_rdb_head(head) {
         BaseFormat::Rdb
     } else {
         BaseFormat::Resp

@@ -55,6 +55,7 @@ async fn chain(repo: &Repo, head_crc: u32) {
         stream_start: 0,
         reason: "start".into(),
         source_identity: String::new(),
+        node: None,
     };
     repo.put_chain_head(&head).await.unwrap();
 }

@@ -3,6 +3,7 @@
 //! leaves unset (the file wins, as with other S3 tools' explicit options).
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use url::Url;
 
@@ -43,11 +44,40 @@ pub(super) fn validate(
         }
         None => default_instance(source, check),
     };
+    let node = match raw.node {
+        Some(name) => {
+            if let Err(message) = check_instance(&name) {
+                check.push(
+                    ErrorKind::InvalidValue,
+                    "repository.node",
+                    Some(format!("{name:?}")),
+                    message,
+                );
+            }
+            name
+        }
+        None => default_instance(source, check),
+    };
+    let lease_ttl = check.duration(
+        "repository.lease_ttl",
+        raw.lease_ttl.as_deref(),
+        Duration::from_secs(15),
+        Duration::from_secs(3)..=Duration::from_secs(600),
+    );
+    let step_down_after = check.duration(
+        "repository.step_down_after",
+        raw.step_down_after.as_deref(),
+        Duration::from_secs(5),
+        Duration::from_secs(1)..=Duration::from_secs(3600),
+    );
     let compression_level = compression(raw.compression.as_deref(), check);
     let is_s3 = matches!(url, Some(RepoUrl::S3 { .. }));
     Repository {
         url: url.unwrap_or_else(|| RepoUrl::File(state.dir.join("repository"))),
         instance,
+        node,
+        lease_ttl,
+        step_down_after,
         compression_level,
         encryption: super::encryption::validate(
             raw.encryption_recipients,

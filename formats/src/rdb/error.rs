@@ -18,7 +18,16 @@ pub enum RdbError {
     /// The bytes are not a valid RDB.
     #[error("invalid RDB at byte {offset}: {reason}")]
     Invalid { offset: u64, reason: String },
-    /// A magic/version this decoder does not read (Redis 1–12, Valkey 80–81 are read).
+    /// Something the file's version defines that this decoder does not read (a newer value
+    /// type or opcode, or one whose layout could not be confirmed): `what` names the byte and
+    /// its meaning, `offset` is where it starts.
+    #[error("unsupported content at byte {offset} of an RDB version {version} file: {what}")]
+    Unsupported {
+        offset: u64,
+        version: u32,
+        what: String,
+    },
+    /// A magic/version this decoder does not read (Redis 1–15, Valkey 80–81 are read).
     #[error("unsupported RDB version {version}")]
     UnsupportedVersion { version: u32 },
     /// A module value (type 7) or module aux data (opcode 0xF7): its bytes are opaque without
@@ -53,6 +62,7 @@ impl RdbError {
             | RdbError::Truncated { offset, .. }
             | RdbError::Invalid { offset, .. }
             | RdbError::Module { offset, .. }
+            | RdbError::Unsupported { offset, .. }
             | RdbError::ChecksumMismatch { offset, .. } => Some(*offset),
             RdbError::UnsupportedVersion { .. } => None,
         }

@@ -1,7 +1,9 @@
-//! A streaming RDB decoder for Redis RDB versions 1–12 (Redis 1.x–8.x, Valkey ≤ 8) and Valkey's
+//! A streaming RDB decoder for Redis RDB versions 1–15 (Redis 1.x–8.10, Valkey ≤ 8) and Valkey's
 //! `VALKEY080`/`VALKEY081`, producing the neutral [`Record`]s of [`crate::model`].
 //!
 //! Parts, in the order bytes flow through them:
+//! - `input`: the caller's reader, or the LZ4 frame inside Valkey 9.2's compressed-stream
+//!   (`VCS`) envelope, found from the first bytes;
 //! - `source`: the [`BufRead`] wrapper that tracks the byte offset and the running CRC-64
 //!   (`crc64`) and never allocates on a length's word alone;
 //! - `strings`: length fields and strings (integer-encoded, LZF-compressed via `lzf`);
@@ -11,6 +13,8 @@
 //!   (`listpack`, `ziplist`, `intset`, `zipmap`; elements as `packed::Item`) parsed in place
 //!   from the bytes of one string, integers turned into decimal text by `text`;
 //! - `module`: the module type name inside a module id, for [`RdbError::Module`];
+//! - `meta`: the keyless opcodes of RDB 13+ and Valkey 9 (key metadata, hash template
+//!   records, slot imports), and `template`: the hash template value types;
 //! - `error`: [`RdbError`], every variant with its byte offset.
 //!
 //! Decisions worth knowing:
@@ -23,7 +27,14 @@
 //! - Bytes after the checksum are not read: an RDB preamble in an AOF is followed by commands,
 //!   and [`RdbReader::into_inner`] hands the reader back positioned right after the trailer.
 //! - Type 22 is a Redis 7.4 pre-release hash with field TTLs in `REDIS` files and Valkey 9's
-//!   `HASH_2` in `VALKEY` files: the magic decides (`Flavor`).
+//!   `HASH_2` in `VALKEY` files, opcode 0xF3 is Redis's `KEY_META` or Valkey's `SLOT_IMPORT`,
+//!   0xF2 Redis's `HASH_TEMPLATE` or Valkey's `UPDATE`: the magic decides (`Flavor`), before any
+//!   type byte is read.
+//! - Anything this decoder does not read — a value type or opcode newer than it, or one whose
+//!   layout could not be confirmed — is an error naming the version, the byte and its offset
+//!   ([`RdbError::Unsupported`]), never skipped. What is skipped on purpose: IDLE, FREQ,
+//!   RESIZEDB, SLOT_INFO, Valkey's SLOT_IMPORT (cluster state), and key metadata whose class
+//!   allows it (`ALLOW_IGNORE`, which a server without the class also skips).
 //! - A stream's pending entry must be owned by one of its group's consumers (else `Invalid`);
 //!   the stream's stored length field is not kept: the model counts the live entries.
 //! - After an error the reader is spent: further calls return an error.
@@ -31,14 +42,17 @@
 mod crc64;
 mod error;
 mod hash;
+mod input;
 mod intset;
 mod listpack;
 mod lzf;
+mod meta;
 mod module;
 mod packed;
 mod source;
 mod stream;
 mod strings;
+mod template;
 mod text;
 mod value;
 mod ziplist;
@@ -49,6 +63,9 @@ use std::io::BufRead;
 use crate::model::{Entry, Record};
 
 pub use error::RdbError;
+use input::Input;
+pub use input::{Envelope, ENVELOPE_LEN, ENVELOPE_PREFIX};
+use meta::Templates;
 use source::Source;
 
 const OP_FUNCTION2: u8 = 0xF5;
@@ -63,10 +80,16 @@ const OP_EXPIRETIME: u8 = 0xFD;
 const OP_SELECTDB: u8 = 0xFE;
 const OP_EOF: u8 = 0xFF;
 const OP_SLOT_INFO: u8 = 0xF4;
+/// Redis RDB ≥ 13 `KEY_META`; Valkey RDB ≥ 80 `SLOT_IMPORT`.
+const OP_KEY_META_OR_SLOT_IMPORT: u8 = 0xF3;
+/// Redis RDB ≥ 14 `HASH_TEMPLATE`; Valkey RDB 81 `UPDATE`.
+const OP_HASH_TEMPLATE_OR_UPDATE: u8 = 0xF2;
+/// The first Redis RDB version with opcodes 0xF3 and 0xF2.
+const FIRST_REDIS_KEY_META_VERSION: u32 = 13;
 
 /// The first version with a CRC-64 trailer.
 const FIRST_CHECKSUMMED_VERSION: u32 = 5;
-const MAX_REDIS_VERSION: u32 = 12;
+const MAX_REDIS_VERSION: u32 = 15;
 const VALKEY_VERSIONS: std::ops::RangeInclusive<u32> = 80..=81;
 
 /// Which server family wrote the file: a few type ids mean different things in each.
@@ -89,9 +112,12 @@ pub enum ChecksumStatus {
 
 /// Reads an RDB record by record from a [`BufRead`].
 pub struct RdbReader<R: BufRead> {
-    src: Source<R>,
+    src: Source<Input<R>>,
     version: u32,
     flavor: Flavor,
+    envelope: Option<Envelope>,
+    /// Hash templates declared by `HASH_TEMPLATE` records so far.
+    templates: Templates,
     db: u32,
     /// An expiry opcode applies to the next key only.
     pending_expire: Option<i64>,
@@ -108,9 +134,11 @@ enum State {
 }
 
 impl<R: BufRead> RdbReader<R> {
-    /// Reads and checks the 9-byte magic (`REDIS0001`..`REDIS0012`, `VALKEY080`/`VALKEY081`).
+    /// Reads and checks the 9-byte magic (`REDIS0001`..`REDIS0015`, `VALKEY080`/`VALKEY081`),
+    /// first unwrapping Valkey's compressed-stream envelope when the file starts with one.
     pub fn new(reader: R) -> Result<Self, RdbError> {
-        let mut src = Source::new(reader);
+        let (input, envelope) = Input::open(reader)?;
+        let mut src = Source::new(input);
         let magic: [u8; 9] = src.read_array("the 9-byte magic")?;
         let (flavor, digits) = if magic.starts_with(b"REDIS") {
             (Flavor::Redis, &magic[5..])
@@ -147,6 +175,8 @@ impl<R: BufRead> RdbReader<R> {
             src,
             version,
             flavor,
+            envelope,
+            templates: Templates::new(),
             db: 0,
             pending_expire: None,
             checksum: ChecksumStatus::Pending,
@@ -159,7 +189,12 @@ impl<R: BufRead> RdbReader<R> {
         self.version
     }
 
-    /// Bytes consumed from the start of the file.
+    /// The compressed-stream envelope the RDB was read from, if any.
+    pub fn envelope(&self) -> Option<Envelope> {
+        self.envelope
+    }
+
+    /// Bytes consumed from the start of the file (of the decompressed RDB, inside an envelope).
     pub fn offset(&self) -> u64 {
         self.src.offset()
     }
@@ -169,9 +204,10 @@ impl<R: BufRead> RdbReader<R> {
     }
 
     /// The inner reader, positioned exactly after the last byte decoded (after the 8-byte
-    /// checksum once [`next_record`](Self::next_record) has returned `Ok(None)`).
+    /// checksum once [`next_record`](Self::next_record) has returned `Ok(None)`) — except
+    /// inside a compressed envelope, where it is wherever the LZ4 decoder stopped.
     pub fn into_inner(self) -> R {
-        self.src.into_inner()
+        self.src.into_inner().into_inner()
     }
 
     /// Next record in file order; `Ok(None)` after the EOF opcode and the checksum were read
@@ -255,20 +291,44 @@ impl<R: BufRead> RdbReader<R> {
                     let id = self.src.read_len("module aux id")?;
                     return Err(RdbError::Module { offset: at, key: String::new(), module: module::module_name(id) });
                 }
-                0xF0..=0xF3 => {
-                    return Err(RdbError::Invalid {
-                        offset: at,
-                        reason: format!("opcode {op:#04x} is not supported in RDB version {}", self.version),
-                    })
-                }
+                OP_KEY_META_OR_SLOT_IMPORT | OP_HASH_TEMPLATE_OR_UPDATE => self.read_dialect_opcode(op, at)?,
+                0xF0..=0xF1 => return Err(self.unsupported_opcode(op, at, "an unknown opcode")),
                 type_id => {
                     let key = self.src.read_string("key")?;
                     let expire_at_ms = self.pending_expire.take();
-                    if let Some(value) = value::read_value(&mut self.src, &mut self.gather, at, type_id, self.flavor, &key)? {
+                    let dialect = value::Dialect { flavor: self.flavor, version: self.version, templates: &self.templates };
+                    if let Some(value) = value::read_value(&mut self.src, &mut self.gather, at, type_id, &dialect, &key)? {
                         return Ok(Some(Record::Entry(Entry { db: self.db, key, value, expire_at_ms })));
                     }
                 }
             }
+        }
+    }
+
+    /// Opcodes 0xF3 and 0xF2, whose meaning depends on who wrote the file.
+    fn read_dialect_opcode(&mut self, op: u8, at: u64) -> Result<(), RdbError> {
+        match (self.flavor, op) {
+            (Flavor::Redis, _) if self.version < FIRST_REDIS_KEY_META_VERSION => {
+                Err(self.unsupported_opcode(op, at, "not defined before RDB 13"))
+            }
+            (Flavor::Redis, OP_KEY_META_OR_SLOT_IMPORT) => {
+                meta::skip_key_meta(&mut self.src, at, self.version)
+            }
+            (Flavor::Redis, _) => meta::read_hash_template(&mut self.src, at, &mut self.templates),
+            (Flavor::Valkey, OP_KEY_META_OR_SLOT_IMPORT) => meta::skip_slot_import(&mut self.src),
+            (Flavor::Valkey, _) => Err(self.unsupported_opcode(
+                op,
+                at,
+                "Valkey UPDATE (an inline command of a forkless save): not decoded",
+            )),
+        }
+    }
+
+    fn unsupported_opcode(&self, op: u8, at: u64, meaning: &str) -> RdbError {
+        RdbError::Unsupported {
+            offset: at,
+            version: self.version,
+            what: format!("opcode {op:#04x} ({meaning}, {:?} dialect)", self.flavor),
         }
     }
 

@@ -1,4 +1,4 @@
-//! Streams (types 15, 19, 21 — "listpacks" versions 1, 2, 3).
+//! Streams (types 15, 19, 21, 26, 27 — "listpacks" versions 1 to 5).
 //!
 //! A stream is a list of nodes, each a 16-byte master ID (ms, seq big-endian) and a listpack
 //! whose entries are delta-encoded against it; then the stream metadata (length, last ID, and
@@ -10,6 +10,17 @@
 //! Node listpack: a master entry `count deleted n_fields field… 0`, then per entry
 //! `flags ms_delta seq_delta` and either (flag SAMEFIELDS) the values in master-field order or
 //! `n field value…`, then the entry's element count (for walking backwards; skipped here).
+//!
+//! Versions 4 (type 26, Redis 8.6) and 5 (type 27, Redis 8.8) extend version 3, as described
+//! by third-party readers of Redis's `rdb.c` (Redis's own source was not available here):
+//! version 5 adds to each group, after its consumers, a "NACK zone" — `count:len`, then 16-byte
+//! ids of pending entries that no consumer owns —; both add after the groups the stream's
+//! idempotent-producer (IDMP) state — `duration:len maxsize:len producers:len`, the producers'
+//! tracked ids, `iids_added:len iids_duplicates:len`. Those descriptions disagree on how a
+//! producer's tracked ids are laid out, and the neutral form has no place for unowned pending
+//! entries, so a stream with tracked producers or NACKed entries is refused
+//! ([`RdbError::Unsupported`]) rather than guessed; the IDMP configuration itself
+//! (`XCFGSET … IDMP-DURATION … IDMP-MAXSIZE …`) is not kept.
 
 use std::collections::HashMap;
 use std::io::BufRead;
@@ -30,12 +41,15 @@ const ENTRIES_READ_UNKNOWN: u64 = u64::MAX;
 pub(crate) fn read_stream<R: BufRead>(
     src: &mut Source<R>,
     type_id: u8,
+    rdb_version: u32,
     key: &[u8],
 ) -> Result<Stream, RdbError> {
     let version = match type_id {
         15 => 1,
         19 => 2,
-        _ => 3,
+        21 => 3,
+        26 => 4,
+        _ => 5,
     };
     let mut stream = Stream::default();
     let nodes = src.read_len("stream node count")?;
@@ -64,9 +78,40 @@ pub(crate) fn read_stream<R: BufRead>(
     let groups = src.read_len("stream group count")?;
     stream.groups.reserve(capacity(groups));
     for _ in 0..groups {
-        stream.groups.push(read_group(src, version, key)?);
+        stream
+            .groups
+            .push(read_group(src, version, rdb_version, key)?);
+    }
+    if version >= 4 {
+        read_idmp(src, rdb_version, key)?;
     }
     Ok(stream)
+}
+
+/// The IDMP trailer of versions 4 and 5: accepted only without tracked producers.
+fn read_idmp<R: BufRead>(
+    src: &mut Source<R>,
+    rdb_version: u32,
+    key: &[u8],
+) -> Result<(), RdbError> {
+    src.read_len("stream IDMP duration")?;
+    src.read_len("stream IDMP max size")?;
+    let at = src.offset();
+    let producers = src.read_len("stream IDMP producer count")?;
+    if producers != 0 {
+        return Err(RdbError::Unsupported {
+            offset: at,
+            version: rdb_version,
+            what: format!(
+                "key `{}`: stream with idempotent-producer (IDMP) history of {producers} producers \
+                 (type 26/27): its layout could not be confirmed from Redis's source",
+                display_key(key)
+            ),
+        });
+    }
+    src.read_len("stream IDMP ids added")?;
+    src.read_len("stream IDMP duplicates")?;
+    Ok(())
 }
 
 fn read_id<R: BufRead>(src: &mut Source<R>) -> Result<StreamId, RdbError> {
@@ -172,6 +217,7 @@ fn read_node(data: &[u8], master: StreamId, out: &mut Vec<StreamEntry>) -> Resul
 fn read_group<R: BufRead>(
     src: &mut Source<R>,
     version: u8,
+    rdb_version: u32,
     key: &[u8],
 ) -> Result<StreamGroup, RdbError> {
     let name = src.read_string("stream group name")?;
@@ -222,6 +268,21 @@ fn read_group<R: BufRead>(
             seen_time_ms,
             active_time_ms,
         });
+    }
+    if version >= 5 {
+        let at = src.offset();
+        let nacked = src.read_len("stream group NACK count")?;
+        if nacked != 0 {
+            return Err(RdbError::Unsupported {
+                offset: at,
+                version: rdb_version,
+                what: format!(
+                    "key `{}`: stream group with {nacked} NACKed pending entries (type 27): \
+                     unowned pending entries have no neutral form",
+                    display_key(key)
+                ),
+            });
+        }
     }
     let at = src.offset();
     let mut pending = Vec::with_capacity(pel.len());

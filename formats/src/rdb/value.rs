@@ -10,10 +10,22 @@ use crate::model::{Bytes, HashField, Value};
 
 use super::error::{PackError, RdbError};
 use super::listpack::{self, Listpack};
+use super::meta::Templates;
 use super::packed::Packed;
 use super::source::{packed, Source};
 use super::ziplist::{self, Ziplist};
-use super::{hash, intset, module, stream, text, Flavor};
+use super::{hash, intset, module, stream, template, text, Flavor};
+
+/// What a value's type byte means depends on who wrote the file and which version.
+pub(crate) struct Dialect<'a> {
+    pub(crate) flavor: Flavor,
+    pub(crate) version: u32,
+    /// Hash templates declared so far (Redis RDB ≥ 14).
+    pub(crate) templates: &'a Templates,
+}
+
+/// The first Redis RDB version with types 26 and up (Redis 8.6).
+const FIRST_REDIS_13_TYPES: u32 = 13;
 
 /// Most elements a [`Gather`] buffer keeps between values (a bigger one is freed).
 const GATHER_KEEP: usize = 1 << 16;
@@ -55,9 +67,11 @@ pub(crate) fn read_value<R: BufRead>(
     gather: &mut Gather,
     record_at: u64,
     type_id: u8,
-    flavor: Flavor,
+    dialect: &Dialect<'_>,
     key: &[u8],
 ) -> Result<Option<Value>, RdbError> {
+    let flavor = dialect.flavor;
+    refuse_unknown(record_at, type_id, dialect, key)?;
     let items = &mut gather.items;
     let scored = &mut gather.scored;
     let value = match type_id {
@@ -95,8 +109,22 @@ pub(crate) fn read_value<R: BufRead>(
             })
         })?),
         14 => Value::List(gathered(items, |out| read_quicklist(src, key, out))?),
-        15 | 19 | 21 => {
-            return stream::read_stream(src, type_id, key).map(|s| Some(Value::Stream(Box::new(s))))
+        15 | 19 | 21 | 26 | 27 => {
+            return stream::read_stream(src, type_id, dialect.version, key)
+                .map(|s| Some(Value::Stream(Box::new(s))))
+        }
+        template::HASH_TMPL_LP..=template::HASH_TMPL_ARRAY_REF => {
+            Value::Hash(gathered(&mut gather.fields, |out| {
+                template::read_template_hash(
+                    src,
+                    record_at,
+                    type_id,
+                    dialect.version,
+                    dialect.templates,
+                    key,
+                    out,
+                )
+            })?)
         }
         17 => Value::ZSet(gathered(scored, |out| {
             packed(src, key, "listpack of zset", |data| {
@@ -126,6 +154,41 @@ pub(crate) fn read_value<R: BufRead>(
         Value::Hash(v) => v.is_empty(),
     };
     Ok((!empty).then_some(value))
+}
+
+/// Fails, naming the type byte, the version and what the byte means there, on a type this
+/// decoder does not read — before any of its bytes are consumed.
+fn refuse_unknown(
+    record_at: u64,
+    type_id: u8,
+    dialect: &Dialect<'_>,
+    key: &[u8],
+) -> Result<(), RdbError> {
+    let meaning = match (dialect.flavor, type_id) {
+        (_, 0..=7 | 9..=21) => return Ok(()),
+        (Flavor::Redis, 22..=25) | (Flavor::Valkey, 22) => return Ok(()),
+        (Flavor::Redis, 26..=32) if dialect.version >= FIRST_REDIS_13_TYPES => {
+            if type_id != 28 {
+                return Ok(());
+            }
+            "ARRAY (Redis 8.8): not decoded yet, its layout could not be confirmed from Redis's source"
+        }
+        (Flavor::Redis, 26..=32) => "a type of Redis RDB 13 and later, in an older file",
+        (Flavor::Redis, 33) => "GCRA (Redis 8.8+ rate limiter state): not decoded",
+        (Flavor::Valkey, 23) => {
+            "PATH_HASH (Valkey 9.2): not decoded yet, its layout could not be confirmed"
+        }
+        _ => "an unknown value type",
+    };
+    Err(RdbError::Unsupported {
+        offset: record_at,
+        version: dialect.version,
+        what: format!(
+            "key `{}`: value type {type_id} = {meaning} ({:?} dialect)",
+            super::error::display_key(key),
+            dialect.flavor
+        ),
+    })
 }
 
 /// `count` then `count` strings (linked lists, hashtable sets).

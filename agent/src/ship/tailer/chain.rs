@@ -57,7 +57,13 @@ impl Tailer {
                 self.install(head, end);
                 return Ok(true);
             }
-            tracing::info!(shard = self.shard, chain = %head.chain, "the files changed since the last shipped chain; starting a new one");
+            if head.node.is_some() && head.node != self.node {
+                // Another member of the group shipped last: this agent's server took over.
+                tracing::info!(shard = self.shard, chain = %head.chain, from = head.node.as_deref().unwrap_or_default(), "the last chain is another member's; starting a failover chain");
+                self.first_reason = ChainReason::Failover;
+            } else {
+                tracing::info!(shard = self.shard, chain = %head.chain, "the files changed since the last shipped chain; starting a new one");
+            }
             return Ok(false);
         }
         Ok(false)
@@ -148,6 +154,7 @@ impl Tailer {
             stream_start,
             reason: reason.as_str().to_string(),
             source_identity: identity,
+            node: self.node.clone(),
         };
         self.repo
             .put_chain_head(&head)

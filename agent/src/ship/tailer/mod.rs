@@ -103,6 +103,11 @@ pub struct Tailer {
     can_recover: bool,
     /// Waiting for the server's rewrite: the reason. The old files are not drained then.
     recovering: Option<String>,
+    /// This agent's name in its replication group, written into the chains it starts.
+    node: Option<String>,
+    /// Why the first chain of this run starts when the repository's cannot be taken up:
+    /// `start`, or `failover` when the last chain is another member's.
+    first_reason: ChainReason,
 }
 
 fn now_ms() -> i64 {
@@ -145,6 +150,8 @@ impl Tailer {
             inflight: None,
             can_recover: false,
             recovering: None,
+            node: None,
+            first_reason: ChainReason::Start,
         }
     }
 
@@ -153,6 +160,12 @@ impl Tailer {
     /// it, invalid bytes stop the shard until the server rewrites by itself.
     pub fn with_recovery(mut self, on: bool) -> Self {
         self.can_recover = on;
+        self
+    }
+
+    /// The group member this agent is (see [`ChainHead::node`]).
+    pub fn with_node(mut self, node: &str) -> Self {
+        self.node = Some(node.to_string());
         self
     }
 
@@ -326,7 +339,7 @@ impl Tailer {
                     self.set_state("waiting", Some(msg));
                     return Ok(());
                 }
-                _ => self.start_chain(ChainReason::Start).await?,
+                _ => self.start_chain(self.first_reason).await?,
             }
         }
         self.settle_tail().await?;

@@ -159,8 +159,8 @@ fn checksum_outcomes() {
 #[test]
 fn magic_and_versions() {
     assert!(matches!(
-        RdbReader::new(&b"REDIS0013"[..]),
-        Err(RdbError::UnsupportedVersion { version: 13 })
+        RdbReader::new(&b"REDIS0016"[..]),
+        Err(RdbError::UnsupportedVersion { version: 16 })
     ));
     assert!(matches!(
         RdbReader::new(&b"REDIS0000"[..]),
@@ -234,7 +234,7 @@ fn a_failed_reader_stays_failed() {
     let mut reader = RdbReader::new(&bytes[..]).unwrap();
     assert!(matches!(
         reader.next_record(),
-        Err(RdbError::Invalid { offset: 9, .. })
+        Err(RdbError::Unsupported { offset: 9, .. })
     ));
     assert!(reader.next_record().is_err());
 }

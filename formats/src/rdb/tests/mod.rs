@@ -1,9 +1,11 @@
 //! Unit tests of the decoder over RDB files built byte by byte with the small writer below:
-//! `file` (opcodes, trailer, magic, limits), `values` (every value encoding), `streams`.
+//! `file` (opcodes, trailer, magic, limits), `values` (every value encoding), `streams`,
+//! `newer` (RDB 13–15, Valkey 80/81 opcodes and types, the compressed envelope).
 //! Files written by real servers are exercised in `formats/tests/rdb_*.rs`.
 #![allow(clippy::unwrap_used)]
 
 mod file;
+mod newer;
 mod streams;
 mod values;
 

@@ -239,6 +239,10 @@ fn hash_field_expiries_in_every_encoding() {
     let valkey24 = Rdb::valkey(80).key(24, "h").i64le(1).len(0).finish();
     assert!(matches!(
         decode_all(&valkey24),
-        Err(RdbError::Invalid { .. })
+        Err(RdbError::Unsupported {
+            offset: 9,
+            version: 80,
+            ..
+        })
     ));
 }
