@@ -45,12 +45,20 @@ impl Repo {
 
     /// The agent beside node `i` of `c`, shipping as instance `prod-<i>`.
     fn spawn_agent(&self, c: &RedisCluster, i: usize, cfg: &Path) -> Result<AgentProcess> {
+        self.spawn_agent_as(c, i, cfg, &format!("prod-{i}"))
+    }
+
+    /// The agent beside node `i` of `c`, in replication group `instance`.
+    fn spawn_agent_as(
+        &self,
+        c: &RedisCluster,
+        i: usize,
+        cfg: &Path,
+        instance: &str,
+    ) -> Result<AgentProcess> {
         let node = &c.nodes[i];
         let (url, dir) = (self.url(), node.dir().display().to_string());
-        let (state, instance) = (
-            self.path(&format!("state-{i}")).display().to_string(),
-            format!("prod-{i}"),
-        );
+        let state = self.path(&format!("state-{i}")).display().to_string();
         let cfg = cfg.display().to_string();
         agent::spawn(
             &[
@@ -61,7 +69,7 @@ impl Repo {
                 "--state-dir",
                 &state,
                 "--instance",
-                &instance,
+                instance,
                 "--source",
                 &dir,
                 "--server",
@@ -74,12 +82,12 @@ impl Repo {
         )
     }
 
-    /// The end offset of a latest restore of instance `prod-<i>` (its only shard).
-    fn plan_end(&self, i: usize) -> Option<u64> {
+    /// The end offset of a latest restore of `instance` (its only shard).
+    fn plan_end(&self, instance: &str) -> Option<u64> {
         let out = self
             .cmd(&[
                 "--instance",
-                &format!("prod-{i}"),
+                instance,
                 "restore",
                 "--dry-run",
                 "--json",
@@ -93,16 +101,32 @@ impl Repo {
         out.json().ok()?["plan"]["shards"][0]["end"].as_u64()
     }
 
-    /// Waits until every node's AOF is in the repository, up to its last byte.
+    /// Waits until every node's AOF is in the repository (node `i` as instance `prod-<i>`).
     fn wait_shipped(&self, c: &RedisCluster, agents: &[AgentProcess]) -> Result<()> {
+        let pairs: Vec<(String, usize)> = (0..c.nodes.len())
+            .map(|i| (format!("prod-{i}"), i))
+            .collect();
+        self.wait_shipped_as(c, &pairs, agents)
+    }
+
+    /// Waits until, for each `(instance, node)`, the node's AOF is in the instance, up to its
+    /// last byte.
+    fn wait_shipped_as(
+        &self,
+        c: &RedisCluster,
+        pairs: &[(String, usize)],
+        agents: &[AgentProcess],
+    ) -> Result<()> {
         let deadline = Instant::now() + Duration::from_secs(90);
         loop {
             let mut behind = Vec::new();
-            for (i, node) in c.nodes.iter().enumerate() {
-                let want = redis_stream_len(node.dir());
-                let got = self.plan_end(i);
+            for (instance, i) in pairs {
+                let want = redis_stream_len(c.nodes[*i].dir());
+                let got = self.plan_end(instance);
                 if got != Some(want) {
-                    behind.push(format!("node {i}: files {want}, repository {got:?}"));
+                    behind.push(format!(
+                        "{instance} (node {i}): files {want}, repository {got:?}"
+                    ));
                 }
             }
             if behind.is_empty() {
@@ -395,36 +419,36 @@ fn a_cluster_failover_under_load_restores_equal() -> Result<()> {
     };
     let cfg = repo.path("aofvault.toml");
     std::fs::write(&cfg, FAST_SHIP)?;
-    let mut agents = Vec::new();
+    // One replication group per shard: a primary's agent and its replica's share an instance.
+    let mut group_of = Vec::new();
     for i in 0..src.nodes.len() {
-        agents.push(repo.spawn_agent(&src, i, &cfg)?);
+        let nodes: String = redis::cmd("CLUSTER")
+            .arg("NODES")
+            .query(&mut src.nodes[i].conn()?)?;
+        let me = nodes
+            .lines()
+            .find(|l| l.contains("myself"))
+            .context("myself")?;
+        let master = me.split(' ').nth(3).context("master field")?.to_string();
+        let primary = if master == "-" {
+            i
+        } else {
+            (0..3)
+                .find(|&p| src.node_id(p).is_ok_and(|id| id == master))
+                .context("the replica's primary")?
+        };
+        group_of.push(primary);
+    }
+    let mut agents = Vec::new();
+    for (i, g) in group_of.iter().enumerate() {
+        agents.push(repo.spawn_agent_as(&src, i, &cfg, &format!("prod-g{g}"))?);
     }
     let mut client = src.client()?;
     cluster::load(&mut client, 3, 3_000, KEYS)?;
 
     // The replica of the first primary takes over (a manual CLUSTER FAILOVER) under load.
-    let primary_id = src.node_id(0)?;
-    let replica = (0..src.nodes.len())
-        .find(|&i| {
-            let info: String = redis::cmd("INFO")
-                .arg("replication")
-                .query(&mut src.nodes[i].conn().expect("conn"))
-                .unwrap_or_default();
-            info.contains("role:slave")
-                && src.nodes[i]
-                    .conn()
-                    .ok()
-                    .and_then(|mut c| {
-                        redis::cmd("CLUSTER")
-                            .arg("NODES")
-                            .query::<String>(&mut c)
-                            .ok()
-                    })
-                    .is_some_and(|n| {
-                        n.lines()
-                            .any(|l| l.contains("myself") && l.contains(&primary_id))
-                    })
-        })
+    let replica = (3..src.nodes.len())
+        .find(|&i| group_of[i] == 0)
         .context("the first primary's replica")?;
     let load = cluster::background_load(&src.url(), 4, KEYS, 200_000);
     aofvault_tests::wait_until(Duration::from_secs(30), "the load to start", || {
@@ -459,7 +483,13 @@ fn a_cluster_failover_under_load_restores_equal() -> Result<()> {
     })?;
     load.stop()?;
     src.wait_ok()?;
-    repo.wait_shipped(&src, &agents)?;
+    // The group of node 0 is shipped by its replica's agent now.
+    let pairs = vec![
+        ("prod-g0".to_string(), replica),
+        ("prod-g1".to_string(), 1),
+        ("prod-g2".to_string(), 2),
+    ];
+    repo.wait_shipped_as(&src, &pairs, &agents)?;
     let expected = src.dump()?;
 
     let listed = repo
