@@ -8,7 +8,7 @@ use std::time::Duration;
 use aofvault_config::{Config, RepoUrl};
 
 use crate::exit::Failure;
-use crate::repo::{KeyRing, Repo, RepoSpec, S3Spec};
+use crate::repo::{AzureSpec, GcsSpec, KeyRing, Repo, RepoSpec, S3Spec};
 
 /// The repository location described by the configuration (credentials included, never printed:
 /// `RepoSpec`'s `Debug` shows the URL only).
@@ -35,6 +35,29 @@ pub fn repo_spec(cfg: &Config) -> RepoSpec {
                 retry_timeout: Duration::from_secs(30),
             })
         }
+        RepoUrl::Azure { container, prefix } => {
+            let az = &cfg.repository.azure;
+            RepoSpec::Azure(AzureSpec {
+                container: container.clone(),
+                prefix: prefix.clone(),
+                account: az.account.clone(),
+                access_key: az.access_key.as_ref().map(|s| s.expose().to_string()),
+                sas_token: az.sas_token.as_ref().map(|s| s.expose().to_string()),
+                endpoint: az.endpoint.clone(),
+                use_emulator: az.use_emulator,
+                allow_http: az.allow_http,
+                max_retries: 3,
+                retry_timeout: Duration::from_secs(30),
+            })
+        }
+        RepoUrl::Gcs { bucket, prefix } => RepoSpec::Gcs(GcsSpec {
+            bucket: bucket.clone(),
+            prefix: prefix.clone(),
+            service_account_file: cfg.repository.gcs.service_account_file.clone(),
+            base_url: cfg.repository.gcs.base_url.clone(),
+            max_retries: 3,
+            retry_timeout: Duration::from_secs(30),
+        }),
     }
 }
 

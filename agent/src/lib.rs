@@ -7,14 +7,16 @@
 //!   chain starts from.
 //! - [`ship`] runs one tailer per shard: it reads the stream, cuts it at safe points into
 //!   segments of whole commands and stores them; [`snapshot`] publishes manifests naming, per
-//!   shard, a chain's base and segments up to a cut.
+//!   shard, a chain's base and segments up to a cut, with the server's ACL users and config
+//!   file captured beside it ([`server_config`]).
 //! - [`repo`] is the repository: object names ([`repo::keys`]), payload codec, the lease, typed
 //!   create-only writes and checked reads over `object_store`.
 //! - [`daemon`] ties them together for `aofvault run`, with [`compact`] (the `BGREWRITEAOF`
 //!   trigger), [`schedule`] (snapshots, verify, prune, drift checks on the agent's own clock),
 //!   [`metrics`], [`status`] (the agent's live status and its status file) and sd_notify
 //!   ([`notify`]).
-//! - [`restore`], [`verify`], [`prune`], [`drift`] and `cmd::list` read the repository back,
+//! - [`restore`], [`verify`], [`prune`], [`drift`], `cmd::list` and the incident tools
+//!   (`cmd::log`, `cmd::diff`, `restore --keys`, on [`restore::history`]) read the repository back,
 //!   through the shared services of [`context`] (open it, pick the instance) and
 //!   [`repo::plan`] (what a moment needs).
 //! - [`inspect`] decodes a server file with the `aofvault-formats` crate.
@@ -43,6 +45,7 @@ pub mod repo;
 pub mod restore;
 pub mod schedule;
 pub mod server;
+pub mod server_config;
 pub mod settings;
 pub mod ship;
 pub mod snapshot;

@@ -122,6 +122,11 @@ impl Server {
         self.cmd(cmd).await
     }
 
+    /// `ACL LIST`: the server's users as ACL rule lines (an error on servers without ACLs).
+    pub async fn acl_list(&mut self) -> anyhow::Result<Vec<String>> {
+        self.cmd(redis::cmd("ACL").arg("LIST").clone()).await
+    }
+
     pub async fn bgrewriteaof(&mut self) -> anyhow::Result<String> {
         self.cmd(redis::cmd("BGREWRITEAOF")).await
     }

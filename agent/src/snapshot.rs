@@ -1,5 +1,6 @@
 //! Snapshot manifests: for every shard, its current chain and the segments stored up to now,
-//! published last with a create-only put.
+//! published last with a create-only put; the server's ACL users and config file are captured
+//! just before (`server_config`).
 //!
 //! The manifest is built from a listing of the repository, not from memory: it can only name
 //! objects that exist, and a segment still in flight is simply not part of it.
@@ -39,6 +40,9 @@ pub async fn publish(
     heads: &[ChainHead],
     reason: &str,
 ) -> Result<SnapshotManifest, RepoError> {
+    // Captured first, so that the capture a restore of this snapshot picks (the newest at or
+    // before it) is this one.
+    crate::server_config::capture_for_snapshot(repo, instance).await;
     let mut shards = Vec::with_capacity(heads.len());
     for head in heads {
         shards.push(cut(repo, instance, head).await?);

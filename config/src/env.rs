@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 /// Variable-name prefixes and names that [`Env::from_process`] captures.
-const PREFIXES: [&str; 2] = ["AOFVAULT_", "AWS_"];
+const PREFIXES: [&str; 5] = ["AOFVAULT_", "AWS_", "AZURE_", "AZURITE_", "GOOGLE_"];
 const NAMES: [&str; 3] = ["STATE_DIRECTORY", "XDG_STATE_HOME", "HOME"];
 
 /// A snapshot of the relevant environment variables.
@@ -16,7 +16,8 @@ const NAMES: [&str; 3] = ["STATE_DIRECTORY", "XDG_STATE_HOME", "HOME"];
 /// Read during validation: `AWS_ENDPOINT_URL` / `AWS_ENDPOINT`, `AWS_ACCESS_KEY_ID`,
 /// `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`, `AWS_REGION` / `AWS_DEFAULT_REGION`,
 /// `AWS_ALLOW_HTTP`, `AWS_VIRTUAL_HOSTED_STYLE_REQUEST`, `AOFVAULT_SOURCE_PASSWORD`,
-/// `AOFVAULT_ENCRYPTION_IDENTITY`,
+/// `AOFVAULT_ENCRYPTION_IDENTITY`, the `AZURE_STORAGE_*` and `GOOGLE_*` variables of
+/// `[repository.azure]` / `[repository.gcs]` (see `validate::cloud`),
 /// `STATE_DIRECTORY` (set by systemd's `StateDirectory=`), `XDG_STATE_HOME`, `HOME`.
 /// `HOSTNAME` is not captured from the process (the host name comes from the system), but a
 /// snapshot built by hand may set it to pin the default instance name.

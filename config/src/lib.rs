@@ -28,8 +28,8 @@ mod validate;
 pub use env::Env;
 pub use error::{ConfigError, ConfigErrors, ErrorKind};
 pub use model::{
-    Compact, Config, Drift, Encryption, Log, LogFormat, Metrics, RepoUrl, Repository, Restore,
-    Retention, Schedules, Ship, Shutdown, Source, SourceKind, State, Tls, S3,
+    Azure, Compact, Config, Drift, Encryption, Gcs, Log, LogFormat, Metrics, RepoUrl, Repository,
+    Restore, Retention, Schedules, Ship, Shutdown, Source, SourceKind, State, Tls, S3,
 };
 pub use parse::parse;
 pub use raw::RawConfig;

@@ -81,6 +81,10 @@ pub enum RepoUrl {
     File(PathBuf),
     /// `s3://bucket/prefix`; `prefix` has no leading or trailing `/` and may be empty.
     S3 { bucket: String, prefix: String },
+    /// `az://container/prefix`: Azure Blob Storage.
+    Azure { container: String, prefix: String },
+    /// `gs://bucket/prefix`: Google Cloud Storage.
+    Gcs { bucket: String, prefix: String },
     /// `memory://name`: an in-process store, for tests.
     Memory(String),
 }
@@ -91,6 +95,12 @@ impl fmt::Display for RepoUrl {
             RepoUrl::File(path) => write!(f, "file://{}", path.display()),
             RepoUrl::S3 { bucket, prefix } if prefix.is_empty() => write!(f, "s3://{bucket}"),
             RepoUrl::S3 { bucket, prefix } => write!(f, "s3://{bucket}/{prefix}"),
+            RepoUrl::Azure { container, prefix } if prefix.is_empty() => {
+                write!(f, "az://{container}")
+            }
+            RepoUrl::Azure { container, prefix } => write!(f, "az://{container}/{prefix}"),
+            RepoUrl::Gcs { bucket, prefix } if prefix.is_empty() => write!(f, "gs://{bucket}"),
+            RepoUrl::Gcs { bucket, prefix } => write!(f, "gs://{bucket}/{prefix}"),
             RepoUrl::Memory(name) => write!(f, "memory://{name}"),
         }
     }
@@ -124,6 +134,8 @@ pub struct Repository {
     pub compression_level: i32,
     pub encryption: Encryption,
     pub s3: S3,
+    pub azure: Azure,
+    pub gcs: Gcs,
 }
 
 /// `[repository] encryption_*`: age keys, checked for shape here and parsed by the agent.
@@ -158,6 +170,28 @@ pub struct S3 {
     pub secret_access_key: Option<Secret>,
     pub session_token: Option<Secret>,
     pub virtual_hosted_style: bool,
+}
+
+/// `[repository.azure]`, with the `AZURE_STORAGE_*` environment filled in. Other Azure
+/// credentials (service principal, workload or managed identity, Azure CLI) are read by the
+/// client itself from their standard `AZURE_*` variables.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Azure {
+    pub account: Option<String>,
+    pub access_key: Option<Secret>,
+    pub sas_token: Option<Secret>,
+    pub endpoint: Option<String>,
+    /// Talk to Azurite (`AZURITE_BLOB_STORAGE_URL`, default `http://127.0.0.1:10000`).
+    pub use_emulator: bool,
+    pub allow_http: bool,
+}
+
+/// `[repository.gcs]`, with the `GOOGLE_*` environment filled in. Without a service account
+/// file, the client uses application default credentials.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Gcs {
+    pub service_account_file: Option<PathBuf>,
+    pub base_url: Option<String>,
 }
 
 /// `[ship]`.

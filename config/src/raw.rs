@@ -103,6 +103,30 @@ pub struct RawRepository {
     pub encryption_recipients_file: Option<PathBuf>,
     pub encryption_identity_file: Option<PathBuf>,
     pub s3: RawS3,
+    pub azure: RawAzure,
+    pub gcs: RawGcs,
+}
+
+/// `[repository.azure]`: Azure Blob client options; the `AZURE_STORAGE_*` variables fill
+/// what is unset.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawAzure {
+    pub account: Option<String>,
+    pub access_key_file: Option<PathBuf>,
+    pub sas_token_file: Option<PathBuf>,
+    pub endpoint: Option<String>,
+    pub use_emulator: Option<bool>,
+    pub allow_http: Option<bool>,
+}
+
+/// `[repository.gcs]`: Google Cloud Storage client options; the `GOOGLE_*` variables fill
+/// what is unset.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawGcs {
+    pub service_account_file: Option<PathBuf>,
+    pub base_url: Option<String>,
 }
 
 /// `[repository.s3]`: S3 client options; the `AWS_*` variables fill what is unset.

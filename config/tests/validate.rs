@@ -146,9 +146,9 @@ fn repository_urls() {
     assert!(url("s3://Bad_Bucket/x")
         .unwrap_err()
         .contains("not a bucket name"));
-    assert!(url("gs://bucket/x")
+    assert!(url("ftp://bucket/x")
         .unwrap_err()
-        .contains("unsupported scheme `gs`"));
+        .contains("unsupported scheme `ftp`"));
     assert!(url("backups").unwrap_err().contains("not a URL"));
 }
 

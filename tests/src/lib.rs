@@ -2,10 +2,13 @@
 //! and check them.
 //!
 //! - Servers: [`RedisServer`] (redis-server 7, AOF on), [`KevyServer`] (kevy 1.19, N shards),
-//!   [`S3Server`] (SeaweedFS' S3 gateway; one per test binary through [`shared_s3`]). Each runs
+//!   [`S3Server`] (SeaweedFS' S3 gateway; one per test binary through [`shared_s3`]),
+//!   [`AzuriteServer`] (Azurite's blob service, the Azure Storage emulator). Each runs
 //!   on a free 127.0.0.1 port ([`free_port`]) in its own temp dir, logs to a file that failure
 //!   messages quote, and is killed on drop — or by a watchdog if the test binary dies first
 //!   (see `process`).
+//! - [`Flavor`] names a server kind and version (redis 6.2/7.0/8.0, valkey 8.1, kevy) and
+//!   [`AnyServer`] runs any of them, so one test body can loop over every kind.
 //! - [`workload`] writes deterministic, seeded data; [`keyspace`] dumps a server's data and
 //!   diffs two dumps, which is how a test proves a restore is faithful.
 //! - [`vault`] is one test's repository (a folder, or S3 behind a fault proxy) and the
@@ -46,7 +49,10 @@
 //! generous deadline), never with a fixed sleep.
 
 pub mod agent;
+pub mod azurite;
 pub mod cluster;
+pub mod field_ttl;
+pub mod flavor;
 pub mod kevy;
 pub mod keyspace;
 pub mod ports;
@@ -59,7 +65,9 @@ pub mod torn;
 pub mod vault;
 pub mod workload;
 
+pub use azurite::AzuriteServer;
 pub use cluster::RedisCluster;
+pub use flavor::{AnyServer, Flavor};
 pub use kevy::KevyServer;
 pub use ports::free_port;
 pub use process::wait_until;

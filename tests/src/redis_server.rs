@@ -1,4 +1,5 @@
-//! [`RedisServer`]: a throwaway `redis-server` 7 with the AOF on, one per test.
+//! [`RedisServer`]: a throwaway `redis-server` 7 with the AOF on, one per test (or another
+//! binary of the same family — redis 6.2/8.0, valkey — through [`RedisServer::start_bin`]).
 //!
 //! It runs with `--appendonly yes --save ''` (AOF only, no RDB snapshots behind the test's back),
 //! bound to 127.0.0.1 on a free port, its data in a temp dir (or a directory the test gives,
@@ -32,7 +33,16 @@ impl RedisServer {
     /// `["--aof-timestamp-enabled", "yes"]`.
     pub fn start_with(args: &[&str]) -> Result<Self> {
         Ok(Self {
-            core: ServerCore::start("redis-server", None, launcher(args))?,
+            core: ServerCore::start("redis-server", None, launcher(redis_server_bin(), args))?,
+        })
+    }
+
+    /// Starts another server binary of the Redis family (redis 6.2/8.0, valkey-server) with the
+    /// same options, on a fresh directory or on `dir` (see [`crate::flavor`]).
+    pub fn start_bin(bin: &Path, dir: Option<&Path>, args: &[&str]) -> Result<Self> {
+        let bin = bin.display().to_string();
+        Ok(Self {
+            core: ServerCore::start("redis-server", dir, launcher(bin, args))?,
         })
     }
 
@@ -41,7 +51,11 @@ impl RedisServer {
     /// `dump.rdb`; pass `["--appendonly", "no"]` to load an RDB-only directory.
     pub fn start_on_dir(dir: &Path, args: &[&str]) -> Result<Self> {
         Ok(Self {
-            core: ServerCore::start("redis-server", Some(dir), launcher(args))?,
+            core: ServerCore::start(
+                "redis-server",
+                Some(dir),
+                launcher(redis_server_bin(), args),
+            )?,
         })
     }
 
@@ -99,10 +113,10 @@ impl RedisServer {
     }
 }
 
-fn launcher(extra: &[&str]) -> Launcher {
+fn launcher(bin: String, extra: &[&str]) -> Launcher {
     let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
     Box::new(move |port: u16, dir: &Path, root: &Path| {
-        let mut cmd = Command::new(redis_server_bin());
+        let mut cmd = Command::new(&bin);
         cmd.current_dir(root)
             .arg("--port")
             .arg(port.to_string())

@@ -243,7 +243,8 @@ pub fn file_sizes(paths: &[PathBuf]) -> Vec<u64> {
 }
 
 /// The logical stream length of a Redis ≥ 7 AOF: the incr files its manifest lists, summed
-/// (0 while there is no manifest).
+/// (0 while there is no manifest). A line is `file NAME seq N type i`, to which Redis 8 adds
+/// `startoffset N` (and `endoffset N`).
 pub fn redis_stream_len(dir: &Path) -> u64 {
     let dir = dir.join("appendonlydir");
     let Ok(manifest) = std::fs::read_to_string(dir.join("appendonly.aof.manifest")) else {
@@ -251,7 +252,10 @@ pub fn redis_stream_len(dir: &Path) -> u64 {
     };
     manifest
         .lines()
-        .filter(|l| l.ends_with("type i"))
+        .filter(|l| {
+            let words: Vec<&str> = l.split(' ').collect();
+            words.windows(2).any(|w| w == ["type", "i"])
+        })
         .filter_map(|l| l.split(' ').nth(1))
         .map(|name| {
             std::fs::metadata(dir.join(name))

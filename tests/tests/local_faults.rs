@@ -158,6 +158,11 @@ fn a_corrupt_frame_stops_that_shard_only_and_nothing_past_it_is_shipped() {
         },
         &|| a.logs(),
     );
+    // The status file is rewritten every second: the stop shows at the next write.
+    aofvault_tests::wait_until(Duration::from_secs(10), "the status says stopped", || {
+        Ok(v.status()["shards"][2]["state"] == "stopped")
+    })
+    .unwrap_or_else(|e| panic!("{e}: {}", v.status()));
     let st = v.status();
     let shard = &st["shards"][2];
     assert_eq!(shard["state"], "stopped", "{st}");

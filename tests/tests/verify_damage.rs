@@ -5,9 +5,9 @@
 //! And a chain holding overlapping segments `[a,b)` and `[a,c)` (a retry after a lost reply) is
 //! sound: no phantom missing object, and it restores key for key.
 //!
-//! The lease (`lease.json`) is not verified: it is the running writer's lock, rewritten on every
-//! renewal and never read by a restore. A clean stop deletes it; when present it is flipped too
-//! and must not be named.
+//! The lease (`lease.json`) and the member records (`members/`) are not verified: the lease is
+//! the running writer's lock, rewritten on every renewal and never read by a restore (a clean
+//! stop marks it released); it is flipped too and must not be named.
 
 #![allow(clippy::unwrap_used)]
 
@@ -185,7 +185,9 @@ fn verify_names_every_flipped_document_and_object_and_checks_every_chain_regardl
 
     let files = repo.files();
     let lease = keys::lease("t");
-    let is_doc = |k: &str| k.ends_with(".json") && k != lease;
+    // The group member records are not verified either (each agent's own note of its state).
+    let members = keys::members_prefix("t");
+    let is_doc = |k: &str| k.ends_with(".json") && k != lease && !k.starts_with(&members);
     let docs: BTreeSet<String> = files.iter().filter(|k| is_doc(k)).cloned().collect();
     let data: BTreeSet<String> = files
         .iter()

@@ -35,7 +35,7 @@ pub struct GlobalArgs {
     /// The server's data directory (kevy dir, or Redis `dir`).
     #[arg(long, global = true, value_name = "DIR", value_hint = ValueHint::DirPath)]
     pub source: Option<PathBuf>,
-    /// Repository URL: file:///path, s3://bucket/prefix.
+    /// Repository URL: file:///path, s3://bucket/prefix, az://container/prefix, gs://bucket/prefix.
     #[arg(long, global = true, value_name = "URL", value_hint = ValueHint::Url)]
     pub repo: Option<String>,
     /// The server to talk to (redis:// or rediss://), for INFO, CONFIG GET and BGREWRITEAOF.
@@ -92,6 +92,22 @@ pub enum Command {
     /// code 7). An unreachable repository (4) and an empty one (5) are different errors.
     #[command(after_help = RESTORE_EXAMPLES)]
     Restore(RestoreArgs),
+    /// Every write to keys matching the patterns, in order, from the repository alone.
+    ///
+    /// Walks every chain of the instance (across compactions: a chain's base shows as `base`
+    /// events with the keys' state), in order, shards merged by time. Each line: the time
+    /// (`ts` from the AOF's #TS: annotations, else `seen`: when the agent had seen the bytes
+    /// by; `chain`: a base's chain start), shard, database, where it came from (`aof` or
+    /// `base`) and the command, shortened unless --full. Commands with several keys are shown
+    /// when any of them matches.
+    #[command(after_help = LOG_EXAMPLES)]
+    Log(LogArgs),
+    /// Keys created, changed (type, value or TTL) and deleted between two moments.
+    ///
+    /// Both states are built from the repository alone, holding only the matching keys in
+    /// memory (every key without a pattern).
+    #[command(after_help = DIFF_EXAMPLES)]
+    Diff(DiffArgs),
     /// Check the repository: manifests, objects, checksums, chains.
     ///
     /// Collects every finding and exits with code 3 if there is any.
@@ -151,6 +167,11 @@ pub struct RestoreArgs {
     /// Layout of --to-dir: the source's kind by default.
     #[arg(long, value_enum)]
     pub format: Option<TargetFormat>,
+    /// The server that will load --to-dir, e.g. `redis:7.0`, `redis:6.2`, `valkey:8.1`,
+    /// `kevy`: the files are written in a form that version loads (an older RDB or AOF layout
+    /// converted to commands; hash field TTLs it cannot hold reported one by one).
+    #[arg(long = "for", value_name = "SERVER[:VERSION]", requires = "to_dir")]
+    pub for_server: Option<String>,
     /// Move existing files aside (--to-dir) or write into a non-empty server (--to).
     #[arg(long)]
     pub force: bool,
@@ -168,6 +189,69 @@ pub struct RestoreArgs {
     /// retry_deadline` (2m).
     #[arg(long, value_name = "DURATION", value_parser = aofvault_config::units::parse_duration)]
     pub retry_deadline: Option<std::time::Duration>,
+    /// With --to-dir: do not write the ACL users captured with the snapshot (users.acl).
+    #[arg(long)]
+    pub no_acl: bool,
+    /// With --to: also create the ACL users captured with the snapshot (ACL SETUSER).
+    #[arg(long, requires = "to")]
+    pub with_acl: bool,
+    /// Restore only the keys matching these patterns (Redis MATCH syntax), as they were at
+    /// --at (or the latest state); nothing else in the target is touched.
+    #[arg(long, value_name = "PATTERN", num_args = 1.., conflicts_with_all = ["snapshot", "force"])]
+    pub keys: Vec<String>,
+    /// With --keys: only this database.
+    #[arg(long, value_name = "N", requires = "keys")]
+    pub db: Option<u32>,
+    /// With --keys: replace matching keys the target already holds (refused otherwise).
+    #[arg(long, requires = "keys")]
+    pub replace: bool,
+}
+
+/// `aofvault log`.
+#[derive(Debug, Clone, Args, Default)]
+pub struct LogArgs {
+    /// Key patterns (Redis MATCH syntax: * ? [abc] [^a] [a-z] \x); a key matching any is shown.
+    #[arg(value_name = "PATTERN", required = true)]
+    pub patterns: Vec<String>,
+    /// Only writes at or after this time (RFC 3339 or unix seconds).
+    #[arg(long, value_name = "TIME")]
+    pub since: Option<String>,
+    /// Only writes at or before this time (RFC 3339 or unix seconds; a whole second is
+    /// included).
+    #[arg(long, value_name = "TIME")]
+    pub until: Option<String>,
+    /// Only this database.
+    #[arg(long, value_name = "N")]
+    pub db: Option<u32>,
+    /// One JSON object per line (for scripts).
+    #[arg(long)]
+    pub json: bool,
+    /// Whole values instead of shortened ones.
+    #[arg(long)]
+    pub full: bool,
+}
+
+/// `aofvault diff`.
+#[derive(Debug, Clone, Args, Default)]
+pub struct DiffArgs {
+    /// The earlier moment (RFC 3339 or unix seconds; a whole second is included).
+    #[arg(long, value_name = "TIME")]
+    pub from: String,
+    /// The later moment, or `latest` (the default).
+    #[arg(long, value_name = "TIME")]
+    pub to: Option<String>,
+    /// Key patterns (Redis MATCH syntax); every key without one.
+    #[arg(value_name = "PATTERN")]
+    pub patterns: Vec<String>,
+    /// Only this database.
+    #[arg(long, value_name = "N")]
+    pub db: Option<u32>,
+    /// One JSON object per key, then a summary object (for scripts).
+    #[arg(long)]
+    pub json: bool,
+    /// Show the values before and after.
+    #[arg(long)]
+    pub values: bool,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
@@ -299,7 +383,21 @@ Examples:
   aofvault restore --at 1714564800 --to-dir /tmp/r                # unix seconds
   aofvault restore --snapshot ID --to redis://127.0.0.1:6390     # replay into a live server
   aofvault restore --to-dir /var/lib/kevy --format kevy --force   # move existing files aside
-  aofvault restore --to-dir /tmp/r --retry-deadline 10m          # ride out a long store outage";
+  aofvault restore --to-dir /tmp/r --retry-deadline 10m          # ride out a long store outage
+  aofvault restore --keys 'session:*' --at 2024-05-01T03:13:59Z --to redis://127.0.0.1:6379 --dry-run
+  aofvault restore --keys 'session:*' --at 2024-05-01T03:13:59Z --to redis://127.0.0.1:6379 --replace";
+
+const LOG_EXAMPLES: &str = "\
+Examples:
+  aofvault log 'session:*' --since 2024-05-01T03:00:00Z
+  aofvault log 'user:42' 'cart:42:*' --json | jq .command
+  aofvault log 'blob:*' --full --until 1714564800";
+
+const DIFF_EXAMPLES: &str = "\
+Examples:
+  aofvault diff --from 2024-05-01T03:13:00Z 'session:*'
+  aofvault diff --from 1714533180 --to 1714533300 --json
+  aofvault diff --from 2024-05-01T03:13:00Z --values 'user:*'";
 
 const VERIFY_EXAMPLES: &str = "\
 Examples:

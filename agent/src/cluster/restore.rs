@@ -299,13 +299,14 @@ async fn to_dirs(
             target,
             shards: plan.layout.shards(),
             force: args.force,
+            server: None,
         };
         let written = to_dir::restore_with(repo, plan, &sub, opts, retry).await?;
         writeln!(
             out,
             "group {group} (instance {}): {} file(s) in {}",
             plan.instance,
-            written.len(),
+            written.files.len(),
             sub.display()
         )?;
     }

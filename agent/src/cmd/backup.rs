@@ -9,6 +9,8 @@ use crate::exit;
 
 /// `aofvault backup`: ship everything up to now and publish a snapshot, then exit.
 pub async fn backup(cfg: &Config, args: &BackupArgs, out: &mut dyn Write) -> anyhow::Result<u8> {
+    // The snapshot captures the server's ACL users and config file (server_config).
+    crate::server_config::register(cfg);
     let manifest = crate::daemon::backup_once(cfg).await?;
     if args.json {
         serde_json::to_writer_pretty(&mut *out, &manifest)?;

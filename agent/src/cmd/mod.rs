@@ -1,10 +1,13 @@
 //! The dispatcher every subcommand goes through — it only dispatches. Subcommands without a
-//! folder of their own have a file here: [`run`], [`backup`], [`status`], [`list`], [`config`];
+//! folder of their own have a file here: [`run`], [`backup`], [`status`], [`list`], [`config`],
+//! [`log`], [`diff`];
 //! the others live in their folders (`restore/`, `verify/`, `prune/`, `drift/`, `inspect`).
 
 pub mod backup;
 pub mod config;
+pub mod diff;
 pub mod list;
+pub mod log;
 pub mod run;
 pub mod status;
 
@@ -31,6 +34,8 @@ pub async fn dispatch(cli: Cli, cfg: Option<Config>) -> anyhow::Result<u8> {
             Some(name) => crate::cluster::restore::run(&need(cfg)?, name, &a).await,
             None => crate::restore::run(&need(cfg)?, &a).await,
         },
+        Command::Log(a) => log::run(&need(cfg)?, &a, &mut out).await,
+        Command::Diff(a) => diff::run(&need(cfg)?, &a, &mut out).await,
         Command::Verify(a) => crate::verify::run(&need(cfg)?, &a, &mut out).await,
         Command::Prune(a) => crate::prune::run(&need(cfg)?, &a, &mut out).await,
         Command::Status(a) => {

@@ -24,6 +24,12 @@ pub async fn run(global: GlobalArgs, cfg: Config) -> anyhow::Result<()> {
             }
         }
     });
-    let reload: crate::daemon::Reload = Box::new(move || crate::settings::load(&global, true));
+    // Snapshots capture the followed server's ACL users and config file (server_config).
+    crate::server_config::register(&cfg);
+    let reload: crate::daemon::Reload = Box::new(move || {
+        let cfg = crate::settings::load(&global, true)?;
+        crate::server_config::register(&cfg);
+        Ok(cfg)
+    });
     crate::daemon::run(cfg, shutdown, hup_rx, reload).await
 }

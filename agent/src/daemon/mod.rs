@@ -153,6 +153,7 @@ async fn take_turns(d: &mut Daemon) -> anyhow::Result<()> {
         }
         let turn = follow_layouts(d).await;
         if let Some(lease) = d.lease.take() {
+            d.group.gave_back(&lease.doc().token);
             release(lease).await;
         }
         match turn? {

@@ -6,7 +6,9 @@
 //!
 //! The binaries: `$KEVY_BIN`, else `kevy` on `PATH`, else `~/.cargo/bin/kevy`; `$REDIS_SERVER_BIN`,
 //! else `redis-server` on `PATH`. Without one the check cannot run, and says which it needs.
-//! The server is killed and the directory removed when the [`Scratch`] is dropped.
+//! The server is killed and the directory removed when the [`Scratch`] is dropped. A scratch
+//! `redis-server` older than the backup's server (a Redis 7.0 checking a Redis 8.0 or Valkey 8.1
+//! backup) gets the files in a form its version loads (`restore --for`, from its `--version`).
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -86,6 +88,10 @@ impl Scratch {
             target: kind,
             shards: plan.layout.shards(),
             force: false,
+            server: match kind {
+                Kind::Redis => scratch_version(&bin).await,
+                Kind::Kevy => None,
+            },
         };
         to_dir::restore(repo, plan, &data, opts)
             .await
@@ -178,6 +184,14 @@ fn kevy_command(
 }
 
 /// redis-server loading the restored AOF layout, saving nothing.
+/// The scratch binary's product and version, from `--version` (`None` when it does not say).
+async fn scratch_version(bin: &Path) -> Option<crate::restore::translate::target::TargetServer> {
+    let out = Command::new(bin).arg("--version").output().await.ok()?;
+    crate::restore::translate::target::TargetServer::from_version_line(&String::from_utf8_lossy(
+        &out.stdout,
+    ))
+}
+
 fn redis_command(bin: &Path, data: &Path, port: u16, layout: &ServerLayout) -> Command {
     let mut cmd = Command::new(bin);
     cmd.args(["--port", &port.to_string(), "--bind", "127.0.0.1"])

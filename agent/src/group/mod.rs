@@ -140,14 +140,9 @@ impl Group {
                 (Some((Role::Replica { .. }, _)), _) => false,
             };
             if may_take {
-                match Lease::take(
-                    &self.repo,
-                    &self.instance,
-                    &self.claimant(Some(report.clone())),
-                    &look,
-                )
-                .await
-                {
+                let claimant = self.claimant(Some(report.clone()));
+                self.observer.attempted(&claimant.token);
+                match Lease::take(&self.repo, &self.instance, &claimant, &look).await {
                     Ok(lease) => {
                         self.took(&lease, found.doc());
                         return Ok(Some(lease));
@@ -327,6 +322,12 @@ impl Group {
                 self.board.update_group(|g| g.split_brain = None);
             }
         }
+    }
+
+    /// A lease this agent held was given back (or tried to be): a document still holding its
+    /// token (a release whose write failed) is this agent's own, not another agent's.
+    pub fn gave_back(&mut self, token: &str) {
+        self.observer.attempted(token);
     }
 
     /// Records a step-down (the daemon has stopped shipping and given the lease back).

@@ -110,6 +110,28 @@ pub fn snapshot(instance: &str, id: &str) -> String {
     format!("instances/{instance}/snapshots/{id}.json")
 }
 
+/// The folder of an instance's captured server configuration (ACL users, config file).
+pub fn server_config_prefix(instance: &str) -> String {
+    format!("instances/{instance}/server-config/")
+}
+
+/// One captured server configuration: `<captured ms, 13 digits>-<content hash>.json`, or
+/// `.json.age` when encrypted. Names sort by capture time.
+pub fn server_config(instance: &str, captured_ms: i64, hash: &str, encrypted: bool) -> String {
+    let ext = if encrypted { "json.age" } else { "json" };
+    format!("instances/{instance}/server-config/{captured_ms:013}-{hash}.{ext}")
+}
+
+/// `(captured ms, hash, encrypted)` of a [`server_config`] object name.
+pub fn parse_server_config(name: &str) -> Option<(i64, String, bool)> {
+    let (stem, encrypted) = match name.strip_suffix(".json.age") {
+        Some(stem) => (stem, true),
+        None => (name.strip_suffix(".json")?, false),
+    };
+    let (ms, hash) = stem.split_once('-')?;
+    Some((ms.parse().ok()?, hash.to_string(), encrypted))
+}
+
 /// The folder holding every shard's chains (`verify` lists it to find chains no manifest names).
 pub fn shards_prefix(instance: &str) -> String {
     format!("instances/{instance}/shards/")

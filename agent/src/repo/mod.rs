@@ -2,7 +2,7 @@
 //! segment objects and snapshot manifests (see `docs/REPOSITORY-FORMAT.md`).
 //!
 //! - [`keys`]: every object name, as pure functions.
-//! - [`store`]: opening `file://`, `s3://` and `memory://` stores.
+//! - [`store`]: opening `file://`, `s3://`, `az://`, `gs://` and `memory://` stores.
 //! - [`codec`]: zstd/raw payloads and their CRC-32C.
 //! - [`crypt`]: optional age encryption of bases and segments (recipients write, identities read).
 //! - [`lease`]: one writer per instance.
@@ -49,7 +49,7 @@ pub use cas::{Expect, Version};
 pub use crypt::KeyRing;
 pub use fence::Fence;
 pub use keys::{Codec, ShardId};
-pub use store::{RepoSpec, S3Spec};
+pub use store::{AzureSpec, GcsSpec, RepoSpec, S3Spec};
 
 /// What can go wrong talking to a repository. `Unreachable` and `Empty` are different on purpose:
 /// the first means "we do not know", the second "we know there is nothing".

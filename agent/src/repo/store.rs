@@ -1,5 +1,11 @@
 //! Opening the object store behind a repository URL: `file:///path` (the default), `s3://bucket/prefix`
-//! (any S3-compatible endpoint), `memory://name` (tests).
+//! (any S3-compatible endpoint), `az://container/prefix` (Azure Blob Storage, or Azurite),
+//! `gs://bucket/prefix` (Google Cloud Storage), `memory://name` (tests).
+//!
+//! Azure and GCS clients start from object_store's `from_env` builders, so every standard
+//! `AZURE_*` / `GOOGLE_*` credential variable they know works; the validated configuration's
+//! explicit values are applied on top. Credentials never reach a log line: the only way a
+//! spec prints itself is [`RepoSpec::display_url`].
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -7,6 +13,8 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use object_store::aws::{AmazonS3Builder, S3CopyIfNotExists};
+use object_store::azure::MicrosoftAzureBuilder;
+use object_store::gcp::GoogleCloudStorageBuilder;
 use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
 use object_store::{BackoffConfig, ClientOptions, ObjectStore, RetryConfig};
@@ -16,6 +24,8 @@ use object_store::{BackoffConfig, ClientOptions, ObjectStore, RetryConfig};
 pub enum RepoSpec {
     File(PathBuf),
     S3(S3Spec),
+    Azure(AzureSpec),
+    Gcs(GcsSpec),
     /// An in-memory store shared by every `open` of the same name in this process.
     Memory(String),
 }
@@ -36,6 +46,34 @@ pub struct S3Spec {
     pub retry_timeout: Duration,
 }
 
+/// An Azure Blob container (and a prefix in it).
+#[derive(Clone, Default)]
+pub struct AzureSpec {
+    pub container: String,
+    pub prefix: String,
+    pub account: Option<String>,
+    pub access_key: Option<String>,
+    pub sas_token: Option<String>,
+    pub endpoint: Option<String>,
+    /// Azurite at `AZURITE_BLOB_STORAGE_URL` (default `http://127.0.0.1:10000`).
+    pub use_emulator: bool,
+    pub allow_http: bool,
+    pub max_retries: usize,
+    pub retry_timeout: Duration,
+}
+
+/// A Google Cloud Storage bucket (and a prefix in it).
+#[derive(Clone, Default)]
+pub struct GcsSpec {
+    pub bucket: String,
+    pub prefix: String,
+    pub service_account_file: Option<PathBuf>,
+    /// Another endpoint than `https://storage.googleapis.com` (an emulator, a proxy).
+    pub base_url: Option<String>,
+    pub max_retries: usize,
+    pub retry_timeout: Duration,
+}
+
 impl std::fmt::Debug for RepoSpec {
     // Hand-written so that no credential can ever reach a log line.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -50,6 +88,8 @@ impl RepoSpec {
             RepoSpec::File(p) => format!("file://{}", p.display()),
             RepoSpec::S3(s) if s.prefix.is_empty() => format!("s3://{}", s.bucket),
             RepoSpec::S3(s) => format!("s3://{}/{}", s.bucket, s.prefix),
+            RepoSpec::Azure(a) => with_prefix("az", &a.container, &a.prefix),
+            RepoSpec::Gcs(g) => with_prefix("gs", &g.bucket, &g.prefix),
             RepoSpec::Memory(name) => format!("memory://{name}"),
         }
     }
@@ -106,16 +146,103 @@ impl RepoSpec {
                     b = b.with_token(t);
                 }
                 let store = b.build().context("cannot configure the S3 client")?;
-                let prefix = s3.prefix.trim_matches('/');
-                let prefix = if prefix.is_empty() {
-                    String::new()
-                } else {
-                    format!("{prefix}/")
-                };
-                Ok((Arc::new(store), prefix))
+                Ok((Arc::new(store), key_prefix(&s3.prefix)))
             }
+            RepoSpec::Azure(az) => open_azure(az),
+            RepoSpec::Gcs(gcs) => open_gcs(gcs),
         }
     }
+}
+
+fn with_prefix(scheme: &str, root: &str, prefix: &str) -> String {
+    if prefix.is_empty() {
+        format!("{scheme}://{root}")
+    } else {
+        format!("{scheme}://{root}/{prefix}")
+    }
+}
+
+/// `a/b` → `a/b/`; empty stays empty.
+fn key_prefix(prefix: &str) -> String {
+    let prefix = prefix.trim_matches('/');
+    if prefix.is_empty() {
+        String::new()
+    } else {
+        format!("{prefix}/")
+    }
+}
+
+/// The client retries of every cloud backend (the shipper retries on top of them).
+fn retry(max_retries: usize, retry_timeout: Duration) -> RetryConfig {
+    RetryConfig {
+        backoff: BackoffConfig {
+            init_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(5),
+            base: 2.0,
+        },
+        max_retries,
+        retry_timeout,
+    }
+}
+
+fn client_options(allow_http: bool) -> ClientOptions {
+    ClientOptions::new()
+        .with_allow_http(allow_http)
+        .with_connect_timeout(Duration::from_secs(5))
+        .with_timeout(Duration::from_secs(60))
+}
+
+fn open_azure(az: &AzureSpec) -> anyhow::Result<(Arc<dyn ObjectStore>, String)> {
+    if az.container.is_empty() {
+        bail!("az repository URL has no container");
+    }
+    let mut b = MicrosoftAzureBuilder::from_env()
+        .with_container_name(&az.container)
+        .with_client_options(client_options(az.allow_http))
+        .with_retry(retry(az.max_retries, az.retry_timeout));
+    if az.use_emulator {
+        b = b.with_use_emulator(true);
+    }
+    if let Some(a) = &az.account {
+        b = b.with_account(a);
+    }
+    if let Some(k) = &az.access_key {
+        b = b.with_access_key(k);
+    }
+    if let Some(t) = &az.sas_token {
+        b = b.with_config(object_store::azure::AzureConfigKey::SasKey, t);
+    }
+    if let Some(e) = &az.endpoint {
+        b = b.with_endpoint(e.clone());
+    }
+    let store = b
+        .build()
+        .context("cannot configure the Azure Blob client")?;
+    Ok((Arc::new(store), key_prefix(&az.prefix)))
+}
+
+fn open_gcs(gcs: &GcsSpec) -> anyhow::Result<(Arc<dyn ObjectStore>, String)> {
+    if gcs.bucket.is_empty() {
+        bail!("gs repository URL has no bucket");
+    }
+    let allow_http = gcs
+        .base_url
+        .as_deref()
+        .is_some_and(|u| u.starts_with("http://"));
+    let mut b = GoogleCloudStorageBuilder::from_env()
+        .with_bucket_name(&gcs.bucket)
+        .with_client_options(client_options(allow_http))
+        .with_retry(retry(gcs.max_retries, gcs.retry_timeout));
+    if let Some(f) = &gcs.service_account_file {
+        b = b.with_service_account_path(f.to_string_lossy());
+    }
+    if let Some(u) = &gcs.base_url {
+        b = b.with_config(object_store::gcp::GoogleConfigKey::BaseUrl, u);
+    }
+    let store = b
+        .build()
+        .context("cannot configure the Google Cloud Storage client")?;
+    Ok((Arc::new(store), key_prefix(&gcs.prefix)))
 }
 
 fn memory_store(name: &str) -> Arc<dyn ObjectStore> {

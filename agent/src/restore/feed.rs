@@ -9,6 +9,9 @@
 //! replayed. Such a shard is therefore replayed from just after its last flush, without its
 //! base — which is exactly the state that flush left — and the flush itself is not sent.
 //!
+//! Hash field TTLs go through [`translate::field_ttl`] first when the target cannot hold them
+//! (from the stream, and from a base's hashes): the lost ones are listed in [`FeedStats`].
+//!
 //! For a kevy target, the renames of a shard's stream are found first and replayed as their
 //! effect ([`super::translate::renames`]): every command and base key is written under the name its object
 //! has at the end, and no `RENAME` is sent.
@@ -25,6 +28,7 @@ use aofvault_formats::vault::BaseFormat;
 
 use super::fetch::{StagedBase, StagedShard};
 use super::stream::{for_each_item, Item};
+use super::translate::field_ttl::{FieldTtls, LostFieldTtl, Support};
 use super::translate::renames::Renames;
 use super::translate::{self, Kind};
 
@@ -46,8 +50,28 @@ pub struct FeedOptions {
     pub to: Kind,
     /// Several source shards end up in one keyspace (see the module doc).
     pub merge: bool,
-    /// Anchors the relative TTLs of KEVYSNAP v2 files.
+    /// Anchors the relative TTLs of KEVYSNAP v2 files, and decides which hash field TTLs
+    /// have already passed.
     pub now_ms: i64,
+    /// What the target holds of hash field expiration.
+    pub field_ttl: Support,
+}
+
+impl FeedOptions {
+    /// Options for a target of the same abilities as a Redis source, or a kevy target (which
+    /// holds no field TTLs).
+    pub fn new(from: Kind, to: Kind, merge: bool, now_ms: i64) -> Self {
+        Self {
+            from,
+            to,
+            merge,
+            now_ms,
+            field_ttl: match to {
+                Kind::Redis => Support::Full,
+                Kind::Kevy => Support::None,
+            },
+        }
+    }
 }
 
 /// What feeding one shard did.
@@ -62,12 +86,16 @@ pub struct FeedStats {
     pub replayed_from_flush: Option<u64>,
     /// Renames replayed as their effect (kevy targets).
     pub renames: u64,
+    /// Hash fields whose TTL the target could not hold (they live there without one).
+    pub lost_field_ttls: Vec<LostFieldTtl>,
 }
 
 struct Counting<'a> {
     sink: &'a mut dyn Sink,
     stats: FeedStats,
     renames: Option<Renames>,
+    /// Set when the target lacks (part of) hash field expiration.
+    field_ttls: Option<FieldTtls>,
 }
 
 impl Counting<'_> {
@@ -113,6 +141,51 @@ impl Counting<'_> {
     }
 
     fn translated(&mut self, args: &[&[u8]], opts: &FeedOptions) -> anyhow::Result<()> {
+        if let Some(cmds) = self.field_ttls.as_mut().and_then(|f| f.command(args)) {
+            for cmd in &cmds {
+                let refs: Vec<&[u8]> = cmd.iter().map(Vec::as_slice).collect();
+                self.by_kind(&refs, opts)?;
+            }
+            return Ok(());
+        }
+        self.by_kind(args, opts)
+    }
+
+    /// A base's command (already in the target's dialect): only field TTLs are translated.
+    fn base_command(&mut self, cmd: &[Vec<u8>]) -> anyhow::Result<()> {
+        let refs: Vec<&[u8]> = cmd.iter().map(Vec::as_slice).collect();
+        match self.field_ttls.as_mut().and_then(|f| f.command(&refs)) {
+            Some(cmds) => cmds.iter().try_for_each(|c| self.send_owned(c)),
+            None => self.send(&refs),
+        }
+    }
+
+    /// The base entry's field TTLs, for a kevy target whose rendering leaves them out: each
+    /// goes through the field TTL translation (an HDEL if already past, else reported lost).
+    fn base_field_ttls(&mut self, entry: &aofvault_formats::model::Entry) -> anyhow::Result<()> {
+        let aofvault_formats::model::Value::Hash(fields) = &entry.value else {
+            return Ok(());
+        };
+        if self.field_ttls.is_none() {
+            return Ok(());
+        }
+        for f in fields {
+            if let Some(ms) = f.expire_at_ms {
+                let cmd = [
+                    b"HPEXPIREAT".to_vec(),
+                    entry.key.clone(),
+                    ms.to_string().into_bytes(),
+                    b"FIELDS".to_vec(),
+                    b"1".to_vec(),
+                    f.field.clone(),
+                ];
+                self.base_command(&cmd)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn by_kind(&mut self, args: &[&[u8]], opts: &FeedOptions) -> anyhow::Result<()> {
         let Some(name) = args.first() else {
             return Ok(());
         };
@@ -166,6 +239,10 @@ pub fn feed_shard_with(
             ..FeedStats::default()
         },
         renames,
+        field_ttls: match opts.from {
+            Kind::Redis => FieldTtls::new(opts.field_ttl, opts.now_ms),
+            Kind::Kevy => None,
+        },
     };
     if out.stats.renames > 0 {
         tracing::info!(
@@ -192,6 +269,9 @@ pub fn feed_shard_with(
     if db != 0 && opts.to == Kind::Redis {
         // Redis reads the incr files with a fresh client, in database 0.
         out.send(&[b"SELECT", b"0"])?;
+        if let Some(f) = out.field_ttls.as_mut() {
+            f.select(0);
+        }
     }
     let mut file =
         File::open(&s.stream).with_context(|| format!("opening {}", s.stream.display()))?;
@@ -209,7 +289,9 @@ pub fn feed_shard_with(
         }
     })
     .with_context(|| what.clone())?;
-    Ok(out.stats)
+    let mut stats = out.stats;
+    stats.lost_field_ttls = out.field_ttls.map(FieldTtls::finish).unwrap_or_default();
+    Ok(stats)
 }
 
 /// Feeds one base part (its keys as they are at logical offset `at`, where the stream
@@ -264,6 +346,9 @@ fn feed_base(
                             }
                             out.send(&[b"SELECT", e.db.to_string().as_bytes()])?;
                             db = e.db;
+                            if let Some(f) = out.field_ttls.as_mut() {
+                                f.select(db);
+                            }
                         }
                     }
                     Record::Function { .. } if opts.to == Kind::Kevy => {
@@ -275,7 +360,10 @@ fn feed_base(
                     _ => {}
                 }
                 for cmd in render::record_commands(&record, dialect) {
-                    out.send_owned(&cmd)?;
+                    out.base_command(&cmd)?;
+                }
+                if let (Record::Entry(e), Dialect::Kevy) = (&record, dialect) {
+                    out.base_field_ttls(e)?;
                 }
             }
             // An RDB preamble may be followed by commands (a legacy single-file AOF).

@@ -19,15 +19,20 @@
 //!   server's layout, or converted (`to_dir::files`), the "looks complete" marker last;
 //! - **[`live`]**: a running server — pipelined, shards in parallel (`live::send`), into a
 //!   target found empty (`live::counts`);
-//! - [`progress`] shows it all.
+//! - [`progress`] shows it all;
+//! - [`history`]: the incident tools' service — every write to matching keys (`aofvault log`),
+//!   and their state at a moment, replayed in process (`aofvault diff`, `restore --keys`);
+//! - [`selective`]: `--keys`, only the matching keys' state at a moment ([`history`]).
 
 pub mod dry_run;
 pub mod feed;
 pub mod fetch;
+pub mod history;
 pub mod live;
 pub mod progress;
 pub mod retry;
 pub mod search;
+pub mod selective;
 pub mod stream;
 pub mod to_dir;
 pub mod translate;
@@ -40,6 +45,7 @@ use crate::cli::{RestoreArgs, TargetFormat};
 use crate::exit::{self, Failure};
 use crate::repo::plan::{self, Plan, Selection};
 use crate::repo::Repo;
+use translate::target::TargetServer;
 use translate::Kind;
 
 /// The selection the arguments ask for.
@@ -56,6 +62,9 @@ pub async fn run(cfg: &Config, args: &RestoreArgs) -> anyhow::Result<u8> {
 }
 
 async fn restore(cfg: &Config, args: &RestoreArgs) -> anyhow::Result<u8> {
+    if !args.keys.is_empty() {
+        return selective::run(cfg, args, &mut std::io::stdout().lock()).await;
+    }
     let retry = retry::Retry {
         deadline: args.retry_deadline.unwrap_or(cfg.restore.retry_deadline),
     };
@@ -85,13 +94,38 @@ async fn restore(cfg: &Config, args: &RestoreArgs) -> anyhow::Result<u8> {
             );
             Ok(exit::TARGET_NOT_EMPTY)
         }
-        live::Outcome::Done(report) => report_replay(&plan, url, args.json, &report, &mut stdout),
+        live::Outcome::Done(report) => {
+            let code = report_replay(&plan, url, args.json, &report, &mut stdout)?;
+            if args.with_acl {
+                apply_acl(&repo, &plan, url).await?;
+            }
+            Ok(code)
+        }
     }
+}
+
+/// `--with-acl`: the ACL users captured with the snapshot, created on the live target.
+async fn apply_acl(repo: &Repo, plan: &Plan, url: &str) -> anyhow::Result<()> {
+    match crate::server_config::for_snapshot(repo, &plan.instance, plan.snapshot_created_ms).await?
+    {
+        Some(doc) if !doc.acl.is_empty() => {
+            let n = crate::server_config::apply::apply_acl(&doc, url).await?;
+            eprintln!(
+                "aofvault: created {n} ACL user(s) on {}",
+                live::url_text(url)
+            );
+        }
+        _ => eprintln!(
+            "aofvault: --with-acl: no ACL users were captured with snapshot {}",
+            plan.snapshot
+        ),
+    }
+    Ok(())
 }
 
 /// Opens the repository, picks the instance and plans the restore. Planning only reads: when
 /// the store fails on the way, it is planned again from the start.
-async fn plan_with_retries(
+pub(crate) async fn plan_with_retries(
     cfg: &Config,
     sel: &Selection,
     retry: &retry::Retry,
@@ -139,10 +173,26 @@ async fn restore_to_dir(
     } else {
         Kind::Redis
     };
-    let target = match args.format {
-        Some(TargetFormat::Kevy) => Kind::Kevy,
-        Some(TargetFormat::Redis) => Kind::Redis,
-        None => source,
+    let server = match &args.for_server {
+        Some(spec) => Some(TargetServer::parse(spec).context(Failure::Usage)?),
+        None => None,
+    };
+    let target = match (args.format, server) {
+        (Some(f), Some(s)) if (f == TargetFormat::Kevy) != (s.kind() == Kind::Kevy) => {
+            return Err(anyhow::anyhow!(
+                "--format {} contradicts --for {s}",
+                if f == TargetFormat::Kevy {
+                    "kevy"
+                } else {
+                    "redis"
+                }
+            )
+            .context(Failure::Usage));
+        }
+        (_, Some(s)) => s.kind(),
+        (Some(TargetFormat::Kevy), None) => Kind::Kevy,
+        (Some(TargetFormat::Redis), None) => Kind::Redis,
+        (None, None) => source,
     };
     let shards = args.shards.unwrap_or(if source == Kind::Kevy {
         plan.layout.shards()
@@ -165,21 +215,41 @@ async fn restore_to_dir(
         target,
         shards,
         force: args.force,
+        server,
     };
-    let written = to_dir::restore_with(repo, plan, dir, opts, retry).await?;
+    let mut written = to_dir::restore_with(repo, plan, dir, opts, retry).await?;
+    // The server's ACL users and config file, captured with the snapshot (when it was).
+    if let Some(doc) =
+        crate::server_config::for_snapshot(repo, &plan.instance, plan.snapshot_created_ms).await?
+    {
+        for name in crate::server_config::apply::write_to_dir(&doc, dir, !args.no_acl)? {
+            written.files.push(dir.join(name));
+        }
+    }
     let summary = serde_json::json!({
         "instance": plan.instance, "snapshot": plan.snapshot, "dir": dir, "format": target,
-        "files": written, "bytes": plan.total_bytes(), "covers_until": rfc3339_ms(plan.covers_until_ms()),
+        "for": server, "converted": written.converted,
+        "field_ttls_lost": written.field_ttls_lost, "lost_field_ttls": written.lost_field_ttls,
+        "files": written.files, "bytes": plan.total_bytes(), "covers_until": rfc3339_ms(plan.covers_until_ms()),
     });
     print_result(out, args.json, &summary, || {
         format!(
-            "restored instance {} (snapshot {}, up to {}) into {}: {} file(s) in {} layout",
+            "restored instance {} (snapshot {}, up to {}) into {}: {} file(s) in {} layout{}{}",
             plan.instance,
             plan.snapshot,
             rfc3339_ms(plan.covers_until_ms()),
             dir.display(),
-            written.len(),
-            target
+            written.files.len(),
+            target,
+            match (&written.converted, server) {
+                (Some(why), Some(s)) => format!(", converted for {s} ({why})"),
+                _ => String::new(),
+            },
+            if written.field_ttls_lost > 0 {
+                format!(", {} hash field TTLs lost", written.field_ttls_lost)
+            } else {
+                String::new()
+            }
         )
     })?;
     Ok(exit::OK)
@@ -200,6 +270,7 @@ fn report_replay(
             report.lossy
         );
     }
+    translate::field_ttl::warn(&report.lost_field_ttls, report.field_ttls_lost);
     let summary = serde_json::json!({
         "instance": plan.instance, "snapshot": plan.snapshot, "target": live::url_text(url),
         "covers_until": rfc3339_ms(plan.covers_until_ms()), "report": report,
@@ -211,15 +282,18 @@ fn report_replay(
             .map(|(db, n)| format!("{db}={n}"))
             .collect();
         format!(
-            "replayed instance {} (snapshot {}, up to {}) into {} ({}): {} commands in {:.1}s, {} error replies; keys now: {}",
+            "replayed instance {} (snapshot {}, up to {}) into {} ({}): {} commands in {:.1}s, {} error replies, {} hash field TTLs lost; keys now: {}",
             plan.instance,
             plan.snapshot,
             rfc3339_ms(plan.covers_until_ms()),
             live::url_text(url),
-            report.target_kind.map_or("?".into(), |k| k.to_string()),
+            report
+                .target_server
+                .map_or_else(|| "?".into(), |s| s.to_string()),
             report.commands,
             report.seconds,
             report.errors,
+            report.field_ttls_lost,
             if keys.is_empty() { "none".into() } else { keys.join(" ") }
         )
     })?;

@@ -51,12 +51,7 @@ pub async fn restore_latest(
         .await
         .map_err(|e| format!("restore fetch: {e:#}"))?;
     let mut models = vec![Model::default(); shards];
-    let opts = FeedOptions {
-        from: kind,
-        to: kind,
-        merge: false,
-        now_ms: 0,
-    };
+    let opts = FeedOptions::new(kind, kind, false, 0);
     for s in &staged {
         let Some(model) = models.get_mut(s.shard as usize) else {
             return Err(format!("the restore names shard {} of {shards}", s.shard));

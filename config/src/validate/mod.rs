@@ -6,6 +6,7 @@
 //! environment, live in their own modules.
 
 mod check;
+pub(crate) mod cloud;
 pub(crate) mod encryption;
 pub(crate) mod repository;
 pub(crate) mod source;

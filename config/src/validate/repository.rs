@@ -1,5 +1,6 @@
 //! `[repository]` and `[repository.s3]`: the repository URL, the instance name, compression,
-//! encryption keys (in [`super::encryption`]), and the S3 client options, with the standard `AWS_*` variables filling what the file
+//! encryption keys (in [`super::encryption`]), and the S3 client options (Azure and GCS in
+//! [`super::cloud`]), with the standard `AWS_*` variables filling what the file
 //! leaves unset (the file wins, as with other S3 tools' explicit options).
 
 use std::path::{Path, PathBuf};
@@ -72,6 +73,7 @@ pub(super) fn validate(
     );
     let compression_level = compression(raw.compression.as_deref(), check);
     let is_s3 = matches!(url, Some(RepoUrl::S3 { .. }));
+    let is_azure = matches!(url, Some(RepoUrl::Azure { .. }));
     Repository {
         url: url.unwrap_or_else(|| RepoUrl::File(state.dir.join("repository"))),
         instance,
@@ -86,10 +88,13 @@ pub(super) fn validate(
             check,
         ),
         s3: s3(raw.s3, is_s3, check),
+        azure: super::cloud::azure(raw.azure, is_azure, check),
+        gcs: super::cloud::gcs(raw.gcs, check),
     }
 }
 
-/// `file:///path` (or a bare absolute path), `s3://bucket/prefix`, `memory://name`.
+/// `file:///path` (or a bare absolute path), `s3://bucket/prefix`, `az://container/prefix`,
+/// `gs://bucket/prefix`, `memory://name`.
 fn repo_url(text: &str, check: &mut Check) -> Option<RepoUrl> {
     let text = text.trim();
     let shown = Some(format!("{text:?}"));
@@ -100,7 +105,7 @@ fn repo_url(text: &str, check: &mut Check) -> Option<RepoUrl> {
         Ok(url) => url,
         Err(e) => {
             let message =
-                format!("not a URL ({e}); write file:///path, s3://bucket/prefix or memory://name");
+                format!("not a URL ({e}); write file:///path, s3://bucket/prefix, az://container/prefix, gs://bucket/prefix or memory://name");
             check.push(ErrorKind::InvalidValue, "repository.url", shown, message);
             return None;
         }
@@ -130,13 +135,29 @@ fn repo_url(text: &str, check: &mut Check) -> Option<RepoUrl> {
             let prefix = url.path().trim_matches('/').to_string();
             Some(RepoUrl::S3 { bucket, prefix })
         }
+        "az" | "azure" => {
+            let container = url.host_str().unwrap_or_default().to_string();
+            if let Err(message) = check_container(&container) {
+                return invalid(check, &message);
+            }
+            let prefix = url.path().trim_matches('/').to_string();
+            Some(RepoUrl::Azure { container, prefix })
+        }
+        "gs" => {
+            let bucket = url.host_str().unwrap_or_default().to_string();
+            if let Err(message) = check_bucket(&bucket) {
+                return invalid(check, &message.replace("s3://", "gs://"));
+            }
+            let prefix = url.path().trim_matches('/').to_string();
+            Some(RepoUrl::Gcs { bucket, prefix })
+        }
         "memory" => {
             let name = format!("{}{}", url.host_str().unwrap_or_default(), url.path());
             Some(RepoUrl::Memory(name.trim_matches('/').to_string()))
         }
         other => invalid(
             check,
-            &format!("unsupported scheme `{other}`: use file:///path, s3://bucket/prefix or memory://name"),
+            &format!("unsupported scheme `{other}`: use file:///path, s3://bucket/prefix, az://container/prefix, gs://bucket/prefix or memory://name"),
         ),
     }
 }
@@ -151,6 +172,26 @@ fn check_bucket(bucket: &str) -> Result<(), String> {
     } else {
         Err(format!(
             "`{bucket}` is not a bucket name (3-63 characters: a-z, 0-9, '.', '-'); write s3://bucket/prefix"
+        ))
+    }
+}
+
+/// Azure container names: 3–63 characters of lowercase letters, digits and `-`, starting
+/// with a letter or digit, no `--`.
+fn check_container(name: &str) -> Result<(), String> {
+    let valid_chars = name
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    if (3..=63).contains(&name.len())
+        && valid_chars
+        && !name.starts_with('-')
+        && !name.ends_with('-')
+        && !name.contains("--")
+    {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{name}` is not an Azure container name (3-63 characters: a-z, 0-9, '-'); write az://container/prefix"
         ))
     }
 }
@@ -331,14 +372,19 @@ fn s3(raw: RawS3, is_s3: bool, check: &mut Check) -> S3 {
 }
 
 /// A secret from `file` if set, else from the environment variable `var`.
-fn secret(file: Option<&Path>, key: &str, var: &str, check: &mut Check) -> Option<Secret> {
+pub(super) fn secret(
+    file: Option<&Path>,
+    key: &str,
+    var: &str,
+    check: &mut Check,
+) -> Option<Secret> {
     match file {
         Some(path) => read_secret(key, path, check),
         None => check.env().get(var).map(Secret::new),
     }
 }
 
-fn env_bool(path: &str, var: &str, text: &str, check: &mut Check) -> bool {
+pub(super) fn env_bool(path: &str, var: &str, text: &str, check: &mut Check) -> bool {
     match text.trim().to_ascii_lowercase().as_str() {
         "1" | "true" | "yes" | "on" => true,
         "0" | "false" | "no" | "off" => false,

@@ -25,6 +25,7 @@ use crate::restore::feed::{feed_shard, feed_shard_with, FeedOptions, FeedStats};
 use crate::restore::fetch::{fetch, StagedShard, StagingDir};
 use crate::restore::progress::Progress;
 use crate::restore::retry::Retry;
+use crate::restore::translate::field_ttl::Support;
 use crate::restore::translate::Kind;
 
 /// What one phase replays of one plan: the plan's index and the slots kept (`None`: all).
@@ -136,6 +137,7 @@ pub async fn replay_into(
     let shards: usize = staged.iter().map(Vec::len).sum();
     let mut report = Report {
         target_kind: Some(target.kind),
+        target_server: Some(target.server),
         ..Report::default()
     };
     for (n, phase) in phases.into_iter().enumerate() {
@@ -145,14 +147,17 @@ pub async fn replay_into(
                 continue;
             };
             let opts = FeedOptions {
-                from: if plan.layout.is_kevy() {
-                    Kind::Kevy
-                } else {
-                    Kind::Redis
-                },
-                to: target.kind,
-                merge: true,
-                now_ms: crate::context::now_ms(),
+                field_ttl: Support::of(&target.server),
+                ..FeedOptions::new(
+                    if plan.layout.is_kevy() {
+                        Kind::Kevy
+                    } else {
+                        Kind::Redis
+                    },
+                    target.kind,
+                    true,
+                    crate::context::now_ms(),
+                )
             };
             for s in shards {
                 inputs.push((s.clone(), keep.clone(), opts));

@@ -1,7 +1,8 @@
 //! `restore --to URL`: replay a plan into a running server.
 //!
-//! The target is inspected first: its kind (`INFO server` of kevy carries `kevy_version`; it
-//! also answers `redis_version`) decides the translation, and a target holding keys is refused
+//! The target is inspected first: its kind and version (`INFO server` of kevy carries
+//! `kevy_version`, Valkey's `valkey_version`; see [`TargetServer::from_info`]) decide the
+//! translation — including hash field TTLs the target cannot hold, reported one by one — and a target holding keys is refused
 //! unless `--force` (counted with `DBSIZE`: [`counts`]). The plan is then fetched and checked completely ([`super::fetch`]) before
 //! the first command is sent.
 //!
@@ -29,6 +30,8 @@ use super::feed::{feed_shard, FeedOptions, FeedStats};
 use super::fetch::{fetch, StagedShard, StagingDir};
 use super::progress::Progress;
 use super::retry::Retry;
+use super::translate::field_ttl::{LostFieldTtl, Support};
+use super::translate::target::TargetServer;
 use super::translate::Kind;
 use crate::repo::plan::Plan;
 use crate::repo::Repo;
@@ -37,6 +40,8 @@ use send::{open_tcp, send_client, send_tcp, Batch, BatchSink, Sent, TcpTarget, I
 
 /// Error replies kept for the report.
 const KEEP_ERRORS: usize = 10;
+/// Lost hash field TTLs listed in the report (all are counted).
+pub const KEEP_LOST_FIELDS: usize = 1000;
 
 /// Connections the replay uses: one per source shard. Measured with 4 kevy shards into a
 /// 4-shard kevy: 4 connections replayed in 0.9 s where 1 took 1.25 s; into redis-server the
@@ -50,6 +55,8 @@ pub struct Target {
     client: redis::Client,
     conn: MultiplexedConnection,
     pub kind: Kind,
+    /// Product and version, from `INFO server`.
+    pub server: TargetServer,
     /// The database the URL selects.
     home_db: i64,
     /// `db` → keys, databases holding keys only ([`key_counts`]).
@@ -66,6 +73,12 @@ pub struct Report {
     pub first_errors: Vec<String>,
     pub lossy: u64,
     pub lossy_reason: Option<&'static str>,
+    /// The target's product and version, as `INFO server` gave them.
+    pub target_server: Option<TargetServer>,
+    /// Hash fields whose TTL the target could not hold (they were restored without it).
+    pub field_ttls_lost: u64,
+    /// The first [`KEEP_LOST_FIELDS`] of them, key and field named.
+    pub lost_field_ttls: Vec<LostFieldTtl>,
     pub keyspace: Vec<(String, u64)>,
     pub seconds: f64,
 }
@@ -97,17 +110,15 @@ pub async fn open(url: &str) -> anyhow::Result<Target> {
         .query_async(&mut conn)
         .await
         .context("INFO server")?;
-    let kind = if crate::server::parse_info(&info).contains_key("kevy_version") {
-        Kind::Kevy
-    } else {
-        Kind::Redis
-    };
+    let server = TargetServer::from_info(&crate::server::parse_info(&info));
+    let kind = server.kind();
     let home_db = client.get_connection_info().redis_settings().db();
     let keyspace = key_counts(&mut conn, home_db).await?;
     Ok(Target {
         client,
         conn,
         kind,
+        server,
         home_db,
         keyspace,
     })
@@ -153,10 +164,13 @@ pub async fn replay_with(
     let started = std::time::Instant::now();
     let progress = Progress::new("replay", plan.total_bytes());
     let opts = FeedOptions {
-        from: source,
-        to: target.kind,
-        merge: staged.len() > 1,
-        now_ms: crate::context::now_ms(),
+        field_ttl: Support::of(&target.server),
+        ..FeedOptions::new(
+            source,
+            target.kind,
+            staged.len() > 1,
+            crate::context::now_ms(),
+        )
     };
     // Each source shard has its own decoder thread and connection (see `connections_for`);
     // shards hold disjoint keys, so their replays need no order between them.
@@ -167,6 +181,7 @@ pub async fn replay_with(
     drop(senders);
     let mut report = Report {
         target_kind: Some(target.kind),
+        target_server: Some(target.server),
         ..Report::default()
     };
     let failure = gather(consumers, producers, &mut report).await?;
@@ -276,6 +291,11 @@ async fn gather(
                 report.base_keys += stats.base_keys;
                 report.lossy += stats.lossy;
                 report.lossy_reason = report.lossy_reason.or(stats.lossy_reason);
+                report.field_ttls_lost += stats.lost_field_ttls.len() as u64;
+                let room = KEEP_LOST_FIELDS.saturating_sub(report.lost_field_ttls.len());
+                report
+                    .lost_field_ttls
+                    .extend(stats.lost_field_ttls.into_iter().take(room));
             }
             Err(e) => {
                 failure.get_or_insert(e.context(format!("shard {shard}")));

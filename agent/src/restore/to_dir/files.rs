@@ -105,12 +105,7 @@ pub fn kevy_shard_files(s: &StagedShard, work: &Path) -> anyhow::Result<ShardFil
     }
     let path = work.join(format!("kevy-aof-{}", s.shard));
     let mut out = resp_file(&path, KEVY_AOF_MAGIC)?;
-    let opts = FeedOptions {
-        from: Kind::Kevy,
-        to: Kind::Kevy,
-        merge: false,
-        now_ms: crate::context::now_ms(),
-    };
+    let opts = FeedOptions::new(Kind::Kevy, Kind::Kevy, false, crate::context::now_ms());
     let stats = feed_shard(&shard, &opts, &mut out)
         .with_context(|| format!("shard {}: rewriting its AOF for kevy's replay", s.shard))?;
     out.w.into_inner().map_err(|e| e.into_error())?;

@@ -6,7 +6,9 @@
 //! - Redis ≥ 7: `<aof_dir>/<aof_name>.1.base.rdb|aof` and `.1.incr.aof`, then the manifest;
 //! - Redis ≤ 6: `<aof_name>` (base then stream in one file);
 //! - across kinds, or to another kevy shard count: the base decoded and every command translated
-//!   ([`super::feed`]), written as a RESP base (Redis) or per-shard AOFs routed by key (kevy).
+//!   ([`super::feed`]), written as a RESP base (Redis) or per-shard AOFs routed by key (kevy);
+//! - for an older server named with `--for` that cannot load the source's files ([`older`]):
+//!   converted the same way, as one RESP file in the layout that version reads.
 //!
 //! Everything is staged first in a hidden directory inside DIR (same filesystem, so the final
 //! step is renames, not copies): downloaded, checked, converted, fsynced. Only then are
@@ -15,6 +17,7 @@
 //! directories fsynced. A restore that fails at any point leaves nothing that looks complete.
 
 pub mod files;
+mod older;
 mod same_kind;
 
 use std::fs::File;
@@ -31,6 +34,8 @@ use super::feed::{feed_shard, FeedOptions, FeedStats};
 use super::fetch::{create_private, fetch, sync_all, StagedShard, StagingDir};
 use super::progress::Progress;
 use super::retry::Retry;
+use super::translate::field_ttl::{LostFieldTtl, Support};
+use super::translate::target::TargetServer;
 use super::translate::Kind;
 use crate::repo::plan::Plan;
 use crate::repo::Repo;
@@ -44,6 +49,19 @@ pub struct DirOptions {
     /// kevy target shard count.
     pub shards: u32,
     pub force: bool,
+    /// The server that will load the files (`--for`), when named.
+    pub server: Option<TargetServer>,
+}
+
+/// What a restore to files wrote.
+#[derive(Debug, Default)]
+pub struct Written {
+    pub files: Vec<PathBuf>,
+    /// Why the files were converted for an older server (`--for`), when they were.
+    pub converted: Option<String>,
+    /// Hash fields whose TTL the named server cannot hold (restored without it).
+    pub field_ttls_lost: u64,
+    pub lost_field_ttls: Vec<LostFieldTtl>,
 }
 
 /// Outcome of the emptiness check.
@@ -91,13 +109,13 @@ struct Output {
 }
 
 /// Writes the plan into `dir` (already checked by [`prepare`]), retrying store failures for
-/// the default time. Returns the files written.
+/// the default time. Returns what it wrote.
 pub async fn restore(
     repo: &Repo,
     plan: &Plan,
     dir: &Path,
     opts: DirOptions,
-) -> anyhow::Result<Vec<PathBuf>> {
+) -> anyhow::Result<Written> {
     restore_with(repo, plan, dir, opts, &Retry::default()).await
 }
 
@@ -108,7 +126,7 @@ pub async fn restore_with(
     dir: &Path,
     opts: DirOptions,
     retry: &Retry,
-) -> anyhow::Result<Vec<PathBuf>> {
+) -> anyhow::Result<Written> {
     let source = if plan.layout.is_kevy() {
         Kind::Kevy
     } else {
@@ -132,7 +150,15 @@ pub async fn restore_with(
     progress.finish();
     let work = staging.path().to_path_buf();
     let plan2 = plan.clone();
-    let (outputs, marker, stats) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+    let (outputs, marker, stats, converted) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+        let why = match (&opts.server, same && source == Kind::Redis) {
+            (Some(server), true) => older::why_convert(&plan2.layout, &staged, server)?,
+            _ => None,
+        };
+        if let Some(why) = &why {
+            tracing::info!(target_server = %opts.server.map(|s| s.to_string()).unwrap_or_default(), "converting the files: {why}");
+        }
+        let same = same && why.is_none();
         let (outputs, marker, stats) = if same {
             same_kind(&plan2, &staged, &work)?
         } else {
@@ -144,7 +170,7 @@ pub async fn restore_with(
                 .and_then(|f| f.sync_all())
                 .with_context(|| format!("fsync {}", o.staged.display()))?;
         }
-        Ok((outputs, marker, stats))
+        Ok((outputs, marker, stats, why))
     })
     .await??;
     let lossy: u64 = stats.iter().map(|s| s.lossy).sum();
@@ -155,6 +181,10 @@ pub async fn restore_with(
     if opts.force {
         move_aside(dir, &staging_name)?;
     }
+    let mut lost: Vec<LostFieldTtl> = stats.into_iter().flat_map(|s| s.lost_field_ttls).collect();
+    let field_ttls_lost = lost.len() as u64;
+    super::translate::field_ttl::warn(&lost, field_ttls_lost);
+    lost.truncate(super::live::KEEP_LOST_FIELDS);
     let mut written = Vec::new();
     for o in outputs.iter().chain(std::iter::once(&marker)) {
         let dest = dir.join(&o.dest);
@@ -171,7 +201,12 @@ pub async fn restore_with(
     }
     sync_dir(dir)?;
     drop(staging);
-    Ok(written)
+    Ok(Written {
+        files: written,
+        converted,
+        field_ttls_lost,
+        lost_field_ttls: lost,
+    })
 }
 
 fn sync_dir(dir: &Path) -> anyhow::Result<()> {
@@ -247,11 +282,15 @@ fn converted(
     opts: DirOptions,
     source: Kind,
 ) -> anyhow::Result<Staged> {
+    let defaults = FeedOptions::new(
+        source,
+        opts.target,
+        staged.len() > 1,
+        crate::context::now_ms(),
+    );
     let feed = FeedOptions {
-        from: source,
-        to: opts.target,
-        merge: staged.len() > 1,
-        now_ms: crate::context::now_ms(),
+        field_ttl: opts.server.as_ref().map_or(defaults.field_ttl, Support::of),
+        ..defaults
     };
     let mut stats = Vec::new();
     let (outputs, marker) = match opts.target {
@@ -306,6 +345,25 @@ fn converted(
             };
             check_name("aof_name", &aof_name)?;
             check_name("aof_dir", &aof_dir)?;
+            if opts.server.is_some_and(|s| !s.multi_part_aof()) {
+                // Redis ≤ 6: everything in one `appendonly.aof`, which is also the marker.
+                let path = work.join("out-single");
+                let mut sink = resp_file(&path, b"")?;
+                for s in staged {
+                    stats.push(feed_shard(s, &feed, &mut sink)?);
+                }
+                sink.w.into_inner().map_err(|e| e.into_error())?;
+                let single = match &plan.layout {
+                    ServerLayout::RedisSingle { aof_name } => aof_name.clone(),
+                    _ => aof_name.clone(),
+                };
+                check_name("aof_name", &single)?;
+                let marker = Output {
+                    staged: path,
+                    dest: single.into(),
+                };
+                return Ok((Vec::new(), marker, stats));
+            }
             let d = PathBuf::from(&aof_dir);
             // Everything goes into one RESP base; the incr file starts empty.
             let base = work.join("out-base");

@@ -22,14 +22,20 @@
 //! | kevy → Redis | `SPOP k [n]` | unchanged, counted as lossy | kevy logs the command, not the members it popped; Redis pops members of its own choosing. The members cannot be known from the bytes |
 //! | any | anything else | unchanged | |
 //!
+//! Hash field TTLs (Redis 7.4/8.0) into a server without them are translated first, by
+//! [`field_ttl`], which knows the target's version ([`target`]): exactly where a command can be
+//! expressed, else each lost field TTL is reported by key and field.
+//!
 //! `FLUSHALL`/`FLUSHDB` pass through; in a kevy AOF they concern one shard only, which the
 //! caller handles (see `feed`), and [`route`] sends them to every shard of a kevy target.
 
 use std::fmt;
 
+pub mod field_ttl;
 pub mod kevy_commands;
 pub mod key_positions;
 pub mod renames;
+pub mod target;
 
 pub use key_positions::key_positions;
 
