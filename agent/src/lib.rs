@@ -27,6 +27,7 @@
 //!   runtime, and maps errors to exit codes.
 
 pub mod cli;
+pub mod cluster;
 pub mod cmd;
 pub mod compact;
 pub mod context;

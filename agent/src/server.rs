@@ -113,6 +113,15 @@ impl Server {
         Ok(v.get(1).cloned())
     }
 
+    /// A command whose reply is text (`CLUSTER NODES`, `CLUSTER MYSHARDID`).
+    pub async fn text(&mut self, args: &[&str]) -> anyhow::Result<String> {
+        let mut cmd = redis::Cmd::new();
+        for a in args {
+            cmd.arg(*a);
+        }
+        self.cmd(cmd).await
+    }
+
     /// `ACL LIST`: the server's users as ACL rule lines (an error on servers without ACLs).
     pub async fn acl_list(&mut self) -> anyhow::Result<Vec<String>> {
         self.cmd(redis::cmd("ACL").arg("LIST").clone()).await

@@ -161,6 +161,9 @@ fn apply_flags(raw: &mut RawConfig, global: &GlobalArgs) {
     if let Some(name) = &global.instance {
         raw.repository.instance = Some(name.clone());
     }
+    if let Some(name) = &global.cluster {
+        raw.source.cluster = Some(name.clone());
+    }
     if let Some(name) = &global.node {
         raw.repository.node = Some(name.clone());
     }

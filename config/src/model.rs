@@ -60,6 +60,9 @@ pub struct Source {
     pub connect_timeout: Duration,
     #[serde(serialize_with = "duration")]
     pub command_timeout: Duration,
+    /// The Redis Cluster the server belongs to: the agent records the cluster's topology
+    /// under this name (docs/CLUSTERS.md).
+    pub cluster: Option<String>,
 }
 
 /// `[source.tls]`: used with `rediss://`.

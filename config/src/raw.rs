@@ -58,6 +58,8 @@ pub struct RawSource {
     pub connect_timeout: Option<String>,
     pub command_timeout: Option<String>,
     pub tls: RawTls,
+    /// The Redis Cluster this server belongs to (`--cluster`).
+    pub cluster: Option<String>,
 }
 
 impl fmt::Debug for RawSource {
@@ -72,6 +74,7 @@ impl fmt::Debug for RawSource {
             .field("connect_timeout", &self.connect_timeout)
             .field("command_timeout", &self.command_timeout)
             .field("tls", &self.tls)
+            .field("cluster", &self.cluster)
             .finish()
     }
 }

@@ -18,6 +18,7 @@
 //! - [`json`]: the neutral form as JSON, for `aofvault inspect --json`.
 //! - [`vault`]: aofvault's own repository documents (format marker, chain head, snapshot manifest).
 //! - [`detect`]: which of these formats a file is, from its first bytes.
+//! - [`slot`]: Redis Cluster hash slots (CRC16, hash tags).
 //!
 //! Data flows one way: bytes → decoder → [`model::Record`] → renderer → commands.
 
@@ -30,4 +31,5 @@ pub mod model;
 pub mod rdb;
 pub mod render;
 pub mod resp;
+pub mod slot;
 pub mod vault;

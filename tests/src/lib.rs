@@ -13,6 +13,8 @@
 //!   diffs two dumps, which is how a test proves a restore is faithful.
 //! - [`vault`] is one test's repository (a folder, or S3 behind a fault proxy) and the
 //!   `aofvault` commands on it: run the daemon, read `status --json`, wait until shipped, restore.
+//! - [`cluster`] is a Redis Cluster of real nodes (create, reshard), a small cluster client for
+//!   write loads, and a whole-cluster dump.
 //! - [`agent`] finds (or builds) the `aofvault` binary and runs it, to completion or as a
 //!   daemon with captured logs.
 //! - [`proxy`] is a TCP proxy that injects faults (resets, stalls, slowness, HTTP 503s, outages)
@@ -48,6 +50,7 @@
 
 pub mod agent;
 pub mod azurite;
+pub mod cluster;
 pub mod field_ttl;
 pub mod flavor;
 pub mod kevy;
@@ -63,6 +66,7 @@ pub mod vault;
 pub mod workload;
 
 pub use azurite::AzuriteServer;
+pub use cluster::RedisCluster;
 pub use flavor::{AnyServer, Flavor};
 pub use kevy::KevyServer;
 pub use ports::free_port;

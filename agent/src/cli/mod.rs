@@ -45,6 +45,10 @@ pub struct GlobalArgs {
     /// one: the group's history.
     #[arg(long, global = true, value_name = "NAME")]
     pub instance: Option<String>,
+    /// The Redis Cluster the server belongs to (`run` records its topology; `list` and
+    /// `restore` work on the whole cluster).
+    #[arg(long, global = true, value_name = "NAME")]
+    pub cluster: Option<String>,
     /// This agent's name in its replication group (default `<hostname>-<port>`).
     #[arg(long, global = true, value_name = "NAME")]
     pub node: Option<String>,

@@ -26,8 +26,14 @@ pub async fn dispatch(cli: Cli, cfg: Option<Config>) -> anyhow::Result<u8> {
             .await
             .map(|_| exit::OK),
         Command::Backup(a) => backup::backup(&need(cfg)?, &a, &mut out).await,
-        Command::List(a) => list::run(&need(cfg)?, &a, &mut out).await,
-        Command::Restore(a) => crate::restore::run(&need(cfg)?, &a).await,
+        Command::List(a) => match &cli.global.cluster {
+            Some(name) => crate::cluster::list::run(&need(cfg)?, name, &a, &mut out).await,
+            None => list::run(&need(cfg)?, &a, &mut out).await,
+        },
+        Command::Restore(a) => match &cli.global.cluster {
+            Some(name) => crate::cluster::restore::run(&need(cfg)?, name, &a).await,
+            None => crate::restore::run(&need(cfg)?, &a).await,
+        },
         Command::Log(a) => log::run(&need(cfg)?, &a, &mut out).await,
         Command::Diff(a) => diff::run(&need(cfg)?, &a, &mut out).await,
         Command::Verify(a) => crate::verify::run(&need(cfg)?, &a, &mut out).await,

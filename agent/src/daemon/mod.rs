@@ -105,6 +105,9 @@ pub async fn run(
     let instance = cfg.repository.instance.clone();
     connect_repo(&repo, &shutdown, &notifier).await?;
     let (server, server_version, place) = connect_source(&cfg).await?;
+    // `--cluster NAME`: the topology recorder runs beside the shipping, standing by or not
+    // (crate::cluster).
+    let _topology = crate::cluster::record::spawn(&cfg, repo.clone(), shutdown.child_token());
     let board = Board::new(&cfg.repository.node);
     if let Some(addr) = cfg.metrics.listen {
         metrics::serve(addr, board.clone(), shutdown.child_token()).await?;

@@ -211,14 +211,26 @@ pub fn feed_shard(
     opts: &FeedOptions,
     sink: &mut dyn Sink,
 ) -> anyhow::Result<FeedStats> {
+    feed_shard_with(s, opts, opts.to == Kind::Kevy, sink)
+}
+
+/// [`feed_shard`], with renames replayed as their effect when `relabel` (kevy targets, and
+/// cluster targets, where a rename's two keys may live on two nodes).
+pub fn feed_shard_with(
+    s: &StagedShard,
+    opts: &FeedOptions,
+    relabel: bool,
+    sink: &mut dyn Sink,
+) -> anyhow::Result<FeedStats> {
     let reset = if opts.merge && opts.from == Kind::Kevy {
         last_flush_end(s)?
     } else {
         None
     };
-    let renames = match opts.to {
-        Kind::Kevy => Renames::scan(s, reset.unwrap_or(s.stream_start))?,
-        Kind::Redis => None,
+    let renames = if relabel {
+        Renames::scan(s, reset.unwrap_or(s.stream_start))?
+    } else {
+        None
     };
     let mut out = Counting {
         sink,

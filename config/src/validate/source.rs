@@ -69,7 +69,20 @@ pub(super) fn validate(raw: RawSource, check: &mut Check) -> Source {
 
     let is_tls = url.as_ref().is_some_and(|u| u.scheme() == "rediss");
     let tls = tls(raw.tls, is_tls, check);
+    let cluster = raw.cluster.filter(|name| {
+        let ok = super::repository::check_instance(name);
+        if let Err(message) = &ok {
+            check.push(
+                ErrorKind::InvalidValue,
+                "source.cluster",
+                Some(format!("{name:?}")),
+                message.clone(),
+            );
+        }
+        ok.is_ok()
+    });
     Source {
+        cluster,
         kind,
         dir,
         url,

@@ -13,7 +13,9 @@
 //! the first few are reported with the command that got them. At the end the target's key
 //! counts per database are read back.
 
+pub mod cluster;
 pub mod counts;
+pub mod route;
 pub mod send;
 
 use std::time::Duration;
@@ -143,6 +145,10 @@ pub async fn replay_with(
     retry: &Retry,
 ) -> anyhow::Result<Outcome> {
     let mut target = open(url).await?;
+    if cluster::is_cluster(&mut target).await? {
+        // Routed by hash slot to the target's primaries: see `cluster`.
+        return cluster::replay_into(repo, &[plan], vec![vec![(0, None)]], url, force, retry).await;
+    }
     if !target.keyspace.is_empty() && !force {
         return Ok(Outcome::NotEmpty(target.keyspace));
     }
@@ -270,7 +276,8 @@ async fn gather(
         match consumer.await.context("replay task")? {
             Ok(sent) => {
                 report.commands += sent.commands;
-                report.errors += sent.errors;
+                // Redirections left over (a cluster replay follows them first) are errors.
+                report.errors += sent.errors + sent.redirected.len() as u64;
                 report.first_errors.extend(sent.first_errors);
             }
             Err(e) => {

@@ -42,12 +42,16 @@ pub struct Batch {
 }
 
 impl Batch {
-    fn len(&self) -> usize {
+    pub fn len(&self) -> usize {
         self.starts.len()
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.starts.is_empty()
+    }
+
     /// The arguments of command `i` (for messages).
-    fn args(&self, i: usize) -> Vec<&[u8]> {
+    pub fn args(&self, i: usize) -> Vec<&[u8]> {
         let start = self.starts.get(i).map_or(0, |&s| s as usize);
         match resp::decode_command(&self.bytes[start..], 0) {
             Ok(Some((args, _))) => args,
@@ -119,6 +123,10 @@ pub struct Sent {
     pub commands: u64,
     pub errors: u64,
     pub first_errors: Vec<String>,
+    /// Commands a cluster node answered with `MOVED` or `ASK`, with the reply, in order: a
+    /// cluster replay sends them again where the reply says (`super::cluster`); anywhere
+    /// else they count as errors.
+    pub redirected: Vec<(Vec<Vec<u8>>, String)>,
 }
 
 impl Sent {
@@ -240,6 +248,12 @@ async fn read_reply<R: AsyncBufRead + Unpin>(
     Ok(top_error)
 }
 
+/// Whether an error reply is a cluster redirection (its code, the first word, is `MOVED` or
+/// `ASK`: part of the protocol, not message text).
+pub fn is_redirect(reply: &str) -> bool {
+    matches!(reply.split(' ').next(), Some("MOVED" | "ASK"))
+}
+
 /// A logged-in bare TCP connection.
 pub struct TcpConn {
     r: BufReader<tokio::net::tcp::OwnedReadHalf>,
@@ -317,7 +331,12 @@ pub async fn send_tcp(
                     continue;
                 }
                 if let Some(e) = read_reply(&mut r, &mut line, &mut skip).await? {
-                    sent.error(&batch, i, &e);
+                    if is_redirect(&e) {
+                        let args = batch.args(i).iter().map(|a| a.to_vec()).collect();
+                        sent.redirected.push((args, e));
+                    } else {
+                        sent.error(&batch, i, &e);
+                    }
                 }
                 i += 1;
             }
