@@ -45,41 +45,37 @@ impl Repo {
 
     /// The agent beside node `i` of `c`, shipping as instance `prod-<i>`.
     fn spawn_agent(&self, c: &RedisCluster, i: usize, cfg: &Path) -> Result<AgentProcess> {
-        self.spawn_agent_as(c, i, cfg, &format!("prod-{i}"))
+        self.spawn_agent_as(c, i, cfg, Some(&format!("prod-{i}")))
     }
 
-    /// The agent beside node `i` of `c`, in replication group `instance`.
+    /// The agent beside node `i` of `c`, as `instance` (or, without one, the instance the
+    /// agent derives from its shard: `prod-<group>`).
     fn spawn_agent_as(
         &self,
         c: &RedisCluster,
         i: usize,
         cfg: &Path,
-        instance: &str,
+        instance: Option<&str>,
     ) -> Result<AgentProcess> {
         let node = &c.nodes[i];
         let (url, dir) = (self.url(), node.dir().display().to_string());
         let state = self.path(&format!("state-{i}")).display().to_string();
         let cfg = cfg.display().to_string();
-        agent::spawn(
-            &[
-                "--config",
-                &cfg,
-                "--repo",
-                &url,
-                "--state-dir",
-                &state,
-                "--instance",
-                instance,
-                "--source",
-                &dir,
-                "--server",
-                &node.url(),
-                "--cluster",
-                "prod",
-                "run",
-            ],
-            &[],
-        )
+        let node_url = node.url();
+        let mut args = vec!["--config", &cfg, "--repo", &url, "--state-dir", &state];
+        if let Some(name) = instance {
+            args.extend(["--instance", name]);
+        }
+        args.extend([
+            "--source",
+            &dir,
+            "--server",
+            &node_url,
+            "--cluster",
+            "prod",
+            "run",
+        ]);
+        agent::spawn(&args, &[])
     }
 
     /// The end offset of a latest restore of `instance` (its only shard).
@@ -250,8 +246,8 @@ fn a_cluster_resharded_under_load_restores_into_any_shape() -> Result<()> {
     );
     let text = repo.cmd(&["--cluster", "prod", "list"])?.ok()?.stdout;
     assert!(text.contains("common restorable window"), "{text}");
-    let plan = repo
-        .cmd(&[
+    let dry_run = || -> Result<serde_json::Value> {
+        repo.cmd(&[
             "--cluster",
             "prod",
             "restore",
@@ -261,7 +257,17 @@ fn a_cluster_resharded_under_load_restores_into_any_shape() -> Result<()> {
             "redis://x",
         ])?
         .ok()?
-        .json()?;
+        .json()
+    };
+    // The agents record the topology when their once-a-second look sees it change: the last
+    // slots' move is in the record a look after the reshard ends.
+    let recorded = aofvault_tests::wait_until(
+        Duration::from_secs(30),
+        "the whole reshard in the record",
+        || Ok(dry_run()?["moved_slots"] == 500),
+    );
+    let plan = dry_run()?;
+    assert!(recorded.is_ok(), "the reshard is in the record: {plan}");
     assert_eq!(plan["moved_slots"], 500, "the reshard is in the record");
     assert_eq!(plan["phases"].as_array().map(Vec::len), Some(2), "{plan}");
 
@@ -419,7 +425,8 @@ fn a_cluster_failover_under_load_restores_equal() -> Result<()> {
     };
     let cfg = repo.path("aofvault.toml");
     std::fs::write(&cfg, FAST_SHIP)?;
-    // One replication group per shard: a primary's agent and its replica's share an instance.
+    // One replication group per shard: a primary's agent and its replica's share an instance,
+    // which they derive themselves (no --instance): `prod-<the shard's first primary's id>`.
     let mut group_of = Vec::new();
     for i in 0..src.nodes.len() {
         let nodes: String = redis::cmd("CLUSTER")
@@ -440,9 +447,10 @@ fn a_cluster_failover_under_load_restores_equal() -> Result<()> {
         group_of.push(primary);
     }
     let mut agents = Vec::new();
-    for (i, g) in group_of.iter().enumerate() {
-        agents.push(repo.spawn_agent_as(&src, i, &cfg, &format!("prod-g{g}"))?);
+    for i in 0..group_of.len() {
+        agents.push(repo.spawn_agent_as(&src, i, &cfg, None)?);
     }
+    let group = |g: usize| src.node_id(g).map(|id| format!("prod-{id}"));
     let mut client = src.client()?;
     cluster::load(&mut client, 3, 3_000, KEYS)?;
 
@@ -484,11 +492,7 @@ fn a_cluster_failover_under_load_restores_equal() -> Result<()> {
     load.stop()?;
     src.wait_ok()?;
     // The group of node 0 is shipped by its replica's agent now.
-    let pairs = vec![
-        ("prod-g0".to_string(), replica),
-        ("prod-g1".to_string(), 1),
-        ("prod-g2".to_string(), 2),
-    ];
+    let pairs = vec![(group(0)?, replica), (group(1)?, 1), (group(2)?, 2)];
     repo.wait_shipped_as(&src, &pairs, &agents)?;
     let expected = src.dump()?;
 

@@ -137,6 +137,27 @@ impl GroupVault {
     }
 }
 
+/// A primary, its replica and an agent beside each with one instance (an optional config
+/// file's body for both): `a` (the primary's) ships, `b` stands by.
+fn group_of_two(
+    config: Option<&str>,
+) -> (
+    RedisServer,
+    RedisServer,
+    GroupVault,
+    agent::AgentProcess,
+    agent::AgentProcess,
+) {
+    let p = RedisServer::start().unwrap();
+    let r = replica_of(&p);
+    let v = GroupVault::new();
+    let a = v.agent("a", &p, config);
+    v.wait_state("a", "shipping", &a, Duration::from_secs(60));
+    let b = v.agent("b", &r, config);
+    v.wait_state("b", "standby", &b, Duration::from_secs(60));
+    (p, r, v, a, b)
+}
+
 fn replica_of(primary: &RedisServer) -> RedisServer {
     let port = primary.port().to_string();
     let r = RedisServer::start_with(&["--replicaof", "127.0.0.1", &port]).unwrap();
@@ -279,13 +300,7 @@ fn is_dir(p: &Path) -> bool {
 /// the failover equals the old primary then.
 #[test]
 fn promotion_and_kill9_of_the_primary_hand_the_backup_to_the_replicas_agent() {
-    let mut p = RedisServer::start().unwrap();
-    let r = replica_of(&p);
-    let v = GroupVault::new();
-    let mut a = v.agent("a", &p, None);
-    v.wait_state("a", "shipping", &a, Duration::from_secs(60));
-    let mut b = v.agent("b", &r, None);
-    v.wait_state("b", "standby", &b, Duration::from_secs(60));
+    let (mut p, r, v, mut a, mut b) = group_of_two(None);
     let standby = v.group_status("b");
     assert_eq!(
         standby["primary"],
@@ -358,13 +373,7 @@ fn promotion_and_kill9_of_the_primary_hand_the_backup_to_the_replicas_agent() {
 /// history; each restore gives the state of its moment.
 #[test]
 fn two_failovers_by_demotion_and_back_keep_one_history() {
-    let p = RedisServer::start().unwrap();
-    let r = replica_of(&p);
-    let v = GroupVault::new();
-    let mut a = v.agent("a", &p, None);
-    v.wait_state("a", "shipping", &a, Duration::from_secs(60));
-    let mut b = v.agent("b", &r, None);
-    v.wait_state("b", "standby", &b, Duration::from_secs(60));
+    let (p, r, v, mut a, mut b) = group_of_two(None);
     let mut w = Writer::start(&p.url());
     std::thread::sleep(Duration::from_secs(2));
     let (first, t_first) = quiet_moment(&w, &p);
@@ -415,14 +424,8 @@ fn two_failovers_by_demotion_and_back_keep_one_history() {
 /// promotes anything.
 #[test]
 fn a_sentinel_promotion_after_kill9_hands_the_backup_over() {
-    let mut p = RedisServer::start().unwrap();
-    let r = replica_of(&p);
+    let (mut p, r, v, mut a, mut b) = group_of_two(None);
     let sentinel = Sentinel::start(&p);
-    let v = GroupVault::new();
-    let mut a = v.agent("a", &p, None);
-    v.wait_state("a", "shipping", &a, Duration::from_secs(60));
-    let mut b = v.agent("b", &r, None);
-    v.wait_state("b", "standby", &b, Duration::from_secs(60));
     let mut w = Writer::start(&p.url());
     std::thread::sleep(Duration::from_secs(2));
     p.kill();
@@ -452,14 +455,8 @@ fn a_sentinel_promotion_after_kill9_hands_the_backup_over() {
 /// never has two holders.
 #[test]
 fn a_split_brain_is_reported_and_only_the_lease_holder_ships() {
-    let p = RedisServer::start().unwrap();
-    let r = replica_of(&p);
-    let v = GroupVault::new();
     let fast = "[repository]\nlease_ttl = \"4s\"\nstep_down_after = \"2s\"\n";
-    let mut a = v.agent("a", &p, Some(fast));
-    v.wait_state("a", "shipping", &a, Duration::from_secs(60));
-    let mut b = v.agent("b", &r, Some(fast));
-    v.wait_state("b", "standby", &b, Duration::from_secs(60));
+    let (p, r, v, mut a, mut b) = group_of_two(Some(fast));
     replicaof(&r.url(), None);
     b.wait_for_log("split brain", Duration::from_secs(60))
         .unwrap();
@@ -506,13 +503,7 @@ fn a_split_brain_is_reported_and_only_the_lease_holder_ships() {
 /// A primary that merely restarts (same server, same files) keeps its agent's lease and chain.
 #[test]
 fn a_primary_restart_is_not_a_failover() {
-    let mut p = RedisServer::start().unwrap();
-    let r = replica_of(&p);
-    let v = GroupVault::new();
-    let mut a = v.agent("a", &p, None);
-    v.wait_state("a", "shipping", &a, Duration::from_secs(60));
-    let mut b = v.agent("b", &r, None);
-    v.wait_state("b", "standby", &b, Duration::from_secs(60));
+    let (mut p, r, v, mut a, mut b) = group_of_two(None);
     let mut w = Writer::start(&p.url());
     std::thread::sleep(Duration::from_secs(1));
     p.kill();
