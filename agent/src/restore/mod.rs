@@ -218,17 +218,26 @@ async fn restore_to_dir(
         server,
     };
     let mut written = to_dir::restore_with(repo, plan, dir, opts, retry).await?;
-    // The server's ACL users and config file, captured with the snapshot (when it was).
-    if let Some(doc) =
-        crate::server_config::for_snapshot(repo, &plan.instance, plan.snapshot_created_ms).await?
-    {
-        for name in crate::server_config::apply::write_to_dir(&doc, dir, !args.no_acl)? {
-            written.files.push(dir.join(name));
+    // The server's ACL users and config file, captured with the snapshot (when it was). The
+    // data is restored by now: a capture that cannot be read is said, not fatal.
+    let captured =
+        crate::server_config::for_snapshot(repo, &plan.instance, plan.snapshot_created_ms).await;
+    let mut server_config_error = None;
+    match captured {
+        Ok(Some(doc)) => {
+            for name in crate::server_config::apply::write_to_dir(&doc, dir, !args.no_acl)? {
+                written.files.push(dir.join(name));
+            }
+        }
+        Ok(None) => {}
+        Err(e) => {
+            eprintln!("aofvault: WARNING: the data is restored, but not the ACL users and config file captured with it: {e:#} (`aofvault verify` names the object)");
+            server_config_error = Some(format!("{e:#}"));
         }
     }
     let summary = serde_json::json!({
         "instance": plan.instance, "snapshot": plan.snapshot, "dir": dir, "format": target,
-        "for": server, "converted": written.converted,
+        "for": server, "converted": written.converted, "server_config_error": server_config_error,
         "field_ttls_lost": written.field_ttls_lost, "lost_field_ttls": written.lost_field_ttls,
         "files": written.files, "bytes": plan.total_bytes(), "covers_until": rfc3339_ms(plan.covers_until_ms()),
     });

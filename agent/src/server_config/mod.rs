@@ -122,6 +122,59 @@ async fn list(repo: &Repo, instance: &str) -> Result<Vec<(i64, String, bool)>, R
     Ok(out)
 }
 
+/// Reads one capture (decrypting it when it is encrypted).
+async fn read(repo: &Repo, key: &str, encrypted: bool) -> anyhow::Result<ServerConfigDoc> {
+    let bytes = repo.get(key).await?;
+    decode(repo, key, &bytes, encrypted).await
+}
+
+async fn decode(
+    repo: &Repo,
+    key: &str,
+    bytes: &[u8],
+    encrypted: bool,
+) -> anyhow::Result<ServerConfigDoc> {
+    let plain = if encrypted {
+        let mut reader = repo
+            .key_ring()
+            .decrypt(bytes)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot decrypt {key}: {e}"))?;
+        let mut out = Vec::new();
+        futures::AsyncReadExt::read_to_end(&mut reader, &mut out).await?;
+        out
+    } else {
+        bytes.to_vec()
+    };
+    serde_json::from_slice(&plain)
+        .map_err(|e| anyhow::anyhow!("{key} is not a server configuration document: {e}"))
+}
+
+/// Every capture of `instance` that cannot be read back, with why (for `verify`). Encrypted
+/// captures are read only when an identity is configured. `Err` only when the store is not
+/// reachable.
+pub async fn unreadable(repo: &Repo, instance: &str) -> Result<Vec<(String, String)>, RepoError> {
+    let mut out = Vec::new();
+    for (ms, hash, encrypted) in list(repo, instance).await? {
+        let key = keys::server_config(instance, ms, &hash, encrypted);
+        if encrypted && !repo.key_ring().can_decrypt() {
+            continue;
+        }
+        let bytes = match repo.get(&key).await {
+            Ok(b) => b,
+            Err(e @ RepoError::Unreachable { .. }) => return Err(e),
+            Err(e) => {
+                out.push((key, e.to_string()));
+                continue;
+            }
+        };
+        if let Err(e) = decode(repo, &key, &bytes, encrypted).await {
+            out.push((key, format!("{e:#}")));
+        }
+    }
+    Ok(out)
+}
+
 /// The capture a restore of a snapshot created at `created_ms` uses: the newest at or before
 /// it (None: the snapshot predates captures, or the server was never asked).
 pub async fn for_snapshot(
@@ -137,21 +190,7 @@ pub async fn for_snapshot(
         return Ok(None);
     };
     let key = keys::server_config(instance, ms, &hash, encrypted);
-    let bytes = repo.get(&key).await?;
-    let plain = if encrypted {
-        let mut reader = repo
-            .key_ring()
-            .decrypt(&bytes[..])
-            .await
-            .map_err(|e| anyhow::anyhow!("cannot decrypt {key}: {e}"))?;
-        let mut out = Vec::new();
-        futures::AsyncReadExt::read_to_end(&mut reader, &mut out).await?;
-        out
-    } else {
-        bytes.to_vec()
-    };
-    let doc: ServerConfigDoc = serde_json::from_slice(&plain)
-        .map_err(|e| anyhow::anyhow!("{key} is not a server configuration document: {e}"))?;
+    let doc = read(repo, &key, encrypted).await?;
     if doc.format_version > DOC_VERSION {
         tracing::warn!(%key, version = doc.format_version, "server configuration written by a newer aofvault; not restored");
         return Ok(None);

@@ -81,6 +81,10 @@ pub async fn check(
         &mut plan,
     )
     .await?;
+    // The server's ACL users and config file captured with the snapshots: a restore writes them.
+    for (key, problem) in crate::server_config::unreadable(repo, instance).await? {
+        plan.findings.push(finding(key, problem));
+    }
     report.objects = plan.targets.len();
     report.findings = std::mem::take(&mut plan.findings);
     report.notes = std::mem::take(&mut plan.notes);
