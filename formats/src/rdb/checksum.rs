@@ -132,7 +132,11 @@ mod tests {
         let mut threaded = Checksum::new();
         let mut inline = Crc64::new();
         let mut at = 0;
-        for (n, size) in [1usize, 100_000, 262_144, 7, 65_536].iter().cycle().enumerate() {
+        for (n, size) in [1usize, 100_000, 262_144, 7, 65_536]
+            .iter()
+            .cycle()
+            .enumerate()
+        {
             if at >= data.len() {
                 break;
             }
