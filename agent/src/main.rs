@@ -7,6 +7,12 @@ use std::process::ExitCode;
 use aofvault::cli::{Cli, Command, ConfigCommand};
 use clap::Parser;
 
+// Decoding a snapshot to the neutral form allocates once per element (and frees as much);
+// mimalloc's thread-local free lists do that in about a third fewer instructions than glibc's
+// malloc (BENCHMARKS.md, "RDB decoding"), and it returns freed memory to the system promptly.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // Commands that need no configuration file.

@@ -12,6 +12,11 @@ use std::time::Instant;
 use aofvault_formats::model::Record;
 use aofvault_formats::rdb::{ChecksumStatus, RdbError, RdbReader};
 
+// The allocator the `aofvault` binary uses: the neutral form allocates once per element, and
+// mimalloc's thread-local free lists make that about a third cheaper than glibc's malloc.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn decode(path: &str) -> Result<(u64, u64, u64, ChecksumStatus), RdbError> {
     let file = File::open(path).map_err(|source| RdbError::Io { offset: 0, source })?;
     let mut reader = RdbReader::new(BufReader::with_capacity(1 << 20, file))?;

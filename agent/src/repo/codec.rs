@@ -13,21 +13,39 @@ use age::stream::StreamWriter;
 use super::crypt::KeyRing;
 use super::keys::Codec;
 
-/// Encodes a whole in-memory payload (segments are bounded by `segment_max`).
+/// Payloads at least this large are compressed by zstd's worker threads, in jobs of
+/// [`PARALLEL_JOB`] bytes: a backlog (cold start, `aofvault backup`) is a run of full
+/// `segment_max` segments, and compressing each on one core left the other idle.
+pub const PARALLEL_FROM: usize = 2 * PARALLEL_JOB;
+/// zstd's job size for parallel compression, its minimum: a 16 MiB segment makes 32 jobs, and
+/// the buffers zstd keeps per job in flight stay small (peak RSS); the ratio moves by under a
+/// percent.
+const PARALLEL_JOB: usize = 512 << 10;
+
+/// Encodes a whole in-memory payload (segments are bounded by `segment_max`). A large payload
+/// is compressed on every core ([`PARALLEL_FROM`]); the output depends only on the payload and
+/// the settings, so a retry of the same segment stores the same bytes.
 pub fn encode(
     payload: &[u8],
     codec: Codec,
     level: i32,
     keys: Option<&KeyRing>,
 ) -> io::Result<Vec<u8>> {
-    let mut enc = Encoder::new(
-        Vec::with_capacity(payload.len() / 3 + 256),
-        codec,
-        level,
-        keys,
-    )?;
+    // Room for the worst case up front (zstd's bound is under 1/256 more, age's under 1/4096):
+    // the vector never regrows, which would hold the old and the new copy at once, and the
+    // pages past what the output uses are never touched, so they cost no memory.
+    let bound = payload.len() + payload.len() / 128 + 4096;
+    let mut enc = Encoder::new(Vec::with_capacity(bound), codec, level, keys)?;
+    if payload.len() >= PARALLEL_FROM {
+        enc.parallel(workers())?;
+    }
     enc.write_all(payload)?;
     enc.finish()
+}
+
+/// Worker threads for a large payload: one per core, at most four (the agent is a sidecar).
+fn workers() -> u32 {
+    std::thread::available_parallelism().map_or(1, |n| n.get().min(4) as u32)
 }
 
 /// A streaming encoder: plain bytes in, stored bytes out to `W`. Call [`Encoder::finish`].
@@ -53,6 +71,19 @@ impl<W: Write> Encoder<W> {
         })
     }
 
+    /// Compresses on `workers` threads besides the caller (zstd multithreading, jobs of
+    /// [`PARALLEL_JOB`] bytes); nothing for an uncompressed codec or one worker.
+    fn parallel(&mut self, workers: u32) -> io::Result<()> {
+        if workers < 2 {
+            return Ok(());
+        }
+        match self {
+            Encoder::Zstd(z) => parallel_zstd(z, workers),
+            Encoder::ZstdAge(z) => parallel_zstd(z, workers),
+            Encoder::Raw(_) | Encoder::RawAge(_) => Ok(()),
+        }
+    }
+
     /// Ends the stream (zstd frame, last age chunk) and hands the sink back.
     pub fn finish(self) -> io::Result<W> {
         match self {
@@ -62,6 +93,14 @@ impl<W: Write> Encoder<W> {
             Encoder::ZstdAge(z) => z.finish()?.finish(),
         }
     }
+}
+
+fn parallel_zstd<W: Write>(
+    z: &mut zstd::stream::Encoder<'static, W>,
+    workers: u32,
+) -> io::Result<()> {
+    z.multithread(workers)?;
+    z.set_parameter(zstd::stream::raw::CParameter::JobSize(PARALLEL_JOB as u32))
 }
 
 fn zstd_encoder<W: Write>(sink: W, level: i32) -> io::Result<zstd::stream::Encoder<'static, W>> {
@@ -195,6 +234,26 @@ mod tests {
             r.is_err(),
             "a flipped byte inside a zstd frame must not decode silently"
         );
+    }
+
+    #[test]
+    fn a_large_payload_is_compressed_in_parallel_the_same_way_every_time() {
+        // Above PARALLEL_FROM: zstd's workers compress it; a retry must store the same bytes.
+        let payload: Vec<u8> = (0..(PARALLEL_FROM as u32 + 300_000) / 4)
+            .flat_map(|i| (i.wrapping_mul(2_654_435_761) % 1000).to_le_bytes())
+            .collect();
+        let first = encode(&payload, Codec::Zstd, 3, None).unwrap();
+        let again = encode(&payload, Codec::Zstd, 3, None).unwrap();
+        assert_eq!(
+            first, again,
+            "the same segment must encode to the same object"
+        );
+        assert!(first.len() < payload.len() / 2, "{} bytes", first.len());
+        let mut d = Decoder::new(Codec::Zstd, Vec::new()).unwrap();
+        d.write_all(&first).unwrap();
+        let (crc, len, out) = d.finish().unwrap();
+        assert_eq!((len, crc), (payload.len() as u64, crc32c::crc32c(&payload)));
+        assert_eq!(out, payload);
     }
 
     #[test]

@@ -53,6 +53,11 @@ impl Crc64 {
         Crc64 { crc: 0 }
     }
 
+    /// A running CRC that continues from `value`.
+    pub(crate) fn from_value(value: u64) -> Self {
+        Crc64 { crc: value }
+    }
+
     /// The checksum of everything fed so far.
     pub(crate) fn value(&self) -> u64 {
         self.crc

@@ -135,6 +135,8 @@ impl<R: BufRead> Read for Input<R> {
 }
 
 impl<R: BufRead> BufRead for Input<R> {
+    // Inlined: the decoder asks for the buffer on every byte it reads.
+    #[inline]
     fn fill_buf(&mut self) -> std::io::Result<&[u8]> {
         match self {
             Input::Plain {
@@ -153,6 +155,7 @@ impl<R: BufRead> BufRead for Input<R> {
         }
     }
 
+    #[inline]
     fn consume(&mut self, amount: usize) {
         match self {
             Input::Plain {

@@ -39,6 +39,7 @@
 //!   the stream's stored length field is not kept: the model counts the live entries.
 //! - After an error the reader is spent: further calls return an error.
 
+mod checksum;
 mod crc64;
 mod error;
 mod hash;

@@ -13,7 +13,7 @@
 
 use std::io::{BufRead, ErrorKind};
 
-use super::crc64::Crc64;
+use super::checksum::Checksum;
 use super::error::{PackError, RdbError};
 
 /// Consume (and checksum) the bytes read so far once this many have accumulated, so a reader
@@ -29,7 +29,7 @@ pub(crate) struct Source<R> {
     pos: usize,
     /// Bytes consumed from the inner reader (and fed to the CRC).
     consumed: u64,
-    crc: Crc64,
+    crc: Checksum,
     /// Reused for values that straddle buffer refills.
     scratch: Vec<u8>,
     /// Reused for decompressed packed values.
@@ -42,7 +42,7 @@ impl<R: BufRead> Source<R> {
             inner,
             pos: 0,
             consumed: 0,
-            crc: Crc64::new(),
+            crc: Checksum::new(),
             scratch: Vec::new(),
             lzf: Vec::new(),
         }
@@ -279,6 +279,7 @@ pub(crate) fn packed<R: BufRead, T>(
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use crate::rdb::crc64::Crc64;
     use std::io::BufReader;
 
     /// A reader that hands out one byte per `read`, so every value straddles refills.

@@ -2,7 +2,26 @@
 //! (like the server's replies) carries them as decimal strings; scores may be stored as text.
 
 /// The decimal text of `value`, as Redis prints it.
+#[inline]
 pub(crate) fn int(value: i64) -> Vec<u8> {
+    // Small non-negative numbers (intset members, counters, list indexes) are the common case:
+    // their digits are written straight into an exact-size vector.
+    if (0..10_000).contains(&value) {
+        let n = value as u16;
+        let len = match n {
+            0..=9 => 1,
+            10..=99 => 2,
+            100..=999 => 3,
+            _ => 4,
+        };
+        let mut out = vec![b'0'; len];
+        let mut rest = n;
+        for slot in out.iter_mut().rev() {
+            *slot = b'0' + (rest % 10) as u8;
+            rest /= 10;
+        }
+        return out;
+    }
     let mut digits = [0u8; 20];
     let mut at = digits.len();
     let mut n = value.unsigned_abs();
@@ -45,6 +64,12 @@ mod tests {
             -1,
             9,
             10,
+            99,
+            100,
+            999,
+            1000,
+            9999,
+            10_000,
             -10,
             12345,
             i64::from(i32::MIN),

@@ -6,6 +6,9 @@ use aofvault_formats::aof::{safe_prefix, AofError};
 use tokio::time::Instant;
 
 use super::{invalid, now_ms, Attempt, TailError, Tailer};
+
+/// The most bytes read from the files in one call while filling a segment.
+const READ_CHUNK: usize = 2 << 20;
 use crate::repo::ShardId;
 use crate::status::Counters;
 
@@ -23,29 +26,22 @@ impl Tailer {
                 self.put(attempt).await?;
                 continue;
             }
-            let Some(open) = self.chain.as_ref() else {
+            let Some(start) = self.chain.as_ref().map(|open| open.end) else {
                 return Ok(());
             };
-            let at = open.end + self.pending.len() as u64;
+            let at = start + self.pending.len() as u64;
             let room = self.limit.saturating_sub(self.pending.len());
-            let data = if room > 0 {
-                self.follower.read(at, room).map_err(|e| self.io(e))?
-            } else {
-                Vec::new()
-            };
-            let got = data.len();
+            let got = self.read_into_pending(at, room)?;
             if got < room {
                 self.read_to_end_ms = now_ms();
             }
             if got > 0 {
                 let now = now_ms();
                 self.seen = Some(self.seen.map_or((now, now), |(first, _)| (first, now)));
-                self.pending.extend_from_slice(&data);
             }
             if self.pending.is_empty() {
                 return Ok(());
             }
-            let start = open.end;
             // Only the bytes after the known safe prefix are scanned: under a steady load a
             // tailer wakes on every write, and rescanning the whole pending buffer each time
             // would cost quadratic CPU.
@@ -85,6 +81,31 @@ impl Tailer {
                 return Ok(());
             }
         }
+    }
+
+    /// Appends up to `room` bytes of the stream at `at` to `pending`, [`READ_CHUNK`] at a time,
+    /// stopping at the end of what the files hold; returns how many were appended. In chunks so
+    /// that a full segment is never held twice (once read, once pending): the peak memory of
+    /// following a fast writer is one segment, not two. `pending` is sized once, exactly, for
+    /// the segment, not by doubling.
+    fn read_into_pending(&mut self, at: u64, room: usize) -> Result<usize, TailError> {
+        let mut got = 0;
+        while got < room {
+            let want = (room - got).min(READ_CHUNK);
+            let data = self
+                .follower
+                .read(at + got as u64, want)
+                .map_err(|e| self.io(e))?;
+            if got == 0 && !data.is_empty() {
+                self.pending.reserve_exact(room);
+            }
+            self.pending.extend_from_slice(&data);
+            got += data.len();
+            if data.len() < want {
+                break;
+            }
+        }
+        Ok(got)
     }
 
     /// Stores the first `len` pending bytes (whole commands, from logical offset `start`) as one
