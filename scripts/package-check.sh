@@ -55,6 +55,10 @@ pids=()
 cleanup() {
     for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done
     rm -rf "$work"
+    # Leave the machine as it was: an installed package's /etc/aofvault (root:aofvault 0750)
+    # would change what a later test run, as another user, finds at the default config path.
+    dpkg --purge aofvault >/dev/null 2>&1 || true
+    rmdir /etc/aofvault 2>/dev/null || true
 }
 trap cleanup EXIT
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
