@@ -61,12 +61,7 @@ fn write_group(out: &mut String, g: &GroupStatus) {
             g.step_downs as f64,
         ),
     ];
-    for (name, help, kind, v) in rows {
-        let _ = writeln!(
-            out,
-            "# HELP aofvault_{name} {help}\n# TYPE aofvault_{name} {kind}\naofvault_{name} {v}"
-        );
-    }
+    write_rows(out, rows);
 }
 
 /// One agent-wide metric: its name (after `aofvault_`), help text, Prometheus type and value.
@@ -159,7 +154,12 @@ fn totals(c: &Counters) -> [Total; 13] {
 
 /// Writes the agent-wide counters and gauges, one `# HELP`/`# TYPE`/value block each.
 fn write_totals(out: &mut String, c: &Counters) {
-    for (name, help, kind, v) in totals(c) {
+    write_rows(out, totals(c));
+}
+
+/// One `# HELP`/`# TYPE`/value block per agent-wide metric.
+fn write_rows(out: &mut String, rows: impl IntoIterator<Item = Total>) {
+    for (name, help, kind, v) in rows {
         let _ = writeln!(
             out,
             "# HELP aofvault_{name} {help}\n# TYPE aofvault_{name} {kind}\naofvault_{name} {v}"
