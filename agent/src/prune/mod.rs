@@ -10,6 +10,7 @@
 //! - [`read`]: which listed keys are manifests, and reading them.
 //! - [`decide`]: the policy plus the rules around it, over the readable manifests.
 //! - [`delete`]: carrying deletions out, a few at a time.
+//! - [`captures`]: which captured server configurations go (pure).
 //! - here: the order of work, step by step.
 //!
 //! # Order of work
@@ -24,6 +25,7 @@
 //! 5. The snapshot folder is listed again: a manifest published meanwhile (by a running agent)
 //!    adds its chains to those needed. Then [`gc::plan`] and the chain deletions (see [`gc`]
 //!    for the rules and why `chain.json` goes first).
+//! 6. The server configuration captures no snapshot that stays restores with ([`captures`]).
 //!
 //! # Why it runs beside `aofvault run` without taking the lease
 //!
@@ -45,6 +47,7 @@
 //! A *reader* (restore, verify) of a snapshot the policy drops may find its objects gone; that
 //! is the cost of retention, and the reader reports the missing object by name.
 
+mod captures;
 mod decide;
 mod delete;
 pub mod gc;
@@ -249,8 +252,27 @@ impl Pass<'_> {
         };
         self.delete_chains(&seen, &late, &stored, &inv, &needed, report)
             .await;
+        self.delete_captures(&listing, report).await;
         report.summarize();
         Ok(())
+    }
+
+    /// Step 6: the server configuration captures no snapshot that stays restores with (see
+    /// [`captures`]). After the chains, so a stop half way leaves only extra captures behind.
+    async fn delete_captures(&self, listing: &[Listed], report: &mut Report) {
+        let kept: Vec<i64> = report
+            .snapshots
+            .iter()
+            .filter(|l| l.fate != SnapshotFate::Delete)
+            .filter_map(|l| l.created_ms)
+            .collect();
+        let doomed = captures::unused(self.instance, listing, &kept, self.now_ms, self.grace_ms)
+            .into_iter()
+            .map(|l| (l, captures::UNUSED_CAPTURE.to_string()))
+            .collect();
+        report
+            .deletions
+            .extend(delete_all(self.repo, doomed, self.dry_run).await);
     }
 
     /// Puts the decided snapshot lines in the report, then a line and a warning per unreadable

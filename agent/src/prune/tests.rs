@@ -476,3 +476,38 @@ async fn chains_of_shards_a_shrink_removed_are_not_open_forever() {
         r.chains
     );
 }
+
+#[tokio::test]
+async fn captures_go_with_the_snapshots_that_used_them_and_the_newest_stays() {
+    let repo = repo("captures");
+    let now = crate::context::now_ms();
+    three_generations(&repo, now).await;
+    // A capture before each snapshot (s1 at now-3h, s2 at now-2h, s3 at now-1h), one more after.
+    let hour = 60 * MINUTE;
+    let mut capture_keys = Vec::new();
+    for h in [4, 3, 2, 0] {
+        let at = now - h * hour + if h == 0 { 0 } else { -MINUTE };
+        let key = keys::server_config(INSTANCE, at, &format!("{:08x}", h), false);
+        repo.put_new(&key, Bytes::from_static(b"{}")).await.unwrap();
+        capture_keys.push(key);
+    }
+    let r = prune(&repo, INSTANCE, &keep_last(1), 0, false, now + MINUTE)
+        .await
+        .unwrap();
+    assert!(r.clean(), "{r:?}");
+    let gone: Vec<&str> = r
+        .deletions
+        .iter()
+        .filter(|d| d.reason == captures::UNUSED_CAPTURE)
+        .map(|d| d.key.as_str())
+        .collect();
+    // s3 (now-1h) restores with the capture of now-2h-1min; the newest (now) stays; the two
+    // older ones, used only by the deleted s1 and s2, go.
+    assert_eq!(
+        gone,
+        vec![capture_keys[1].as_str(), capture_keys[0].as_str()]
+    );
+    let left = keys_in(&repo).await;
+    assert!(left.contains(&capture_keys[2]) && left.contains(&capture_keys[3]));
+    assert!(!left.contains(&capture_keys[0]) && !left.contains(&capture_keys[1]));
+}
