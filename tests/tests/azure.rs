@@ -1,7 +1,8 @@
 //! `az://` repositories against Azurite (the Azure Storage emulator): the round trip on a
 //! 4-shard kevy and on redis-server (ship, `kill -9` of the agent, restart, restore equal), an
 //! emulator outage of 20 s (lag reported, then caught up), and which conditional puts Azurite
-//! honours through object_store's Azure client (what the repository lease relies on).
+//! honours through object_store's Azure client (what the repository lease relies on), then the
+//! lease itself under contention there.
 
 #![allow(clippy::unwrap_used)]
 
@@ -251,4 +252,23 @@ fn azurite_honours_create_only_and_etag_conditional_puts() {
         "an update of a missing object: {gone:?}"
     );
     println!("AZURITE-CONDITIONAL create=honoured update-current=accepted update-stale=Precondition update-missing={gone:?}");
+}
+
+/// The lease itself on Azurite: 8 rounds of 12 claimants at once, one holder each round (as
+/// `lease_race.rs` proves on SeaweedFS and `file://`).
+#[test]
+fn twelve_claimants_on_azurite_never_give_two_holders() {
+    let azurite = AzuriteServer::start().unwrap();
+    let spec = RepoSpec::Azure(AzureSpec {
+        container: CONTAINER.into(),
+        prefix: format!("race-{:08x}", rand::random::<u32>()),
+        account: Some(ACCOUNT.into()),
+        access_key: Some(ACCOUNT_KEY.into()),
+        endpoint: Some(format!("{}/{ACCOUNT}", azurite.endpoint())),
+        allow_http: true,
+        max_retries: 2,
+        retry_timeout: Duration::from_secs(20),
+        ..Default::default()
+    });
+    common::lease::contend(&aofvault::repo::Repo::open(&spec, 3).unwrap());
 }

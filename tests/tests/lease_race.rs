@@ -6,12 +6,14 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::time::Duration;
 
-use aofvault::repo::lease::{Claimant, Found, Lease, LeaseError, Observer};
 use aofvault::repo::{Expect, Repo, RepoError, RepoSpec, S3Spec};
 use aofvault_tests::shared_s3;
 use bytes::Bytes;
+use common::lease::contend;
 
 fn s3_repo(prefix: &str) -> Repo {
     let s3 = shared_s3();
@@ -29,10 +31,6 @@ fn s3_repo(prefix: &str) -> Repo {
         retry_timeout: Duration::from_secs(20),
     });
     Repo::open(&spec, 3).unwrap()
-}
-
-fn claimant(node: String) -> Claimant {
-    Claimant::new(&node, Duration::from_secs(60), None)
 }
 
 fn rt() -> tokio::runtime::Runtime {
@@ -77,42 +75,6 @@ fn seaweedfs_honours_create_only_and_if_match_writes() {
         );
         let (now, _) = repo.get_versioned(key).await.unwrap().unwrap();
         assert_eq!(&now[..], b"two");
-    });
-}
-
-/// Rounds of 12 claimants that read the same free (or released) lease and write at once.
-fn contend(repo: &Repo) {
-    rt().block_on(async {
-        for round in 0..8 {
-            let mut tasks = Vec::new();
-            for i in 0..12 {
-                let repo = repo.clone();
-                tasks.push(tokio::spawn(async move {
-                    let mut obs = Observer::new("g");
-                    let look = obs.look(&repo).await.unwrap();
-                    if !matches!(look.found, Found::Free | Found::Released(_)) {
-                        return None;
-                    }
-                    match Lease::take(&repo, "g", &claimant(format!("n{i}")), &look).await {
-                        Ok(l) => Some(l),
-                        Err(LeaseError::Contended { .. }) => None,
-                        Err(e) => panic!("{e}"),
-                    }
-                }));
-            }
-            let mut holders = Vec::new();
-            for t in tasks {
-                holders.extend(t.await.unwrap());
-            }
-            assert_eq!(
-                holders.len(),
-                1,
-                "round {round} on {}: {} holders",
-                repo.url(),
-                holders.len()
-            );
-            holders.pop().unwrap().release().await.unwrap();
-        }
     });
 }
 

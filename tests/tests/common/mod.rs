@@ -98,3 +98,4 @@ pub fn chain_count(rt: &tokio::runtime::Runtime, repo: &Repo, instance: &str, sh
 }
 
 pub mod cli;
+pub mod lease;
