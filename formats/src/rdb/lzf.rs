@@ -87,11 +87,12 @@ pub(crate) fn decompress_into(
                 out.copy_within(from..from + 16, o);
             } else if distance >= len {
                 out.copy_within(from..from + len, o);
+            } else if distance == 1 {
+                // A run of one repeated byte (zero padding, mostly).
+                let byte = out[from];
+                out[o..o + len].fill(byte);
             } else {
-                // Overlapping: each byte copies one produced `distance` bytes earlier.
-                for k in o..o + len {
-                    out[k] = out[k - distance];
-                }
+                copy_overlapping(out, from, o, len);
             }
             o += len;
         }
@@ -103,6 +104,27 @@ pub(crate) fn decompress_into(
         ));
     }
     Ok(())
+}
+
+/// Copies `len` bytes to `to` from `from`, where the ranges overlap (`to - from < len`): each
+/// output byte equals the one `to - from` bytes before it, so the output is that pattern
+/// repeated. Copied in chunks that double, each reading only bytes already in place: after
+/// copying `done` bytes (a multiple of the distance), the `distance + done` bytes before the
+/// next one are the pattern, whole periods of it.
+fn copy_overlapping(out: &mut [u8], from: usize, to: usize, len: usize) {
+    if len <= 16 {
+        // Short references are common and a byte loop beats a few tiny `memmove`s.
+        for k in to..to + len {
+            out[k] = out[k - (to - from)];
+        }
+        return;
+    }
+    let mut done = 0;
+    while done < len {
+        let chunk = (to + done - from).min(len - done);
+        out.copy_within(from..from + chunk, to + done);
+        done += chunk;
+    }
 }
 
 #[cfg(test)]
