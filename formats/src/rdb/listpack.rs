@@ -137,6 +137,10 @@ impl<'a> Packed<'a> for Listpack<'a> {
     fn position(&self) -> usize {
         self.pos
     }
+
+    fn expected(&self) -> usize {
+        self.declared.unwrap_or(0).min(self.data.len() / 2)
+    }
 }
 
 /// How many bytes the backlen of an entry of `size` bytes takes (7 bits per byte).
@@ -153,6 +157,7 @@ fn backlen_size(size: usize) -> usize {
 /// Appends every element of a listpack to `out`, as bytes.
 pub(crate) fn elements_into(data: &[u8], out: &mut Vec<Vec<u8>>) -> Result<(), PackError> {
     let mut items = Listpack::new(data)?;
+    out.reserve(items.expected());
     while let Some(item) = items.next_item()? {
         out.push(item.to_bytes());
     }

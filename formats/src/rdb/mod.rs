@@ -124,7 +124,6 @@ pub struct RdbReader<R: BufRead> {
     pending_expire: Option<i64>,
     checksum: ChecksumStatus,
     state: State,
-    gather: value::Gather,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -182,7 +181,6 @@ impl<R: BufRead> RdbReader<R> {
             pending_expire: None,
             checksum: ChecksumStatus::Pending,
             state: State::Reading,
-            gather: value::Gather::default(),
         })
     }
 
@@ -298,7 +296,7 @@ impl<R: BufRead> RdbReader<R> {
                     let key = self.src.read_string("key")?;
                     let expire_at_ms = self.pending_expire.take();
                     let dialect = value::Dialect { flavor: self.flavor, version: self.version, templates: &self.templates };
-                    if let Some(value) = value::read_value(&mut self.src, &mut self.gather, at, type_id, &dialect, &key)? {
+                    if let Some(value) = value::read_value(&mut self.src, at, type_id, &dialect, &key)? {
                         return Ok(Some(Record::Entry(Entry { db: self.db, key, value, expire_at_ms })));
                     }
                 }

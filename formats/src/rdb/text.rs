@@ -4,41 +4,9 @@
 /// The decimal text of `value`, as Redis prints it.
 #[inline]
 pub(crate) fn int(value: i64) -> Vec<u8> {
-    // Small non-negative numbers (intset members, counters, list indexes) are the common case:
-    // their digits are written straight into an exact-size vector.
-    if (0..10_000).contains(&value) {
-        let n = value as u16;
-        let len = match n {
-            0..=9 => 1,
-            10..=99 => 2,
-            100..=999 => 3,
-            _ => 4,
-        };
-        let mut out = vec![b'0'; len];
-        let mut rest = n;
-        for slot in out.iter_mut().rev() {
-            *slot = b'0' + (rest % 10) as u8;
-            rest /= 10;
-        }
-        return out;
-    }
-    let mut digits = [0u8; 20];
-    let mut at = digits.len();
-    let mut n = value.unsigned_abs();
-    loop {
-        at -= 1;
-        digits[at] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    let mut out = Vec::with_capacity(digits.len() - at + 1);
-    if value < 0 {
-        out.push(b'-');
-    }
-    out.extend_from_slice(&digits[at..]);
-    out
+    // itoa writes two digits per step from a table, into a stack buffer; the vector is then
+    // allocated at its exact size.
+    itoa::Buffer::new().format(value).as_bytes().to_vec()
 }
 
 /// A score or other double stored as text (`"1.5"`, `"-inf"`, `"nan"`).
