@@ -132,10 +132,12 @@ for i in $(seq 1 "$runs"); do
     load=$(cut -d' ' -f1 /proc/loadavg)
     start_server "load$i.log"
     keys=$(cli dbsize)
+    # The server's CPU seconds so far (user + system): its start-up is almost all loading.
+    redis_cpu=$(awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f", ($14 + $15) / hz }' "/proc/$pid/stat")
     stop_server
     t=$(sed -n 's/.*DB loaded from disk: \([0-9.]*\) seconds.*/\1/p' "$work/load$i.log" | tail -1)
     if [[ -z "$t" ]]; then echo "no load time in the log:" >&2; cat "$work/load$i.log" >&2; exit 1; fi
-    echo "   round $i (load average $load): redis-server loaded $keys keys in $t seconds"
+    echo "   round $i (load average $load): redis-server loaded $keys keys in $t seconds [CPU $redis_cpu s]"
     if [[ -z "$best_redis" ]] || faster "$t" "$best_redis"; then best_redis=$t; fi
     redis_t=$t
     out=$(run_decoder "$decoder")

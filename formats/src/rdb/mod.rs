@@ -15,7 +15,9 @@
 //! - `module`: the module type name inside a module id, for [`RdbError::Module`];
 //! - `meta`: the keyless opcodes of RDB 13+ and Valkey 9 (key metadata, hash template
 //!   records, slot imports), and `template`: the hash template value types;
-//! - `error`: [`RdbError`], every variant with its byte offset.
+//! - `error`: [`RdbError`], every variant with its byte offset;
+//! - `readahead`: [`ReadAhead`], an optional reader for whole files that reads on a helper
+//!   thread, one block ahead of the decoder.
 //!
 //! Decisions worth knowing:
 //! - Module values (type 7) **and module aux data** (opcode 0xF7) are errors
@@ -50,6 +52,7 @@ mod lzf;
 mod meta;
 mod module;
 mod packed;
+mod readahead;
 mod source;
 mod stream;
 mod strings;
@@ -66,6 +69,7 @@ use crate::model::{Entry, Record};
 pub use error::RdbError;
 use input::Input;
 pub use input::{Envelope, ENVELOPE_LEN, ENVELOPE_PREFIX};
+pub use readahead::ReadAhead;
 use meta::Templates;
 use source::Source;
 
