@@ -28,8 +28,6 @@ pub struct ReadAhead {
     spare: SyncSender<Vec<u8>>,
     current: Vec<u8>,
     pos: usize,
-    /// An error from the helper not yet returned (it follows the bytes before it).
-    failed: Option<io::Error>,
     done: bool,
 }
 
@@ -46,7 +44,6 @@ impl ReadAhead {
             spare,
             current: Vec::new(),
             pos: 0,
-            failed: None,
             done: false,
         })
     }
@@ -120,12 +117,11 @@ impl BufRead for ReadAhead {
 }
 
 impl ReadAhead {
-    /// Replaces the used-up block with the next one; at the end, leaves it empty.
+    /// Replaces the used-up block with the next one; at the end, leaves it empty. The helper's
+    /// error, which comes after the bytes read before it, is returned once; the input then
+    /// ends.
     #[cold]
     fn next_block(&mut self) -> io::Result<()> {
-        if let Some(e) = self.failed.take() {
-            return Err(e);
-        }
         if self.done {
             return Ok(());
         }
