@@ -52,6 +52,9 @@ impl<'a> Listpack<'a> {
 }
 
 impl<'a> Packed<'a> for Listpack<'a> {
+    // Inlined into each caller's loop: returned through memory, the item's words were
+    // stored separately and reloaded as one, a store-forwarding stall per element.
+    #[inline(always)]
     fn next_item(&mut self) -> Result<Option<Item<'a>>, PackError> {
         let data = self.data;
         let at = self.pos;

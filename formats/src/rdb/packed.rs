@@ -11,6 +11,7 @@ pub(crate) enum Item<'a> {
 
 impl Item<'_> {
     /// The element as the server returns it: integers as decimal text.
+    #[inline(always)]
     pub(crate) fn to_bytes(self) -> Vec<u8> {
         match self {
             Item::Int(v) => text::int(v),
@@ -48,6 +49,7 @@ pub(crate) trait Packed<'a> {
     fn expected(&self) -> usize;
 
     /// The next element, which must exist (the second or third of a pair or triplet).
+    #[inline(always)]
     fn expect_item(&mut self, what: &'static str) -> Result<Item<'a>, super::error::PackError> {
         let at = self.position();
         self.next_item()?

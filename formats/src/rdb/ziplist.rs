@@ -58,6 +58,9 @@ impl<'a> Packed<'a> for Ziplist<'a> {
         self.declared.unwrap_or(0).min(self.data.len() / 2)
     }
 
+    // Inlined into each caller's loop: returned through memory, the item's words were
+    // stored separately and reloaded as one, a store-forwarding stall per element.
+    #[inline(always)]
     fn next_item(&mut self) -> Result<Option<Item<'a>>, PackError> {
         let data = self.data;
         let mut at = self.pos;
