@@ -156,7 +156,7 @@ impl<R: BufRead> Source<R> {
 
     /// The common case of a string: a 1-byte length below 64 and its bytes, all in the buffer.
     /// `None` when the next string is anything else (the caller then takes the general path).
-    #[inline]
+    #[inline(always)]
     pub(crate) fn try_short_string(&mut self) -> Option<Vec<u8>> {
         let buf = self.inner.fill_buf().ok()?;
         let first = *buf.get(self.pos)?;
