@@ -69,8 +69,8 @@ use crate::model::{Entry, Record};
 pub use error::RdbError;
 use input::Input;
 pub use input::{Envelope, ENVELOPE_LEN, ENVELOPE_PREFIX};
-pub use readahead::ReadAhead;
 use meta::Templates;
+pub use readahead::ReadAhead;
 use source::Source;
 
 const OP_FUNCTION2: u8 = 0xF5;

@@ -30,9 +30,7 @@ const FIRST_REDIS_13_TYPES: u32 = 13;
 /// Runs `fill` on a new vector. The readers reserve room from the counts in the file as they
 /// find them (capped: see [`super::source::capacity`] and [`Packed::expected`]), so that the
 /// vector usually comes out exactly sized without being copied or regrown.
-fn gathered<T>(
-    fill: impl FnOnce(&mut Vec<T>) -> Result<(), RdbError>,
-) -> Result<Vec<T>, RdbError> {
+fn gathered<T>(fill: impl FnOnce(&mut Vec<T>) -> Result<(), RdbError>) -> Result<Vec<T>, RdbError> {
     let mut out = Vec::new();
     fill(&mut out)?;
     Ok(out)
@@ -51,13 +49,9 @@ pub(crate) fn read_value<R: BufRead>(
     refuse_unknown(record_at, type_id, dialect, key)?;
     let value = match type_id {
         0 => Value::String(src.read_string("string value")?),
-        1 => Value::List(gathered(|out| {
-            read_strings(src, "list element", out)
-        })?),
+        1 => Value::List(gathered(|out| read_strings(src, "list element", out))?),
         2 => Value::Set(gathered(|out| read_strings(src, "set member", out))?),
-        3 => Value::ZSet(gathered(|out| {
-            read_zset_text_scores(src, key, out)
-        })?),
+        3 => Value::ZSet(gathered(|out| read_zset_text_scores(src, key, out))?),
         4 | 9 | 13 | 16 | 22..=25 => Value::Hash(gathered(|out| {
             hash::read_hash(src, type_id, flavor, key, out)
         })?),
@@ -88,19 +82,17 @@ pub(crate) fn read_value<R: BufRead>(
             return stream::read_stream(src, type_id, dialect.version, key)
                 .map(|s| Some(Value::Stream(Box::new(s))))
         }
-        template::HASH_TMPL_LP..=template::HASH_TMPL_ARRAY_REF => {
-            Value::Hash(gathered(|out| {
-                template::read_template_hash(
-                    src,
-                    record_at,
-                    type_id,
-                    dialect.version,
-                    dialect.templates,
-                    key,
-                    out,
-                )
-            })?)
-        }
+        template::HASH_TMPL_LP..=template::HASH_TMPL_ARRAY_REF => Value::Hash(gathered(|out| {
+            template::read_template_hash(
+                src,
+                record_at,
+                type_id,
+                dialect.version,
+                dialect.templates,
+                key,
+                out,
+            )
+        })?),
         17 => Value::ZSet(gathered(|out| {
             packed(src, key, "listpack of zset", |data| {
                 zset_pairs(Listpack::new(data)?, out)
