@@ -43,6 +43,8 @@ pub(crate) fn decompress_into(
         out.resize(out_len, 0);
     }
     let out = out.as_mut_slice();
+    // The slice's own length, so that the checks below also prove its indexing in bounds.
+    let out_len = out.len();
     let mut i = 0; // next input byte
     let mut o = 0; // next output byte
     while let Some(&ctrl) = input.get(i) {
