@@ -12,6 +12,9 @@
 #
 # Usage: scripts/bench-rdb.sh [TARGET_MB] [RUNS]      (needs redis-server, redis-cli, cargo)
 # Keep the file for later runs (and reuse it if there): KEEP_DIR=/some/dir scripts/bench-rdb.sh ...
+# Compare with another build of the decoder in the same rounds (e.g. one built from main):
+# BASELINE=/path/to/rdb_decode scripts/bench-rdb.sh ...   Each round prints the load average
+# and the CPU seconds (user + system) of each decoder run.
 set -euo pipefail
 
 target_mb=${1:-500}
@@ -116,18 +119,37 @@ echo "== $runs rounds: redis-server start-up load, then the decoder"
 best_redis=""
 best_ours=""
 faster() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a < b) }'; }
+best_base=""
+# One decoder run: prints its line, then "WALL CPU" (CPU = user + system, from /usr/bin/time).
+run_decoder() { # $1 = decoder binary
+    local line cpu
+    line=$(/usr/bin/time -f 'cpu %U %S' -o "$work/time.out" "$1" "$work/dump.rdb" 1)
+    cpu=$(awk '/^cpu/ { printf "%.2f", $2 + $3 }' "$work/time.out")
+    echo "$line"
+    echo "$(sed -n 's/.* in \([0-9.]*\) seconds.*/\1/p' <<<"$line") $cpu"
+}
 for i in $(seq 1 "$runs"); do
+    load=$(cut -d' ' -f1 /proc/loadavg)
     start_server "load$i.log"
     keys=$(cli dbsize)
+    # The server's CPU seconds so far (user + system): its start-up is almost all loading.
+    redis_cpu=$(awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f", ($14 + $15) / hz }' "/proc/$pid/stat")
     stop_server
     t=$(sed -n 's/.*DB loaded from disk: \([0-9.]*\) seconds.*/\1/p' "$work/load$i.log" | tail -1)
     if [[ -z "$t" ]]; then echo "no load time in the log:" >&2; cat "$work/load$i.log" >&2; exit 1; fi
-    echo "   redis-server: loaded $keys keys in $t seconds"
+    echo "   round $i (load average $load): redis-server loaded $keys keys in $t seconds [CPU $redis_cpu s]"
     if [[ -z "$best_redis" ]] || faster "$t" "$best_redis"; then best_redis=$t; fi
-    line=$("$decoder" "$work/dump.rdb" 1)
-    echo "   $line"
-    t=$(sed -n 's/.* in \([0-9.]*\) seconds.*/\1/p' <<<"$line")
+    redis_t=$t
+    out=$(run_decoder "$decoder")
+    read -r t cpu <<<"$(tail -1 <<<"$out")"
+    echo "   $(head -1 <<<"$out") [CPU $cpu s] = $(awk -v r="$redis_t" -v o="$t" 'BEGIN { printf "%.2fx", r / o }')"
     if [[ -z "$best_ours" ]] || faster "$t" "$best_ours"; then best_ours=$t; fi
+    if [[ -n "${BASELINE:-}" ]]; then
+        out=$(run_decoder "$BASELINE")
+        read -r t cpu <<<"$(tail -1 <<<"$out")"
+        echo "   baseline: $(head -1 <<<"$out") [CPU $cpu s] = $(awk -v r="$redis_t" -v o="$t" 'BEGIN { printf "%.2fx", r / o }')"
+        if [[ -z "$best_base" ]] || faster "$t" "$best_base"; then best_base=$t; fi
+    fi
 done
 
 mb=$(awk -v s="$size" 'BEGIN { printf "%.1f", s / 1048576 }')
@@ -137,3 +159,7 @@ echo "redis-server:  $best_redis s (best of $runs)"
 echo "decoder:       $best_ours s (best of $runs)"
 awk -v r="$best_redis" -v o="$best_ours" -v s="$size" 'BEGIN {
     printf "decoder speed: %.0f MiB/s; redis-server: %.0f MiB/s; decoder is %.2fx faster\n", s / 1048576 / o, s / 1048576 / r, r / o }'
+if [[ -n "$best_base" ]]; then
+    awk -v b="$best_base" -v o="$best_ours" -v r="$best_redis" 'BEGIN {
+        printf "baseline:      %s s (best of the same rounds); the decoder is %.2fx faster than it, the baseline %.2fx redis-server\n", b, b / o, r / b }'
+fi

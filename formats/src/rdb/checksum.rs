@@ -12,7 +12,7 @@ use std::sync::mpsc::{self, Receiver, SyncSender};
 use super::crc64::Crc64;
 
 /// Bytes fed inline before a helper thread is started.
-const THREAD_FROM: u64 = 8 << 20;
+const THREAD_FROM: u64 = 2 << 20;
 /// Batches queued for the helper at most (each at most the decoder's flush size, 256 KiB).
 const QUEUE: usize = 4;
 

@@ -22,7 +22,7 @@ use crate::model::HashField;
 use super::error::{display_key, PackError, RdbError};
 use super::listpack::Listpack;
 use super::packed::Packed;
-use super::source::{packed, Source};
+use super::source::{capacity, packed, Source};
 use super::ziplist::Ziplist;
 use super::{zipmap, Flavor};
 
@@ -77,6 +77,7 @@ pub(crate) fn read_hash<R: BufRead>(
 /// Type 4: `count`, then field, value strings.
 fn hashtable<R: BufRead>(src: &mut Source<R>, out: &mut Vec<HashField>) -> Result<(), RdbError> {
     let count = src.read_len("hash length")?;
+    out.reserve(capacity(count));
     for _ in 0..count {
         let field = src.read_string("hash field")?;
         let value = src.read_string("hash value")?;
@@ -96,6 +97,7 @@ fn valkey_expiring<R: BufRead>(
     out: &mut Vec<HashField>,
 ) -> Result<(), RdbError> {
     let count = src.read_len("hash length")?;
+    out.reserve(capacity(count));
     for _ in 0..count {
         let field = src.read_string("hash field")?;
         let value = src.read_string("hash value")?;
@@ -132,6 +134,7 @@ fn redis_expiring<R: BufRead>(
         None
     };
     let count = src.read_len("hash length")?;
+    out.reserve(capacity(count));
     for _ in 0..count {
         let at = src.offset();
         let ttl = src.read_len("hash field ttl")?;
@@ -165,6 +168,7 @@ fn bad_expiry(at: u64, key: &[u8]) -> RdbError {
 
 /// field, value pairs.
 fn pairs<'a>(mut items: impl Packed<'a>, out: &mut Vec<HashField>) -> Result<(), PackError> {
+    out.reserve(items.expected() / 2);
     while let Some(field) = items.next_item()? {
         let value = items.expect_item("hash field without a value")?;
         out.push(HashField {
@@ -178,6 +182,7 @@ fn pairs<'a>(mut items: impl Packed<'a>, out: &mut Vec<HashField>) -> Result<(),
 
 /// field, value, expiry triplets (expiry 0 = none).
 fn triplets<'a>(mut items: impl Packed<'a>, out: &mut Vec<HashField>) -> Result<(), PackError> {
+    out.reserve(items.expected() / 3);
     while let Some(field) = items.next_item()? {
         let value = items.expect_item("hash field without a value")?;
         let at = items.position();

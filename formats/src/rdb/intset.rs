@@ -29,6 +29,7 @@ pub(crate) fn members_into(data: &[u8], out: &mut Vec<Vec<u8>>) -> Result<(), Pa
             "intset length disagrees with the string length",
         ));
     }
+    out.reserve(count);
     out.extend(body.chunks_exact(width).map(|c| {
         let v = match *c {
             [a, b] => i64::from(i16::from_le_bytes([a, b])),

@@ -21,7 +21,8 @@ pub(crate) fn decompress(input: &[u8], out_len: usize) -> Result<Vec<u8>, PackEr
     Ok(out)
 }
 
-/// Decompresses `input` into `out` (replacing its contents), reusing its allocation.
+/// Decompresses `input` into `out` (replacing its contents), reusing its allocation. On an
+/// error, `out` holds unspecified bytes.
 pub(crate) fn decompress_into(
     input: &[u8],
     out_len: usize,
@@ -33,9 +34,17 @@ pub(crate) fn decompress_into(
             "LZF uncompressed length exceeds what the compressed bytes can produce",
         ));
     }
-    out.clear();
-    out.resize(out_len, 0);
+    // Every byte of `out[..out_len]` is written before a successful return (the output must
+    // come out exactly `out_len` long and is produced in order), so a reused buffer's old
+    // bytes need not be zeroed first: only growth is.
+    if out.len() >= out_len {
+        out.truncate(out_len);
+    } else {
+        out.resize(out_len, 0);
+    }
     let out = out.as_mut_slice();
+    // The slice's own length, so that the checks below also prove its indexing in bounds.
+    let out_len = out.len();
     let mut i = 0; // next input byte
     let mut o = 0; // next output byte
     while let Some(&ctrl) = input.get(i) {
@@ -87,11 +96,12 @@ pub(crate) fn decompress_into(
                 out.copy_within(from..from + 16, o);
             } else if distance >= len {
                 out.copy_within(from..from + len, o);
+            } else if distance == 1 {
+                // A run of one repeated byte (zero padding, mostly).
+                let byte = out[from];
+                out[o..o + len].fill(byte);
             } else {
-                // Overlapping: each byte copies one produced `distance` bytes earlier.
-                for k in o..o + len {
-                    out[k] = out[k - distance];
-                }
+                copy_overlapping(out, from, o, len);
             }
             o += len;
         }
@@ -105,10 +115,31 @@ pub(crate) fn decompress_into(
     Ok(())
 }
 
+/// Copies `len` bytes to `to` from `from`, where the ranges overlap (`to - from < len`): each
+/// output byte equals the one `to - from` bytes before it, so the output is that pattern
+/// repeated. Copied in chunks that double, each reading only bytes already in place: after
+/// copying `done` bytes (a multiple of the distance), the `distance + done` bytes before the
+/// next one are the pattern, whole periods of it.
+fn copy_overlapping(out: &mut [u8], from: usize, to: usize, len: usize) {
+    if len <= 16 {
+        // Short references are common and a byte loop beats a few tiny `memmove`s.
+        for k in to..to + len {
+            out[k] = out[k - (to - from)];
+        }
+        return;
+    }
+    let mut done = 0;
+    while done < len {
+        let chunk = (to + done - from).min(len - done);
+        out.copy_within(from..from + chunk, to + done);
+        done += chunk;
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
-    use super::decompress;
+    use super::{decompress, decompress_into};
 
     #[test]
     fn forty_a_observed_on_redis_7() {
@@ -200,5 +231,78 @@ mod tests {
                 assert!(decompress(&input, want.len() - 1).is_err());
             }
         }
+    }
+
+    /// A back-reference of `len` bytes at `distance`, as liblzf writes it.
+    fn reference_op(len: usize, distance: usize) -> Vec<u8> {
+        let (l, d) = (len - 2, distance - 1);
+        if l < 7 {
+            vec![((l as u8) << 5) | (d >> 8) as u8, d as u8]
+        } else {
+            vec![0xE0 | (d >> 8) as u8, (l - 7) as u8, d as u8]
+        }
+    }
+
+    #[test]
+    fn zero_padding_after_a_short_literal() {
+        // DEBUG POPULATE's values: "value:7" and zeros up to 100 bytes, a literal ending in
+        // one zero then one 92-byte reference at distance 1.
+        let mut input = vec![7];
+        input.extend_from_slice(b"value:7\0");
+        input.extend(reference_op(92, 1));
+        let mut want = b"value:7".to_vec();
+        want.resize(100, 0);
+        assert_eq!(decompress(&input, 100).unwrap(), want);
+        assert_eq!(reference(&input).unwrap(), want);
+    }
+
+    #[test]
+    fn every_overlapping_distance_and_length_agrees_with_the_reference() {
+        // A 32-byte literal, then a reference of each length at each short distance (the
+        // doubling copy's chunk boundaries fall differently for each pair).
+        let literal: Vec<u8> = (0..32u8).map(|b| b.wrapping_mul(37) ^ 0x5a).collect();
+        for distance in 1..=32 {
+            for len in 3..=264 {
+                let mut input = vec![31];
+                input.extend_from_slice(&literal);
+                input.extend(reference_op(len, distance));
+                input.extend_from_slice(&[0, b'!']);
+                let want = reference(&input).unwrap();
+                assert_eq!(
+                    decompress(&input, want.len()).unwrap(),
+                    want,
+                    "distance {distance}, length {len}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_reused_buffer_keeps_none_of_its_old_bytes() {
+        let mut input = vec![2, b'a', b'b', b'c'];
+        input.extend(reference_op(40, 3));
+        let want = reference(&input).unwrap();
+        for stale in [0, 10, want.len(), 4096] {
+            let mut out = vec![0xAA; stale];
+            decompress_into(&input, want.len(), &mut out).unwrap();
+            assert_eq!(out, want, "{stale} stale bytes");
+        }
+    }
+
+    #[test]
+    fn malformed_input_errors_name_the_offset() {
+        let at = |input: &[u8], len: usize| decompress(input, len).unwrap_err().at;
+        // A literal of 6 announced at byte 0, only one byte follows.
+        assert_eq!(at(&[0x05, b'a'], 6), 1);
+        // A reference to 1 byte back with nothing produced yet: after its two bytes.
+        assert_eq!(at(&[0x20, 0x00], 3), 2);
+        // A reference whose distance byte is missing.
+        assert_eq!(at(&[0x00, b'a', 0x20], 4), 3);
+        // A long reference whose length byte is missing.
+        assert_eq!(at(&[0x00, b'a', 0xE0], 20), 3);
+        // Output longer than announced: the reference starting at byte 2 overflows.
+        assert_eq!(at(&[0x00, b'a', 0x20, 0x00], 2), 4);
+        // Output shorter than announced: the error is at the end of the input.
+        assert_eq!(at(&[0x01, b'a', b'b'], 3), 3);
     }
 }

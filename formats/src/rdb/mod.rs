@@ -15,7 +15,9 @@
 //! - `module`: the module type name inside a module id, for [`RdbError::Module`];
 //! - `meta`: the keyless opcodes of RDB 13+ and Valkey 9 (key metadata, hash template
 //!   records, slot imports), and `template`: the hash template value types;
-//! - `error`: [`RdbError`], every variant with its byte offset.
+//! - `error`: [`RdbError`], every variant with its byte offset;
+//! - `readahead`: [`ReadAhead`], an optional reader for whole files that reads on a helper
+//!   thread, one block ahead of the decoder.
 //!
 //! Decisions worth knowing:
 //! - Module values (type 7) **and module aux data** (opcode 0xF7) are errors
@@ -50,6 +52,7 @@ mod lzf;
 mod meta;
 mod module;
 mod packed;
+mod readahead;
 mod source;
 mod stream;
 mod strings;
@@ -67,6 +70,7 @@ pub use error::RdbError;
 use input::Input;
 pub use input::{Envelope, ENVELOPE_LEN, ENVELOPE_PREFIX};
 use meta::Templates;
+pub use readahead::ReadAhead;
 use source::Source;
 
 const OP_FUNCTION2: u8 = 0xF5;
@@ -124,7 +128,6 @@ pub struct RdbReader<R: BufRead> {
     pending_expire: Option<i64>,
     checksum: ChecksumStatus,
     state: State,
-    gather: value::Gather,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -182,7 +185,6 @@ impl<R: BufRead> RdbReader<R> {
             pending_expire: None,
             checksum: ChecksumStatus::Pending,
             state: State::Reading,
-            gather: value::Gather::default(),
         })
     }
 
@@ -298,7 +300,7 @@ impl<R: BufRead> RdbReader<R> {
                     let key = self.src.read_string("key")?;
                     let expire_at_ms = self.pending_expire.take();
                     let dialect = value::Dialect { flavor: self.flavor, version: self.version, templates: &self.templates };
-                    if let Some(value) = value::read_value(&mut self.src, &mut self.gather, at, type_id, &dialect, &key)? {
+                    if let Some(value) = value::read_value(&mut self.src, at, type_id, &dialect, &key)? {
                         return Ok(Some(Record::Entry(Entry { db: self.db, key, value, expire_at_ms })));
                     }
                 }

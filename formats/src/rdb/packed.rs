@@ -11,6 +11,7 @@ pub(crate) enum Item<'a> {
 
 impl Item<'_> {
     /// The element as the server returns it: integers as decimal text.
+    #[inline(always)]
     pub(crate) fn to_bytes(self) -> Vec<u8> {
         match self {
             Item::Int(v) => text::int(v),
@@ -42,7 +43,13 @@ pub(crate) trait Packed<'a> {
     /// Position inside the container, for error reports.
     fn position(&self) -> usize;
 
+    /// How many elements the header announces, bounded by what the bytes can hold (every
+    /// element takes at least two bytes), so a lying header cannot reserve much: a capacity
+    /// hint, never trusted for anything else. 0 when the header says "unknown".
+    fn expected(&self) -> usize;
+
     /// The next element, which must exist (the second or third of a pair or triplet).
+    #[inline(always)]
     fn expect_item(&mut self, what: &'static str) -> Result<Item<'a>, super::error::PackError> {
         let at = self.position();
         self.next_item()?

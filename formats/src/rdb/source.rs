@@ -118,7 +118,8 @@ impl<R: BufRead> Source<R> {
         }
     }
 
-    #[inline]
+    // The byte in the buffer inline, the refill out of line: length fields are read per element.
+    #[inline(always)]
     pub(crate) fn read_u8(&mut self, what: &'static str) -> Result<u8, RdbError> {
         if let Ok(buf) = self.inner.fill_buf() {
             if let Some(&b) = buf.get(self.pos) {
@@ -126,6 +127,11 @@ impl<R: BufRead> Source<R> {
                 return Ok(b);
             }
         }
+        self.read_u8_refill(what)
+    }
+
+    #[inline(never)]
+    fn read_u8_refill(&mut self, what: &'static str) -> Result<u8, RdbError> {
         match self.available()?.first() {
             Some(&b) => {
                 self.pos += 1;
@@ -156,7 +162,7 @@ impl<R: BufRead> Source<R> {
 
     /// The common case of a string: a 1-byte length below 64 and its bytes, all in the buffer.
     /// `None` when the next string is anything else (the caller then takes the general path).
-    #[inline]
+    #[inline(always)]
     pub(crate) fn try_short_string(&mut self) -> Option<Vec<u8>> {
         let buf = self.inner.fill_buf().ok()?;
         let first = *buf.get(self.pos)?;

@@ -66,10 +66,20 @@ impl<R: BufRead> Source<R> {
     }
 
     /// A string in any encoding, as its bytes.
+    // The common short string is read inline in the caller's loop; returned through memory,
+    // the vector's words were stored one by one and reloaded as a pair, a store-forwarding
+    // stall per string.
+    #[inline(always)]
     pub(crate) fn read_string(&mut self, what: &'static str) -> Result<Vec<u8>, RdbError> {
         if let Some(short) = self.try_short_string() {
             return Ok(short);
         }
+        self.read_string_slow(what)
+    }
+
+    /// [`Self::read_string`] for anything but a short raw string in the buffer.
+    #[inline(never)]
+    fn read_string_slow(&mut self, what: &'static str) -> Result<Vec<u8>, RdbError> {
         let at = self.offset();
         match self.read_len_or_special(what)? {
             Len::Plain(n) => {

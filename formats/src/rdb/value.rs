@@ -6,13 +6,13 @@
 
 use std::io::BufRead;
 
-use crate::model::{Bytes, HashField, Value};
+use crate::model::{Bytes, Value};
 
 use super::error::{PackError, RdbError};
 use super::listpack::{self, Listpack};
 use super::meta::Templates;
 use super::packed::Packed;
-use super::source::{packed, Source};
+use super::source::{capacity, packed, Source};
 use super::ziplist::{self, Ziplist};
 use super::{hash, intset, module, stream, template, text, Flavor};
 
@@ -27,44 +27,19 @@ pub(crate) struct Dialect<'a> {
 /// The first Redis RDB version with types 26 and up (Redis 8.6).
 const FIRST_REDIS_13_TYPES: u32 = 13;
 
-/// Most elements a [`Gather`] buffer keeps between values (a bigger one is freed).
-const GATHER_KEEP: usize = 1 << 16;
-
-/// Reusable buffers in which a collection's elements are gathered before the collection's own,
-/// exactly sized vector is allocated at the end. Besides sparing regrowth, this orders the
-/// allocations well for malloc: the many small element allocations reuse the chunks the
-/// previous value freed, and the one large allocation comes last.
-#[derive(Default)]
-pub(crate) struct Gather {
-    items: Vec<Bytes>,
-    scored: Vec<(Bytes, f64)>,
-    fields: Vec<HashField>,
-}
-
-/// Runs `fill` on the emptied `buf`, then moves what it gathered into a new exact-size vector.
-fn gathered<T>(
-    buf: &mut Vec<T>,
-    fill: impl FnOnce(&mut Vec<T>) -> Result<(), RdbError>,
-) -> Result<Vec<T>, RdbError> {
-    buf.clear();
-    let result = fill(buf).map(|()| {
-        // Not `mem::take`: the buffer is kept for the next value, the result is exact-size.
-        let mut exact = Vec::with_capacity(buf.len());
-        exact.append(buf);
-        exact
-    });
-    buf.clear();
-    if buf.capacity() > GATHER_KEEP {
-        *buf = Vec::new();
-    }
-    result
+/// Runs `fill` on a new vector. The readers reserve room from the counts in the file as they
+/// find them (capped: see [`super::source::capacity`] and [`Packed::expected`]), so that the
+/// vector usually comes out exactly sized without being copied or regrown.
+fn gathered<T>(fill: impl FnOnce(&mut Vec<T>) -> Result<(), RdbError>) -> Result<Vec<T>, RdbError> {
+    let mut out = Vec::new();
+    fill(&mut out)?;
+    Ok(out)
 }
 
 /// Reads the value of type `type_id` for `key`, whose record starts (at its type byte) at
 /// `record_at`. `Ok(None)` for an empty collection.
 pub(crate) fn read_value<R: BufRead>(
     src: &mut Source<R>,
-    gather: &mut Gather,
     record_at: u64,
     type_id: u8,
     dialect: &Dialect<'_>,
@@ -72,21 +47,15 @@ pub(crate) fn read_value<R: BufRead>(
 ) -> Result<Option<Value>, RdbError> {
     let flavor = dialect.flavor;
     refuse_unknown(record_at, type_id, dialect, key)?;
-    let items = &mut gather.items;
-    let scored = &mut gather.scored;
     let value = match type_id {
         0 => Value::String(src.read_string("string value")?),
-        1 => Value::List(gathered(items, |out| {
-            read_strings(src, "list element", out)
-        })?),
-        2 => Value::Set(gathered(items, |out| read_strings(src, "set member", out))?),
-        3 => Value::ZSet(gathered(scored, |out| {
-            read_zset_text_scores(src, key, out)
-        })?),
-        4 | 9 | 13 | 16 | 22..=25 => Value::Hash(gathered(&mut gather.fields, |out| {
+        1 => Value::List(gathered(|out| read_strings(src, "list element", out))?),
+        2 => Value::Set(gathered(|out| read_strings(src, "set member", out))?),
+        3 => Value::ZSet(gathered(|out| read_zset_text_scores(src, key, out))?),
+        4 | 9 | 13 | 16 | 22..=25 => Value::Hash(gathered(|out| {
             hash::read_hash(src, type_id, flavor, key, out)
         })?),
-        5 => Value::ZSet(gathered(scored, |out| read_zset_binary_scores(src, out))?),
+        5 => Value::ZSet(gathered(|out| read_zset_binary_scores(src, out))?),
         6 | 7 => {
             let id = src.read_len("module id")?;
             return Err(RdbError::Module {
@@ -95,44 +64,42 @@ pub(crate) fn read_value<R: BufRead>(
                 module: module::module_name(id),
             });
         }
-        10 => Value::List(gathered(items, |out| {
+        10 => Value::List(gathered(|out| {
             packed(src, key, "ziplist of list", |data| {
                 ziplist::elements_into(data, out)
             })
         })?),
-        11 => Value::Set(gathered(items, |out| {
+        11 => Value::Set(gathered(|out| {
             packed(src, key, "intset", |data| intset::members_into(data, out))
         })?),
-        12 => Value::ZSet(gathered(scored, |out| {
+        12 => Value::ZSet(gathered(|out| {
             packed(src, key, "ziplist of zset", |data| {
                 zset_pairs(Ziplist::new(data)?, out)
             })
         })?),
-        14 => Value::List(gathered(items, |out| read_quicklist(src, key, out))?),
+        14 => Value::List(gathered(|out| read_quicklist(src, key, out))?),
         15 | 19 | 21 | 26 | 27 => {
             return stream::read_stream(src, type_id, dialect.version, key)
                 .map(|s| Some(Value::Stream(Box::new(s))))
         }
-        template::HASH_TMPL_LP..=template::HASH_TMPL_ARRAY_REF => {
-            Value::Hash(gathered(&mut gather.fields, |out| {
-                template::read_template_hash(
-                    src,
-                    record_at,
-                    type_id,
-                    dialect.version,
-                    dialect.templates,
-                    key,
-                    out,
-                )
-            })?)
-        }
-        17 => Value::ZSet(gathered(scored, |out| {
+        template::HASH_TMPL_LP..=template::HASH_TMPL_ARRAY_REF => Value::Hash(gathered(|out| {
+            template::read_template_hash(
+                src,
+                record_at,
+                type_id,
+                dialect.version,
+                dialect.templates,
+                key,
+                out,
+            )
+        })?),
+        17 => Value::ZSet(gathered(|out| {
             packed(src, key, "listpack of zset", |data| {
                 zset_pairs(Listpack::new(data)?, out)
             })
         })?),
-        18 => Value::List(gathered(items, |out| read_quicklist2(src, key, out))?),
-        20 => Value::Set(gathered(items, |out| {
+        18 => Value::List(gathered(|out| read_quicklist2(src, key, out))?),
+        20 => Value::Set(gathered(|out| {
             packed(src, key, "listpack of set", |data| {
                 listpack::elements_into(data, out)
             })
@@ -198,6 +165,7 @@ fn read_strings<R: BufRead>(
     out: &mut Vec<Bytes>,
 ) -> Result<(), RdbError> {
     let count = src.read_len(what)?;
+    out.reserve(capacity(count));
     for _ in 0..count {
         out.push(src.read_string(what)?);
     }
@@ -210,6 +178,7 @@ fn read_zset_text_scores<R: BufRead>(
     out: &mut Vec<(Bytes, f64)>,
 ) -> Result<(), RdbError> {
     let count = src.read_len("zset length")?;
+    out.reserve(capacity(count));
     for _ in 0..count {
         let member = src.read_string("zset member")?;
         let at = src.offset();
@@ -239,6 +208,7 @@ fn read_zset_binary_scores<R: BufRead>(
     out: &mut Vec<(Bytes, f64)>,
 ) -> Result<(), RdbError> {
     let count = src.read_len("zset length")?;
+    out.reserve(capacity(count));
     for _ in 0..count {
         let member = src.read_string("zset member")?;
         let score = f64::from_le_bytes(src.read_array("zset score")?);
@@ -252,6 +222,7 @@ fn zset_pairs<'a>(
     mut items: impl Packed<'a>,
     out: &mut Vec<(Bytes, f64)>,
 ) -> Result<(), PackError> {
+    out.reserve(items.expected() / 2);
     while let Some(member) = items.next_item()? {
         let at = items.position();
         let score = items.expect_item("zset member without a score")?;

@@ -54,6 +54,13 @@ impl<'a> Packed<'a> for Ziplist<'a> {
         self.pos
     }
 
+    fn expected(&self) -> usize {
+        self.declared.unwrap_or(0).min(self.data.len() / 2)
+    }
+
+    // Inlined into each caller's loop: returned through memory, the item's words were
+    // stored separately and reloaded as one, a store-forwarding stall per element.
+    #[inline(always)]
     fn next_item(&mut self) -> Result<Option<Item<'a>>, PackError> {
         let data = self.data;
         let mut at = self.pos;
@@ -139,6 +146,7 @@ impl<'a> Packed<'a> for Ziplist<'a> {
 /// Appends every element of a ziplist to `out`, as bytes.
 pub(crate) fn elements_into(data: &[u8], out: &mut Vec<Vec<u8>>) -> Result<(), PackError> {
     let mut items = Ziplist::new(data)?;
+    out.reserve(items.expected());
     while let Some(item) = items.next_item()? {
         out.push(item.to_bytes());
     }
