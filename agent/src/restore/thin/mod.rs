@@ -68,16 +68,15 @@ impl Thinning {
 
     /// Plans the shard's stream from logical offset `from` (where the replay starts).
     pub fn plan(s: &StagedShard, from: u64) -> anyhow::Result<Self> {
-        // Beside the staged stream (the staging directory is private), unlinked at once: the
-        // open file is all that is needed, and nothing is left behind if the restore stops.
-        let path = s.stream.with_extension("thin-spill");
-        let spill = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .open(&path)
-            .with_context(|| format!("cannot create the spill file {}", path.display()))?;
-        std::fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
+        // Beside the staged stream (the staging directory is private), and nameless: nothing
+        // is left behind if the restore stops, and two replays of one staged shard (cluster
+        // phases) never meet.
+        let dir = s
+            .stream
+            .parent()
+            .map_or_else(std::env::temp_dir, std::path::Path::to_path_buf);
+        let spill = tempfile::tempfile_in(&dir)
+            .with_context(|| format!("cannot create a spill file in {}", dir.display()))?;
         let mut file =
             File::open(&s.stream).with_context(|| format!("opening {}", s.stream.display()))?;
         file.seek(SeekFrom::Start(s.prefix + (from - s.stream_start)))?;
