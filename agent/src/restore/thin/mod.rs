@@ -17,11 +17,11 @@
 //! ([`passes`]), which only needs the set of doomed keys of that partition. The outcome is one
 //! bit per command, consulted by the replay in order ([`Thinning::keep_next`]).
 //!
-//! Bounds: the doomed set holds at most about [`MAX_KEYS`] digests per pass (the number of
-//! passes is chosen from the count of overwritten keys; ~17 MiB of table); the bitmap is one
-//! bit per command, and a stream of more than [`MAX_COMMANDS`] commands (8 MiB of bitmap) is
-//! replayed exactly instead; the spill file takes about 21 bytes per single-key command of disk
-//! in the staging directory, and is removed when planning ends.
+//! Bounds: the doomed set holds at most about [`MAX_KEYS`] digests per pass (~17 MiB of table):
+//! one pass when the overwritten keys fit, else as many as the count of overwritten keys needs.
+//! The bitmap is one bit per command, and a stream of more than [`MAX_COMMANDS`] commands (8 MiB
+//! of bitmap) is replayed exactly instead. The spill file takes about 21 bytes of disk per
+//! single-key command, in the staging directory, nameless, gone when planning ends.
 
 pub mod classify;
 pub mod passes;
@@ -66,6 +66,14 @@ impl Thinning {
         }
     }
 
+    fn with(keep: Bitmap) -> Self {
+        Self {
+            keep: Some(keep),
+            next: 0,
+            skipped: 0,
+        }
+    }
+
     /// Plans the shard's stream from logical offset `from` (where the replay starts).
     pub fn plan(s: &StagedShard, from: u64) -> anyhow::Result<Self> {
         // Beside the staged stream (the staging directory is private), and nameless: nothing
@@ -81,9 +89,18 @@ impl Thinning {
             File::open(&s.stream).with_context(|| format!("opening {}", s.stream.display()))?;
         file.seek(SeekFrom::Start(s.prefix + (from - s.stream_start)))?;
         let reader = file.take(s.stream_end - from);
+        let started = std::time::Instant::now();
         let planned = plan_stream(reader, from, spill)
             .with_context(|| format!("shard {}: planning which commands to send", s.shard))?;
-        if planned.keep.is_none() {
+        if let Some(keep) = &planned.keep {
+            tracing::info!(
+                shard = s.shard,
+                commands = keep.len(),
+                left_out = keep.cleared(),
+                seconds = format!("{:.2}", started.elapsed().as_secs_f64()),
+                "planned which commands the log's later overwrites hide"
+            );
+        } else {
             tracing::info!(
                 shard = s.shard,
                 limit = MAX_COMMANDS,
@@ -116,13 +133,15 @@ pub fn plan_stream<R: Read>(r: R, base: u64, spill: File) -> anyhow::Result<Thin
     if commands > MAX_COMMANDS {
         return Ok(Thinning::off());
     }
+    // One pass when the overwritten keys fit (most histories); else as many partitions as the
+    // count of overwritten keys (with repeats: an upper bound) needs, with room to spare for
+    // an uneven split.
+    let capacity = (overwritten as usize).min(MAX_KEYS);
+    if let Some(keep) = keep_bitmap(&mut spill, commands, 1, capacity, MAX_KEYS)? {
+        return Ok(Thinning::with(keep));
+    }
     let parts = (overwritten as usize).div_ceil(MAX_KEYS * 3 / 4).max(1) as u64;
-    plan_spilled(
-        &mut spill,
-        commands,
-        parts,
-        (overwritten as usize).min(MAX_KEYS),
-    )
+    plan_spilled(&mut spill, commands, parts, MAX_KEYS)
 }
 
 /// Reads the stream once, writing each command's record; returns the spill file, the number
@@ -156,10 +175,7 @@ fn plan_spilled(
     parts: u64,
     capacity: usize,
 ) -> anyhow::Result<Thinning> {
-    let keep = keep_bitmap(spill, commands, parts, capacity)?;
-    Ok(Thinning {
-        keep: Some(keep),
-        next: 0,
-        skipped: 0,
-    })
+    let keep = keep_bitmap(spill, commands, parts, capacity, usize::MAX)?
+        .ok_or_else(|| anyhow::anyhow!("a partition pass without a limit stopped"))?;
+    Ok(Thinning::with(keep))
 }

@@ -36,6 +36,21 @@ impl Bitmap {
         }
     }
 
+    /// Commands it covers.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Commands whose bit is clear (left out).
+    pub fn cleared(&self) -> u64 {
+        self.len
+            - self
+                .words
+                .iter()
+                .map(|w| u64::from(w.count_ones()))
+                .sum::<u64>()
+    }
+
     /// Bits past the end read as set (a command the plan did not see is sent).
     pub fn get(&self, i: u64) -> bool {
         i >= self.len
@@ -72,13 +87,14 @@ fn partition(k: KeyId, parts: u64) -> u64 {
 }
 
 /// The keep bitmap of `commands` records in `spill`, in `parts` passes whose sets start with
-/// room for `capacity` keys.
+/// room for `capacity` keys; `None` as soon as one pass's set would hold more than `limit`.
 pub fn keep_bitmap(
     spill: &mut File,
     commands: u64,
     parts: u64,
     capacity: usize,
-) -> std::io::Result<Bitmap> {
+    limit: usize,
+) -> std::io::Result<Option<Bitmap>> {
     let parts = parts.max(1);
     let mut keep = Bitmap::new(commands);
     let mut doomed = Doomed::with_capacity_and_hasher(capacity, Default::default());
@@ -103,6 +119,9 @@ pub fn keep_bitmap(
                     }
                     if tag == OVERWRITE {
                         doomed.extend(keys.iter().filter(|k| mine(k)));
+                        if doomed.len() > limit {
+                            return Ok(None);
+                        }
                     }
                 }
                 PIN => {
@@ -120,5 +139,5 @@ pub fn keep_bitmap(
             ));
         }
     }
-    Ok(keep)
+    Ok(Some(keep))
 }

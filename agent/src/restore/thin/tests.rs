@@ -184,3 +184,16 @@ fn the_plan_counts_what_it_leaves_out_and_sends_commands_past_its_end() {
     assert!(off.keep_next() && off.keep_next());
     assert_eq!(off.skipped(), 0);
 }
+
+#[test]
+fn a_pass_whose_set_outgrows_its_limit_gives_up_and_partitions_do_not() {
+    let cmds: Vec<String> = (0..100).map(|i| format!("SET k{i} v")).collect();
+    let refs: Vec<&str> = cmds.iter().map(String::as_str).collect();
+    let s = stream(&refs);
+    let (mut spill, n, overwritten) =
+        classify_stream(&s[..], 0, tempfile::tempfile().unwrap()).unwrap();
+    assert_eq!(overwritten, 100);
+    assert!(keep_bitmap(&mut spill, n, 1, 16, 50).unwrap().is_none());
+    let keep = keep_bitmap(&mut spill, n, 4, 16, 50).unwrap().unwrap();
+    assert_eq!(keep.cleared(), 0, "every SET is a key's last");
+}
