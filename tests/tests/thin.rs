@@ -76,7 +76,10 @@ impl Setup {
             }
             let exact = pair.pop().unwrap();
             let thin = pair.pop().unwrap();
-            assert_eq!(exact["thinned"], 0, "--exact-replay sends everything: {exact}");
+            assert_eq!(
+                exact["thinned"], 0,
+                "--exact-replay sends everything: {exact}"
+            );
             eprintln!(
                 "into {target}: thinned {} commands sent (left out {}), exact {}",
                 thin["commands"], thin["thinned"], exact["commands"]
@@ -118,7 +121,10 @@ fn redis_workloads_restore_equal_thinned_and_exact() {
     let expected = keyspace::dump(&mut conn, &[0]).unwrap();
     assert!(expected.len() > 200, "{} keys", expected.len());
     for (thin, exact) in setup.restore_both_ways(&expected) {
-        assert!(thinned(&thin) > 0, "the workload's SETs and DELs hide writes: {thin}");
+        assert!(
+            thinned(&thin) > 0,
+            "the workload's SETs and DELs hide writes: {thin}"
+        );
         assert!(
             thin["commands"].as_u64() < exact["commands"].as_u64(),
             "thinned {thin}\nexact {exact}"
@@ -179,12 +185,19 @@ fn keys_written_five_times_send_fewer_commands_and_restore_equal() {
     let setup = Setup::new(redis.dir(), &redis.url());
     setup.backup();
     let expected = keyspace::dump(&mut conn, &[0]).unwrap();
-    assert_eq!(expected.len(), 2000 + 500, "every key, and the renamed ones");
+    assert_eq!(
+        expected.len(),
+        2000 + 500,
+        "every key, and the renamed ones"
+    );
     let reports = setup.restore_both_ways(&expected);
     for (thin, exact) in &reports {
         // Keys 3 mod 4 alone: four SETs hidden by the fifth.
         assert!(thinned(thin) >= 4 * 500, "{thin}");
-        assert!(thin["commands"].as_u64() < exact["commands"].as_u64(), "{thin}\n{exact}");
+        assert!(
+            thin["commands"].as_u64() < exact["commands"].as_u64(),
+            "{thin}\n{exact}"
+        );
     }
     // Into redis-server no command is translated: each one left out is one fewer sent.
     let (thin, exact) = &reports[0];

@@ -95,7 +95,7 @@ impl Thinning {
         if let Some(keep) = &planned.keep {
             tracing::info!(
                 shard = s.shard,
-                commands = keep.len(),
+                commands = keep.commands(),
                 left_out = keep.cleared(),
                 seconds = format!("{:.2}", started.elapsed().as_secs_f64()),
                 "planned which commands the log's later overwrites hide"

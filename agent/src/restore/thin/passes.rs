@@ -37,7 +37,7 @@ impl Bitmap {
     }
 
     /// Commands it covers.
-    pub fn len(&self) -> u64 {
+    pub fn commands(&self) -> u64 {
         self.len
     }
 
