@@ -178,6 +178,11 @@ pub struct RestoreArgs {
     /// Print the plan and write nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// --to: send every command of the log. By default the writes to a key that a later
+    /// whole overwrite of it hides (SET, DEL, RESTORE … REPLACE with nothing reading the key in
+    /// between) are left out; the target ends in the same state either way.
+    #[arg(long, requires = "to")]
+    pub exact_replay: bool,
     /// Print the plan or the result as JSON (for scripts).
     #[arg(long)]
     pub json: bool,

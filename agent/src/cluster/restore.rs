@@ -170,8 +170,16 @@ pub async fn run(cfg: &Config, name: &str, args: &RestoreArgs) -> anyhow::Result
         return Err(anyhow::anyhow!("give --to-dir DIR or --to URL").context(Failure::Usage));
     };
     let plans: Vec<&Plan> = cp.plans.iter().map(|(_, p)| p).collect();
-    match live::cluster::replay_into(&repo, &plans, cp.phases.clone(), url, args.force, &retry)
-        .await?
+    match live::cluster::replay_into(
+        &repo,
+        &plans,
+        cp.phases.clone(),
+        url,
+        args.force,
+        !args.exact_replay,
+        &retry,
+    )
+    .await?
     {
         live::Outcome::NotEmpty(keys) => {
             eprintln!(
@@ -200,6 +208,9 @@ pub async fn run(cfg: &Config, name: &str, args: &RestoreArgs) -> anyhow::Result
                     cp.cluster, cp.plans.len(), cp.phases.len(), cp.moved_slots,
                     live::url_text(url), report.commands, report.seconds, report.errors
                 )?;
+                if report.thinned > 0 {
+                    writeln!(out, "{}", crate::restore::thinned_line(report.thinned))?;
+                }
             }
             if let Some(reason) = report.lossy_reason {
                 eprintln!(

@@ -28,6 +28,7 @@ use aofvault_formats::vault::BaseFormat;
 
 use super::fetch::{StagedBase, StagedShard};
 use super::stream::{for_each_item, Item};
+use super::thin::Thinning;
 use super::translate::field_ttl::{FieldTtls, LostFieldTtl, Support};
 use super::translate::renames::Renames;
 use super::translate::{self, Kind};
@@ -55,6 +56,8 @@ pub struct FeedOptions {
     pub now_ms: i64,
     /// What the target holds of hash field expiration.
     pub field_ttl: Support,
+    /// Leave out the stream's writes that a later whole overwrite hides ([`super::thin`]).
+    pub thin: bool,
 }
 
 impl FeedOptions {
@@ -70,6 +73,7 @@ impl FeedOptions {
                 Kind::Redis => Support::Full,
                 Kind::Kevy => Support::None,
             },
+            thin: false,
         }
     }
 }
@@ -88,6 +92,8 @@ pub struct FeedStats {
     pub renames: u64,
     /// Hash fields whose TTL the target could not hold (they live there without one).
     pub lost_field_ttls: Vec<LostFieldTtl>,
+    /// Stream commands left out because a later whole overwrite hides them ([`super::thin`]).
+    pub thinned: u64,
 }
 
 struct Counting<'a> {
@@ -279,17 +285,22 @@ pub fn feed_shard_with(
     let reader = file.take(s.stream_end - from);
     let what = format!("shard {}: AOF stream", s.shard);
     let mut last = from;
+    let mut thin = match opts.thin {
+        true => Thinning::plan(s, from)?,
+        false => Thinning::off(),
+    };
     // `for_each_item` reads in large chunks itself: no BufReader in between.
     for_each_item(reader, from, |item, end| {
         out.sink.consumed(end - last);
         last = end;
         match item {
-            Item::Command(args) => out.source_command(args, opts, end),
-            Item::Timestamp(_) => Ok(()),
+            Item::Command(args) if thin.keep_next() => out.source_command(args, opts, end),
+            Item::Command(_) | Item::Timestamp(_) => Ok(()),
         }
     })
     .with_context(|| what.clone())?;
     let mut stats = out.stats;
+    stats.thinned = thin.skipped();
     stats.lost_field_ttls = out.field_ttls.map(FieldTtls::finish).unwrap_or_default();
     Ok(stats)
 }

@@ -34,6 +34,7 @@ pub mod retry;
 pub mod search;
 pub mod selective;
 pub mod stream;
+pub mod thin;
 pub mod to_dir;
 pub mod translate;
 
@@ -81,7 +82,7 @@ async fn restore(cfg: &Config, args: &RestoreArgs) -> anyhow::Result<u8> {
     let Some(url) = &args.to else {
         return Err(anyhow::anyhow!("give --to-dir DIR or --to URL").context(Failure::Usage));
     };
-    match live::replay_with(&repo, &plan, url, args.force, &retry).await? {
+    match live::replay_with(&repo, &plan, url, args.force, !args.exact_replay, &retry).await? {
         live::Outcome::NotEmpty(keyspace) => {
             let shown: Vec<String> = keyspace
                 .iter()
@@ -306,6 +307,9 @@ fn report_replay(
             if keys.is_empty() { "none".into() } else { keys.join(" ") }
         )
     })?;
+    if !json && report.thinned > 0 {
+        writeln!(out, "{}", thinned_line(report.thinned))?;
+    }
     if report.errors > 0 {
         eprintln!(
             "aofvault: the target answered {} command(s) with an error; the first ones:",
@@ -317,6 +321,11 @@ fn report_replay(
         return Ok(exit::ERROR);
     }
     Ok(exit::OK)
+}
+
+/// The report's line about the commands [`thin`] left out.
+pub fn thinned_line(n: u64) -> String {
+    format!("left out {n} command(s) of the log whose key a later whole overwrite (SET, DEL, RESTORE REPLACE) replaces unread; --exact-replay sends them")
 }
 
 fn print_result(

@@ -114,6 +114,7 @@ pub async fn replay_into(
     phases: Vec<Vec<Part>>,
     url: &str,
     force: bool,
+    thin: bool,
     retry: &Retry,
 ) -> anyhow::Result<Outcome> {
     let mut target = open(url).await?;
@@ -148,6 +149,7 @@ pub async fn replay_into(
             };
             let opts = FeedOptions {
                 field_ttl: Support::of(&target.server),
+                thin,
                 ..FeedOptions::new(
                     if plan.layout.is_kevy() {
                         Kind::Kevy

@@ -79,6 +79,8 @@ pub struct Report {
     pub field_ttls_lost: u64,
     /// The first [`KEEP_LOST_FIELDS`] of them, key and field named.
     pub lost_field_ttls: Vec<LostFieldTtl>,
+    /// Stream commands left out because a later whole overwrite of their key hides them.
+    pub thinned: u64,
     pub keyspace: Vec<(String, u64)>,
     pub seconds: f64,
 }
@@ -133,21 +135,32 @@ pub enum Outcome {
 
 /// Fetches `plan`, then replays it into `url`, retrying store failures for the default time.
 pub async fn replay(repo: &Repo, plan: &Plan, url: &str, force: bool) -> anyhow::Result<Outcome> {
-    replay_with(repo, plan, url, force, &Retry::default()).await
+    replay_with(repo, plan, url, force, false, &Retry::default()).await
 }
 
-/// [`replay`], retrying failed downloads as `retry` says.
+/// [`replay`], retrying failed downloads as `retry` says, leaving out hidden writes when
+/// `thin` ([`super::thin`]).
 pub async fn replay_with(
     repo: &Repo,
     plan: &Plan,
     url: &str,
     force: bool,
+    thin: bool,
     retry: &Retry,
 ) -> anyhow::Result<Outcome> {
     let mut target = open(url).await?;
     if cluster::is_cluster(&mut target).await? {
         // Routed by hash slot to the target's primaries: see `cluster`.
-        return cluster::replay_into(repo, &[plan], vec![vec![(0, None)]], url, force, retry).await;
+        return cluster::replay_into(
+            repo,
+            &[plan],
+            vec![vec![(0, None)]],
+            url,
+            force,
+            thin,
+            retry,
+        )
+        .await;
     }
     if !target.keyspace.is_empty() && !force {
         return Ok(Outcome::NotEmpty(target.keyspace));
@@ -165,6 +178,7 @@ pub async fn replay_with(
     let progress = Progress::new("replay", plan.total_bytes());
     let opts = FeedOptions {
         field_ttl: Support::of(&target.server),
+        thin,
         ..FeedOptions::new(
             source,
             target.kind,
@@ -289,6 +303,7 @@ async fn gather(
         match producer.await.context("decode task")? {
             Ok(stats) => {
                 report.base_keys += stats.base_keys;
+                report.thinned += stats.thinned;
                 report.lossy += stats.lossy;
                 report.lossy_reason = report.lossy_reason.or(stats.lossy_reason);
                 report.field_ttls_lost += stats.lost_field_ttls.len() as u64;
