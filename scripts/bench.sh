@@ -6,19 +6,20 @@
 #   backup   scripts/bench-backup.sh     `aofvault backup` of a 1 GiB AOF vs `zstd -3 -T1` of it
 #   ship     scripts/bench-ship.sh       following redis-benchmark: shipping rate, peak RSS
 #   restore  scripts/bench-restore.sh    live restore vs `redis-cli --pipe` (redis, kevy 4 shards)
+#   thin     scripts/bench-thin.sh       live restore of a history writing every key 5 times
 # then prints one Markdown table: what, figure, reference (same run), ratio, target.
 # Each row also carries the load average when that benchmark started: on a shared machine a
 # ratio is only as good as the quiet it was measured in.
 #
-# Usage: scripts/bench.sh [NAMES...]     (default: all four; e.g. scripts/bench.sh rdb backup)
-# Sizes: RDB_MB (500), BACKUP_MB (1024), SHIP_MB (512), RESTORE_KEYS (500000), RUNS (3).
+# Usage: scripts/bench.sh [NAMES...]     (default: all five; e.g. scripts/bench.sh rdb backup)
+# Sizes: RDB_MB (500), BACKUP_MB (1024), SHIP_MB (512), RESTORE_KEYS (500000), THIN_KEYS (500000), RUNS (3).
 # Results go to OUT (default: a new directory under /tmp, printed first).
 set -uo pipefail
 root=$(cd "$(dirname "$0")" && pwd)
 out=${OUT:-$(mktemp -d -t aofvault-bench.XXXXXX)}
 mkdir -p "$out"
 names=("$@")
-[[ ${#names[@]} -eq 0 ]] && names=(rdb backup ship restore)
+[[ ${#names[@]} -eq 0 ]] && names=(rdb backup ship restore thin)
 runs=${RUNS:-3}
 rows=()
 load() { cut -d' ' -f1 /proc/loadavg; }
@@ -79,8 +80,21 @@ for name in "${names[@]}"; do
                 "\`redis-cli --pipe\`: ${pipe:-?} s" "${ratio:-?}×" "$target" "$l"
         done
         ;;
+    thin)
+        "$root/bench-thin.sh" "${THIN_KEYS:-500000}" "$runs" >"$out/bench-thin.out" 2>&1
+        f=$out/bench-thin.out
+        pipe=$(sed -n 's/^redis-cli --pipe of the AOF stream *\([0-9.]*\)$/\1/p' "$f")
+        live=$(sed -n 's/^aofvault restore --to *\([0-9.]*\)$/\1/p' "$f")
+        exact=$(sed -n 's/^aofvault restore --to --exact-replay *\([0-9.]*\)$/\1/p' "$f")
+        ratio=$(sed -n 's/^restore --to vs redis-cli --pipe: \([0-9.]*\)x.*/\1/p' "$f")
+        ratio_exact=$(sed -n 's/^restore --to --exact-replay vs redis-cli --pipe: \([0-9.]*\)x.*/\1/p' "$f")
+        row "live restore into redis, ${THIN_KEYS:-500000} keys each written 5 times" "${live:-?} s" \
+            "\`redis-cli --pipe\` of the log: ${pipe:-?} s" "${ratio:-?}×" "≥ 2×" "$l"
+        row "the same with \`--exact-replay\`" "${exact:-?} s" \
+            "\`redis-cli --pipe\` of the log: ${pipe:-?} s" "${ratio_exact:-?}×" "—" "$l"
+        ;;
     *)
-        echo "unknown benchmark $name (rdb, backup, ship, restore)" >&2
+        echo "unknown benchmark $name (rdb, backup, ship, restore, thin)" >&2
         exit 2
         ;;
     esac
