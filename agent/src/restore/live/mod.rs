@@ -3,8 +3,12 @@
 //! The target is inspected first: its kind and version (`INFO server` of kevy carries
 //! `kevy_version`, Valkey's `valkey_version`; see [`TargetServer::from_info`]) decide the
 //! translation — including hash field TTLs the target cannot hold, reported one by one — and a target holding keys is refused
-//! unless `--force` (counted with `DBSIZE`: [`counts`]). The plan is then fetched and checked completely ([`super::fetch`]) before
-//! the first command is sent.
+//! unless `--force` (counted with `DBSIZE`: [`counts`]). The plan's completeness was proven
+//! before (listings, heads, sizes: [`Plan`]); its objects then download while the replay runs,
+//! each shard's decoder reading only what has checked out (CRC-32C and size:
+//! [`super::fetch::ready`]), so no unverified byte reaches the target. An object that fails
+//! stops the replay with an error naming it; the target then holds part of the backup, as
+//! after any failed live restore (the next one refuses it without `--force`).
 //!
 //! Each source shard is replayed on its own connection, in parallel (kevy shards hold disjoint
 //! keys; see [`super::feed`] for the one exception, flushes). Per shard a blocking thread
@@ -27,7 +31,7 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 
 use super::feed::{feed_shard, FeedOptions, FeedStats};
-use super::fetch::{fetch, StagedShard, StagingDir};
+use super::fetch::{self, StagedShard, StagingDir};
 use super::progress::Progress;
 use super::retry::Retry;
 use super::translate::field_ttl::{LostFieldTtl, Support};
@@ -131,7 +135,7 @@ pub enum Outcome {
     Done(Report),
 }
 
-/// Fetches `plan`, then replays it into `url`, retrying store failures for the default time.
+/// Replays `plan` into `url` as it downloads, retrying store failures for the default time.
 pub async fn replay(repo: &Repo, plan: &Plan, url: &str, force: bool) -> anyhow::Result<Outcome> {
     replay_with(repo, plan, url, force, &Retry::default()).await
 }
@@ -159,8 +163,13 @@ pub async fn replay_with(
     };
     let staging = StagingDir::temp()?;
     let fetch_progress = Progress::new("fetch", plan.total_bytes());
-    let staged = fetch(repo, plan, staging.path(), b"", &fetch_progress, retry).await?;
-    fetch_progress.finish();
+    let (staged, downloads) =
+        fetch::start(repo, plan, staging.path(), b"", &fetch_progress, retry)?;
+    let downloads = async {
+        let fetched = downloads.await;
+        fetch_progress.finish();
+        fetched
+    };
     let started = std::time::Instant::now();
     let progress = Progress::new("replay", plan.total_bytes());
     let opts = FeedOptions {
@@ -184,11 +193,17 @@ pub async fn replay_with(
         target_server: Some(target.server),
         ..Report::default()
     };
-    let failure = gather(consumers, producers, &mut report).await?;
+    let (fetched, failure) = tokio::join!(downloads, gather(consumers, producers, &mut report));
     progress.add_keys(report.base_keys);
     progress.finish();
     drop(staging);
-    if let Some(e) = failure {
+    // A failed download is the cause when the replay failed too (its decoder only saw the
+    // fetch stop): it names the object.
+    fetched.context(
+        "fetching the backup (no byte of the failed object was sent; the target holds what \
+         was replayed before, and a new restore needs --force)",
+    )?;
+    if let Some(e) = failure? {
         return Err(e);
     }
     report.first_errors.truncate(KEEP_ERRORS);
