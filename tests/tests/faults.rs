@@ -392,7 +392,10 @@ fn restore_live_through(v: &Vault, expected: &Keyspace) -> Outcome {
     }
     let code = out.code().unwrap_or(-1);
     assert!(
-        got.is_empty() || out.stderr.contains("the target holds what was replayed before"),
+        got.is_empty()
+            || out
+                .stderr
+                .contains("the target holds what was replayed before"),
         "a failed live restore ({code}) wrote {} keys without saying so: {}",
         got.len(),
         out.stderr

@@ -133,7 +133,10 @@ fn a_corrupt_late_segment_fails_the_live_restore_and_none_of_its_commands_is_sen
         .arg("only-in-the-last-segment")
         .query(&mut t)
         .unwrap();
-    assert_eq!(exists, 0, "a command of the corrupt segment reached the target");
+    assert_eq!(
+        exists, 0,
+        "a command of the corrupt segment reached the target"
+    );
 
     // The target now holds part of the backup: the next restore refuses it without --force.
     let keys: u64 = redis::cmd("DBSIZE").query(&mut t).unwrap();

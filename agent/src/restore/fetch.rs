@@ -68,8 +68,8 @@ impl StagedShard {
     /// The stream from logical offset `from` to its end, read only as far as it has been
     /// verified.
     pub fn open_stream(&self, from: u64) -> anyhow::Result<std::io::Take<StagedStream>> {
-        let file =
-            File::open(&self.stream).with_context(|| format!("opening {}", self.stream.display()))?;
+        let file = File::open(&self.stream)
+            .with_context(|| format!("opening {}", self.stream.display()))?;
         let at = self.prefix + (from - self.stream_start);
         Ok(StagedStream::new(file, at, self.ready.clone()).take(self.stream_end - from))
     }

@@ -16,7 +16,8 @@ struct Record(Vec<Got>);
 
 impl Sink for Record {
     fn command(&mut self, args: &[&[u8]]) -> anyhow::Result<()> {
-        self.0.push(Got::Command(args.iter().map(|a| a.to_vec()).collect()));
+        self.0
+            .push(Got::Command(args.iter().map(|a| a.to_vec()).collect()));
         Ok(())
     }
     fn raw(&mut self, _args: &[&[u8]], frame: &[u8]) -> anyhow::Result<()> {

@@ -233,7 +233,10 @@ mod tests {
         let inner = e.into_inner().unwrap();
         let stopped = inner.downcast_ref::<FetchStopped>().unwrap();
         assert!(stopped.0.contains("segment x"), "{stopped}");
-        assert!(waiter.join().unwrap().is_err(), "a base waiter is woken too");
+        assert!(
+            waiter.join().unwrap().is_err(),
+            "a base waiter is woken too"
+        );
         assert!(r.wait_past(100).is_err(), "later readers fail at once");
     }
 

@@ -39,7 +39,7 @@ use super::translate::target::TargetServer;
 use super::translate::Kind;
 use crate::repo::plan::Plan;
 use crate::repo::Repo;
-use counts::key_counts;
+use counts::{key_counts, key_counts_after_replay};
 use send::{open_tcp, send_client, send_tcp, Batch, BatchSink, Sent, TcpTarget, IN_FLIGHT};
 
 /// Error replies kept for the report.
@@ -208,7 +208,8 @@ pub async fn replay_with(
     }
     report.first_errors.truncate(KEEP_ERRORS);
     report.seconds = started.elapsed().as_secs_f64();
-    report.keyspace = key_counts(&mut target.conn, target.home_db).await?;
+    // Every reply was read: the writes are applied, one reading is the answer.
+    report.keyspace = key_counts_after_replay(&mut target.conn, target.home_db).await?;
     Ok(Outcome::Done(report))
 }
 

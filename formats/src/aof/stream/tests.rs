@@ -236,7 +236,11 @@ fn raw_frames_are_the_stored_bytes_of_each_item_at_any_buffer_size() {
         let mut commands = 0;
         for_each_raw_buffered(Trickle(&s, 3001), 0, initial, |item, end, raw| {
             // Each frame is exactly the bytes between the previous item's end and this one's.
-            let from = if last == 0 { KEVY_AOF_MAGIC.len() } else { last as usize };
+            let from = if last == 0 {
+                KEVY_AOF_MAGIC.len()
+            } else {
+                last as usize
+            };
             assert_eq!(raw, &s[from..end as usize]);
             if let Item::Command(args) = item {
                 let mut again = Vec::new();
