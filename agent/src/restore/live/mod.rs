@@ -193,16 +193,18 @@ pub async fn replay_with(
         target_server: Some(target.server),
         ..Report::default()
     };
-    let (fetched, failure) = tokio::join!(downloads, gather(consumers, producers, &mut report));
+    let (fetched, failure) = overlap(downloads, gather(consumers, producers, &mut report)).await;
     progress.add_keys(report.base_keys);
     progress.finish();
     drop(staging);
     // A failed download is the cause when the replay failed too (its decoder only saw the
     // fetch stop): it names the object.
-    fetched.context(
-        "fetching the backup (no byte of the failed object was sent; the target holds what \
-         was replayed before, and a new restore needs --force)",
-    )?;
+    if let Some(fetched) = fetched {
+        fetched.context(
+            "fetching the backup (no byte of the failed object was sent; the target holds what \
+             was replayed before, and a new restore needs --force)",
+        )?;
+    }
     if let Some(e) = failure? {
         return Err(e);
     }
@@ -211,6 +213,30 @@ pub async fn replay_with(
     // Every reply was read: the writes are applied, one reading is the answer.
     report.keyspace = key_counts_after_replay(&mut target.conn, target.home_db).await?;
     Ok(Outcome::Done(report))
+}
+
+/// Runs the downloads and the replay together. A download that fails fails its shards'
+/// readers, so the replay ends after it and its error is there to name the object; a replay
+/// that fails on its own (the target went away) drops the downloads left (`None`): nothing
+/// would read them.
+async fn overlap<T>(
+    downloads: impl std::future::Future<Output = anyhow::Result<()>>,
+    replay: impl std::future::Future<Output = anyhow::Result<Option<T>>>,
+) -> (Option<anyhow::Result<()>>, anyhow::Result<Option<T>>) {
+    tokio::pin!(downloads, replay);
+    let mut fetched = None;
+    let replayed = loop {
+        tokio::select! {
+            f = &mut downloads, if fetched.is_none() => fetched = Some(f),
+            r = &mut replay => break r,
+        }
+    };
+    let failed = !matches!(replayed, Ok(None));
+    if fetched.is_none() && !failed {
+        // Every shard was read to its end: what is left is the last range's bookkeeping.
+        fetched = Some(downloads.await);
+    }
+    (fetched, replayed)
 }
 
 /// A task sending batches on one connection.
