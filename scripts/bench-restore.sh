@@ -18,6 +18,9 @@
 #
 # Every measurement is the best of RUNS (default 3), the contenders alternating.
 #
+# BASE_BIN=/path/to/an/older/aofvault adds that binary's `restore --to` as one more contender in
+# the same runs (e.g. main's release build, to measure a change paired on a noisy machine).
+#
 # Usage: scripts/bench-restore.sh [KEYS] [KINDS] [RUNS]   e.g. scripts/bench-restore.sh 500000 "redis kevy" 3
 # Needs redis-server, redis-cli, kevy (~/.cargo/bin/kevy or KEVY_BIN), cargo, python3, /usr/bin/time.
 set -euo pipefail
@@ -131,10 +134,15 @@ for kind in $kinds; do
     best() { if [[ -z "$1" ]] || (( $(echo "$2 < $1" | bc) )); then echo "$2"; else echo "$1"; fi; }
     timed() { local t0 t1; t0=$(now); "$@"; t1=$(now); echo "$t1 - $t0" | bc; }
     pipe_s="" live_s="" files_s="" download_s="" unzstd_s="" copy_s="" live_rss=0 files_rss=0
+    base_s="" base_rss=0
     pipe_once() { redis-cli -p "$1" --pipe <"$d/same.resp" >"$d/pipe.out" 2>&1 || true; }
     live_once() {
         /usr/bin/time -v "$bin" --repo "file://$d/repo" --instance b --state-dir "$d/state" \
             restore --to "redis://127.0.0.1:$1" >"$d/live.out" 2>"$d/live.time"
+    }
+    base_once() {
+        /usr/bin/time -v "$BASE_BIN" --repo "file://$d/repo" --instance b --state-dir "$d/state" \
+            restore --to "redis://127.0.0.1:$1" >"$d/base.out" 2>"$d/base.time"
     }
     files_once() {
         /usr/bin/time -v "$bin" --repo "file://$d/repo" --instance b --state-dir "$d/state" \
@@ -154,7 +162,24 @@ for kind in $kinds; do
         pipe_s=$(best "$pipe_s" "$(timed pipe_once "$pipe_port")")
         live_port=$(port)
         start "$kind" "$d/live-target-$run" "$live_port"
-        live_s=$(best "$live_s" "$(timed live_once "$live_port")")
+        # With BASE_BIN, every other run times the older build first: neither of the two always
+        # follows the pipe (whose target may still be writing its AOF).
+        if [[ -z "${BASE_BIN:-}" || $((run % 2)) == 1 ]]; then
+            live_s=$(best "$live_s" "$(timed live_once "$live_port")")
+        fi
+        if [[ -n "${BASE_BIN:-}" ]]; then
+            base_port=$(port)
+            start "$kind" "$d/base-target-$run" "$base_port"
+            base_s=$(best "$base_s" "$(timed base_once "$base_port")")
+            base_rss=$(( $(rss_of "$d/base.time") > base_rss ? $(rss_of "$d/base.time") : base_rss ))
+            if [[ "$(dbsize "$base_port")" != "$src_keys" ]]; then
+                echo "key counts differ: source $src_keys, BASE_BIN restore $(dbsize "$base_port")" >&2
+                exit 1
+            fi
+            if [[ $((run % 2)) == 0 ]]; then
+                live_s=$(best "$live_s" "$(timed live_once "$live_port")")
+            fi
+        fi
         live_rss=$(( $(rss_of "$d/live.time") > live_rss ? $(rss_of "$d/live.time") : live_rss ))
         pipe_keys=$(dbsize "$pipe_port")
         live_keys=$(dbsize "$live_port")
@@ -164,7 +189,7 @@ for kind in $kinds; do
         fi
         for p in "${pids[@]:1}"; do kill "$p" 2>/dev/null || true; done
         pids=("${pids[0]}")
-        rm -rf "$d/pipe-target-$run" "$d/live-target-$run" "$d/files" "$d/download" "$d/unzstd" "$d/copy"
+        rm -rf "$d/pipe-target-$run" "$d/live-target-$run" "$d/base-target-$run" "$d/files" "$d/download" "$d/unzstd" "$d/copy"
         files_s=$(best "$files_s" "$(timed files_once)")
         files_rss=$(( $(rss_of "$d/files.time") > files_rss ? $(rss_of "$d/files.time") : files_rss ))
         download_s=$(best "$download_s" "$(timed download_once)")
@@ -174,6 +199,7 @@ for kind in $kinds; do
     files_mb=$(du -sm "$d/files" | cut -f1)
     report "$kind" "redis-cli --pipe (${stream_mb} MiB)" "$pipe_s"
     report "$kind" "aofvault restore --to" "$live_s" "$live_rss"
+    if [[ -n "${BASE_BIN:-}" ]]; then report "$kind" "BASE_BIN restore --to" "$base_s" "$base_rss"; fi
     grep -h "phase done" "$d/live.time" | sed 's/.*phase=\([a-z]*\).*seconds="\([0-9.]*\)".*/    (last run: \1 \2 s)/' >&2
     report "$kind" "aofvault restore --to-dir (${files_mb} MiB)" "$files_s" "$files_rss"
     report "$kind" "plain download: cp + fsync of the repo" "$download_s"
@@ -183,6 +209,10 @@ for kind in $kinds; do
     echo "$kind: $src_keys keys, AOF stream ${stream_mb} MiB, repository ${repo_mb} MiB (zstd)"
     echo "$kind: live restore vs redis-cli --pipe: $(echo "scale=2; $pipe_s / $live_s" | bc)x" \
         "(pipe time / restore time)"
+    if [[ -n "${BASE_BIN:-}" ]]; then
+        echo "$kind: BASE_BIN live restore vs redis-cli --pipe: $(echo "scale=2; $pipe_s / $base_s" | bc)x;" \
+            "this build vs BASE_BIN: $(echo "scale=2; $base_s / $live_s" | bc)x"
+    fi
     echo "$kind: file restore vs a plain download of the repository objects:" \
         "$(echo "scale=2; $files_s / $download_s" | bc)x; vs download + zstd -d:" \
         "$(echo "scale=2; $files_s / $unzstd_s" | bc)x; vs a plain copy of the restored files:" \

@@ -17,7 +17,7 @@
 //! has at the end, and no `RENAME` is sent.
 
 use std::fs::File;
-use std::io::{BufReader, Read, Seek, SeekFrom};
+use std::io::BufReader;
 
 use anyhow::{bail, Context};
 use aofvault_formats::kevy::KevySnapReader;
@@ -27,7 +27,7 @@ use aofvault_formats::render::{self, Dialect};
 use aofvault_formats::vault::BaseFormat;
 
 use super::fetch::{StagedBase, StagedShard};
-use super::stream::{for_each_item, Item};
+use super::stream::{for_each_item, for_each_item_raw, Item};
 use super::thin::Thinning;
 use super::translate::field_ttl::{FieldTtls, LostFieldTtl, Support};
 use super::translate::renames::Renames;
@@ -40,6 +40,12 @@ const BASE_BUFFER: usize = 1 << 20;
 pub trait Sink {
     /// One command, ready for the target.
     fn command(&mut self, args: &[&[u8]]) -> anyhow::Result<()>;
+    /// One command the target takes exactly as it is stored: `frame` is its RESP encoding,
+    /// `args` its arguments. A sink that sends RESP appends `frame` as it is; the default
+    /// goes through [`Sink::command`].
+    fn raw(&mut self, args: &[&[u8]], _frame: &[u8]) -> anyhow::Result<()> {
+        self.command(args)
+    }
     /// `n` more source bytes were consumed (progress).
     fn consumed(&mut self, _n: u64) {}
 }
@@ -122,10 +128,12 @@ impl Counting<'_> {
         self.send(&refs)
     }
 
-    /// Translates a source command that ends at logical offset `at` and sends the result.
+    /// Translates a source command that ends at logical offset `at` and sends the result;
+    /// `frame`, its stored RESP bytes when known, is sent as it is if nothing changes it.
     fn source_command(
         &mut self,
         args: &[&[u8]],
+        frame: Option<&[u8]>,
         opts: &FeedOptions,
         at: u64,
     ) -> anyhow::Result<()> {
@@ -140,21 +148,26 @@ impl Counting<'_> {
             }
             if let Some(cmd) = r.rewrite(args, at) {
                 let refs: Vec<&[u8]> = cmd.iter().map(Vec::as_slice).collect();
-                return self.translated(&refs, opts);
+                return self.translated(&refs, None, opts);
             }
         }
-        self.translated(args, opts)
+        self.translated(args, frame, opts)
     }
 
-    fn translated(&mut self, args: &[&[u8]], opts: &FeedOptions) -> anyhow::Result<()> {
+    fn translated(
+        &mut self,
+        args: &[&[u8]],
+        frame: Option<&[u8]>,
+        opts: &FeedOptions,
+    ) -> anyhow::Result<()> {
         if let Some(cmds) = self.field_ttls.as_mut().and_then(|f| f.command(args)) {
             for cmd in &cmds {
                 let refs: Vec<&[u8]> = cmd.iter().map(Vec::as_slice).collect();
-                self.by_kind(&refs, opts)?;
+                self.by_kind(&refs, None, opts)?;
             }
             return Ok(());
         }
-        self.by_kind(args, opts)
+        self.by_kind(args, frame, opts)
     }
 
     /// A base's command (already in the target's dialect): only field TTLs are translated.
@@ -191,12 +204,23 @@ impl Counting<'_> {
         Ok(())
     }
 
-    fn by_kind(&mut self, args: &[&[u8]], opts: &FeedOptions) -> anyhow::Result<()> {
+    fn by_kind(
+        &mut self,
+        args: &[&[u8]],
+        frame: Option<&[u8]>,
+        opts: &FeedOptions,
+    ) -> anyhow::Result<()> {
         let Some(name) = args.first() else {
             return Ok(());
         };
         if translate::passes_unchanged(name, opts.from, opts.to) {
-            return self.send(args);
+            return match frame {
+                Some(frame) => {
+                    self.stats.commands += 1;
+                    self.sink.raw(args, frame)
+                }
+                None => self.send(args),
+            };
         }
         let tr = translate::translate(args, opts.from, opts.to)
             .with_context(|| format!("cannot replay `{}`", translate::label(args)))?;
@@ -266,7 +290,10 @@ pub fn feed_shard_with(
             from = at;
         }
         None => {
-            for part in &s.base {
+            for (n, part) in s.base.iter().enumerate() {
+                // A base still downloading is read once it has checked out.
+                s.wait_base(n)
+                    .with_context(|| format!("shard {}: base {}", s.shard, part.part.file_name))?;
                 db = feed_base(part, opts, db, s.stream_start, &mut out)
                     .with_context(|| format!("shard {}: base {}", s.shard, part.part.file_name))?;
             }
@@ -279,22 +306,24 @@ pub fn feed_shard_with(
             f.select(0);
         }
     }
-    let mut file =
-        File::open(&s.stream).with_context(|| format!("opening {}", s.stream.display()))?;
-    file.seek(SeekFrom::Start(s.prefix + (from - s.stream_start)))?;
-    let reader = file.take(s.stream_end - from);
-    let what = format!("shard {}: AOF stream", s.shard);
-    let mut last = from;
+    // Planned once the base is sent: the stream keeps downloading meanwhile, and the plan
+    // reads it as far as it has checked out, like the replay below.
     let mut thin = match opts.thin {
         true => Thinning::plan(s, from)?,
         false => Thinning::off(),
     };
-    // `for_each_item` reads in large chunks itself: no BufReader in between.
-    for_each_item(reader, from, |item, end| {
+    // Read only as far as its segments have checked out (see `fetch::ready`).
+    let reader = s.open_stream(from)?;
+    let what = format!("shard {}: AOF stream", s.shard);
+    let mut last = from;
+    // `for_each_item_raw` reads in large chunks itself: no BufReader in between.
+    for_each_item_raw(reader, from, |item, end, frame| {
         out.sink.consumed(end - last);
         last = end;
         match item {
-            Item::Command(args) if thin.keep_next() => out.source_command(args, opts, end),
+            Item::Command(args) if thin.keep_next() => {
+                out.source_command(args, Some(frame), opts, end)
+            }
             Item::Command(_) | Item::Timestamp(_) => Ok(()),
         }
     })
@@ -383,20 +412,20 @@ fn feed_base(
             for_each_item(rest, offset, |item, _| match item {
                 Item::Command(args) => {
                     db = selected_db(args).unwrap_or(db);
-                    out.source_command(args, opts, at)
+                    out.source_command(args, None, opts, at)
                 }
                 Item::Timestamp(_) => Ok(()),
             })?;
         }
         BaseFormat::Resp => {
             let mut last = 0;
-            for_each_item(reader, 0, |item, end| {
+            for_each_item_raw(reader, 0, |item, end, frame| {
                 out.sink.consumed(end - last);
                 last = end;
                 match item {
                     Item::Command(args) => {
                         db = selected_db(args).unwrap_or(db);
-                        out.source_command(args, opts, at)
+                        out.source_command(args, Some(frame), opts, at)
                     }
                     Item::Timestamp(_) => Ok(()),
                 }
@@ -422,12 +451,7 @@ fn is_flush(args: &[&[u8]]) -> bool {
 /// The logical offset right after the last `FLUSHALL`/`FLUSHDB` of a shard's stream, if any.
 /// A byte search first: most streams have no flush and need no second parse.
 pub fn last_flush_end(s: &StagedShard) -> anyhow::Result<Option<u64>> {
-    let open = || -> anyhow::Result<_> {
-        let mut f =
-            File::open(&s.stream).with_context(|| format!("opening {}", s.stream.display()))?;
-        f.seek(SeekFrom::Start(s.prefix))?;
-        Ok(f.take(s.stream_end - s.stream_start))
-    };
+    let open = || s.open_stream(s.stream_start);
     if !super::search::contains_ignore_case(open()?, b"flush")? {
         return Ok(None);
     }
@@ -443,3 +467,7 @@ pub fn last_flush_end(s: &StagedShard) -> anyhow::Result<Option<u64>> {
     .with_context(|| format!("shard {}: AOF stream", s.shard))?;
     Ok(found)
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests;

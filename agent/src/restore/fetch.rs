@@ -1,6 +1,8 @@
-//! Fetch first, verify everything, then write: every object of a plan is downloaded into a
-//! staging directory — streamed and decoded chunk by chunk, its CRC-32C and size checked by
-//! [`Repo::download`] — before anything reaches the target.
+//! Every object of a plan downloaded into a staging directory — streamed and decoded chunk by
+//! chunk, its CRC-32C and size checked by [`Repo::download`] — before any of its bytes reach
+//! the target. [`fetch`] returns once everything has arrived (restores to files, clusters);
+//! [`start`] hands the staged shards over at once, with a [`Ready`] tracker each, and a live
+//! replay reads each shard as its objects check out ([`ready`]), while the rest download.
 //!
 //! Per shard the staging holds the base parts as they were on the server, and one *stream*
 //! file: an optional prefix (the kevy `KEVYAOF1\n` header when the file becomes `aof-{i}.aof`
@@ -15,7 +17,8 @@
 //! target would read.
 
 use std::fs::{File, OpenOptions};
-use std::io::{BufWriter, Write};
+use std::future::Future;
+use std::io::{BufWriter, Read, Write};
 use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -28,6 +31,10 @@ use super::progress::Progress;
 use super::retry::Retry;
 use crate::repo::plan::Plan;
 use crate::repo::{keys, Repo};
+
+pub mod ready;
+
+pub use ready::{FetchStopped, Ready, StagedStream};
 
 /// Objects downloaded at the same time.
 const CONCURRENCY: usize = 8;
@@ -52,6 +59,28 @@ pub struct StagedShard {
     pub prefix: u64,
     pub stream_start: u64,
     pub stream_end: u64,
+    /// What has checked out so far, while the downloads run ([`start`]); `None` once every
+    /// object is on disk.
+    pub ready: Option<Arc<Ready>>,
+}
+
+impl StagedShard {
+    /// The stream from logical offset `from` to its end, read only as far as it has been
+    /// verified.
+    pub fn open_stream(&self, from: u64) -> anyhow::Result<std::io::Take<StagedStream>> {
+        let file = File::open(&self.stream)
+            .with_context(|| format!("opening {}", self.stream.display()))?;
+        let at = self.prefix + (from - self.stream_start);
+        Ok(StagedStream::new(file, at, self.ready.clone()).take(self.stream_end - from))
+    }
+
+    /// Blocks until base part `n` has checked out.
+    pub fn wait_base(&self, n: usize) -> Result<(), FetchStopped> {
+        match &self.ready {
+            Some(r) => r.wait_base(n),
+            None => Ok(()),
+        }
+    }
 }
 
 /// A directory for staged files, removed when dropped unless [`StagingDir::keep`] was called.
@@ -144,12 +173,21 @@ enum Dest {
     Range { file: Arc<File>, at: u64 },
 }
 
-/// One download: object key, checksum, plain size, where it goes.
+/// What a download that checked out makes ready.
+enum Done {
+    Base(usize),
+    /// Stream file bytes `[start, end)`.
+    Range(u64, u64),
+}
+
+/// One download: object key, checksum, plain size, where it goes, whose tracker it moves.
 struct Job {
     key: String,
     crc: u32,
     size: u64,
     dest: Dest,
+    ready: Arc<Ready>,
+    done: Done,
 }
 
 impl Job {
@@ -190,10 +228,36 @@ pub async fn fetch(
     progress: &Progress,
     retry: &Retry,
 ) -> anyhow::Result<Vec<StagedShard>> {
+    let (mut staged, downloads) = start(repo, plan, dir, stream_prefix, progress, retry)?;
+    downloads
+        .await
+        .context("fetching the backup (nothing was written to the target)")?;
+    for s in &mut staged {
+        s.ready = None;
+    }
+    Ok(staged)
+}
+
+/// Creates the staged files of `plan` in `dir` and returns the staged shards at once, each
+/// with its [`Ready`] tracker, and the downloads to drive: [`CONCURRENCY`] at a time, in the
+/// order a replay reads them (shard by shard, each one's base first, then its segments in
+/// offset order), every tracker updated as its objects check out. The future fails with the
+/// first download that gave up, naming its object; every tracker is then failed too, as it is
+/// when the future is dropped before the end.
+pub fn start(
+    repo: &Repo,
+    plan: &Plan,
+    dir: &Path,
+    stream_prefix: &[u8],
+    progress: &Progress,
+    retry: &Retry,
+) -> anyhow::Result<(Vec<StagedShard>, impl Future<Output = anyhow::Result<()>>)> {
     let mut staged = Vec::new();
     let mut jobs = Vec::new();
     for s in &plan.shards {
         let mut base = Vec::new();
+        let prefix = stream_prefix.len() as u64;
+        let ready = Ready::new(s.base.len(), prefix);
         for (n, part) in s.base.iter().enumerate() {
             let path = dir.join(format!("shard-{}-base-{n}", s.shard));
             jobs.push(Job {
@@ -201,6 +265,8 @@ pub async fn fetch(
                 crc: part.crc32c,
                 size: part.size,
                 dest: Dest::File(path.clone()),
+                ready: ready.clone(),
+                done: Done::Base(n),
             });
             base.push(StagedBase {
                 part: part.clone(),
@@ -211,7 +277,6 @@ pub async fn fetch(
         let file = create_private(&stream)?;
         file.write_all_at(stream_prefix, 0)
             .with_context(|| format!("writing {}", stream.display()))?;
-        let prefix = stream_prefix.len() as u64;
         let file = Arc::new(file);
         // Torn ranges (a crash's half-written command) hold no command: they are left out of
         // the staged stream, which is the chain's stream without them.
@@ -221,14 +286,18 @@ pub async fn fetch(
                 torn += p.take;
                 continue;
             }
+            let at = prefix + (p.seg.start - s.stream_start - torn);
+            let size = p.seg.end - p.seg.start;
             jobs.push(Job {
                 key: s.key(&plan.instance, &p.seg.object),
                 crc: p.seg.crc32c,
-                size: p.seg.end - p.seg.start,
+                size,
                 dest: Dest::Range {
                     file: file.clone(),
-                    at: prefix + (p.seg.start - s.stream_start - torn),
+                    at,
                 },
+                ready: ready.clone(),
+                done: Done::Range(at, at + size),
             });
         }
         staged.push((
@@ -239,41 +308,82 @@ pub async fn fetch(
                 prefix,
                 stream_start: s.stream_start,
                 stream_end: s.end - torn,
+                ready: Some(ready),
             },
             file,
         ));
     }
+    let shards: Vec<StagedShard> = staged.iter().map(|(s, _)| s.clone()).collect();
+    let mut guard = FailOnDrop(shards.iter().filter_map(|s| s.ready.clone()).collect());
+    let (repo, retry, progress) = (repo.clone(), *retry, progress.clone());
+    let downloads = async move {
+        let result = download(jobs, &repo, retry, &progress).await;
+        if let Err(e) = &result {
+            guard.fail(format!("{e:#}"));
+        }
+        result?;
+        for (shard, file) in staged {
+            // A segment cut at a #TS: annotation was downloaded whole; drop what follows the
+            // cut (readers stop at the stream's end anyway).
+            let len = shard.prefix + (shard.stream_end - shard.stream_start);
+            file.set_len(len)
+                .with_context(|| format!("truncating {}", shard.stream.display()))?;
+        }
+        guard.0.clear();
+        Ok(())
+    };
+    Ok((shards, downloads))
+}
+
+/// Fails the trackers it holds when dropped (a fetch stopped half-way must not leave a reader
+/// waiting); emptied once every object has checked out.
+struct FailOnDrop(Vec<Arc<Ready>>);
+
+impl FailOnDrop {
+    fn fail(&mut self, why: String) {
+        for r in self.0.drain(..) {
+            r.fail(FetchStopped(why.clone()));
+        }
+    }
+}
+
+impl Drop for FailOnDrop {
+    fn drop(&mut self) {
+        self.fail("the fetch was stopped".into());
+    }
+}
+
+/// Runs `jobs`, [`CONCURRENCY`] at a time in their order, marking each one's bytes ready once
+/// it checked out.
+async fn download(
+    jobs: Vec<Job>,
+    repo: &Repo,
+    retry: Retry,
+    progress: &Progress,
+) -> anyhow::Result<()> {
     // Each download is its own task: decoding (zstd, CRC) then runs on every runtime thread,
     // not only on the one polling this function.
     let results = futures::stream::iter(jobs)
         .map(|job| {
             let repo = repo.clone();
-            let retry = *retry;
             let progress = progress.clone();
             tokio::spawn(async move {
                 retry
                     .object(&job.key, Some(&progress), || job.attempt(&repo))
                     .await?;
+                match job.done {
+                    Done::Base(n) => job.ready.base_done(n),
+                    Done::Range(start, end) => job.ready.range_done(start, end),
+                }
                 anyhow::Ok(job.size)
             })
         })
         .buffer_unordered(CONCURRENCY);
     futures::pin_mut!(results);
     while let Some(r) = results.next().await {
-        let bytes = r
-            .context("download task")?
-            .context("fetching the backup (nothing was written to the target)")?;
-        progress.add_bytes(bytes);
+        progress.add_bytes(r.context("download task")??);
     }
-    let mut out = Vec::new();
-    for (shard, file) in staged {
-        // A segment cut at a #TS: annotation was downloaded whole; drop what follows the cut.
-        let len = shard.prefix + (shard.stream_end - shard.stream_start);
-        file.set_len(len)
-            .with_context(|| format!("truncating {}", shard.stream.display()))?;
-        out.push(shard);
-    }
-    Ok(out)
+    Ok(())
 }
 
 /// fsyncs every staged file (for restores to files; a live replay does not need it).

@@ -21,6 +21,15 @@ pub fn for_each_item<R: Read>(
     aofvault_formats::aof::stream::for_each_item(r, base, f)
 }
 
+/// [`for_each_item`], also handing `f` each item's stored bytes (`f(item, end_offset, frame)`).
+pub fn for_each_item_raw<R: Read>(
+    r: R,
+    base: u64,
+    f: impl FnMut(Item<'_>, u64, &[u8]) -> anyhow::Result<()>,
+) -> anyhow::Result<StreamEnd> {
+    aofvault_formats::aof::stream::for_each_item_raw(r, base, f)
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {

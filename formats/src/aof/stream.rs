@@ -76,7 +76,7 @@ where
 /// [`for_each_item`] with an initial buffer of `initial` bytes (at least 1), so that tests and
 /// fuzzers can put buffer boundaries anywhere. Results never depend on `initial`.
 pub fn for_each_item_buffered<R, E, F>(
-    mut r: R,
+    r: R,
     base: u64,
     initial: usize,
     mut f: F,
@@ -85,6 +85,34 @@ where
     R: Read,
     E: From<StreamError>,
     F: FnMut(Item<'_>, u64) -> Result<(), E>,
+{
+    for_each_raw_buffered(r, base, initial, |item, end, _| f(item, end))
+}
+
+/// [`for_each_item`], also handing the callback each item's bytes as they are in the stream
+/// (`f(item, end_offset, raw)`): a command's whole RESP frame, an annotation's line. A replay
+/// into a server of the same kind sends such a frame unchanged instead of encoding it again.
+pub fn for_each_item_raw<R, E, F>(r: R, base: u64, f: F) -> Result<StreamEnd, E>
+where
+    R: Read,
+    E: From<StreamError>,
+    F: FnMut(Item<'_>, u64, &[u8]) -> Result<(), E>,
+{
+    for_each_raw_buffered(r, base, CHUNK, f)
+}
+
+/// [`for_each_item_raw`] with an initial buffer of `initial` bytes (see
+/// [`for_each_item_buffered`]).
+pub fn for_each_raw_buffered<R, E, F>(
+    mut r: R,
+    base: u64,
+    initial: usize,
+    mut f: F,
+) -> Result<StreamEnd, E>
+where
+    R: Read,
+    E: From<StreamError>,
+    F: FnMut(Item<'_>, u64, &[u8]) -> Result<(), E>,
 {
     let mut buf = vec![0u8; initial.clamp(1, MAX_ITEM)];
     let mut len = 0usize;
@@ -128,16 +156,18 @@ where
     }
 }
 
-/// Hand every whole item of `buf` (at absolute offset `abs`) to `f`; returns the bytes used.
+/// Hand every whole item of `buf` (at absolute offset `abs`) to `f`, with its bytes; returns
+/// the bytes used.
 fn scan_buffer<E, F>(buf: &[u8], abs: u64, out: &mut StreamEnd, f: &mut F) -> Result<usize, E>
 where
     E: From<StreamError>,
-    F: FnMut(Item<'_>, u64) -> Result<(), E>,
+    F: FnMut(Item<'_>, u64, &[u8]) -> Result<(), E>,
 {
     let mut scan = Scanner::new(buf, abs);
     let mut args: Vec<&[u8]> = Vec::new();
     loop {
         args.clear();
+        let start = scan.pos();
         let step = scan
             .step_with(|_, arg| args.push(arg))
             .map_err(StreamError::from)?;
@@ -152,9 +182,11 @@ where
                 {
                     out.open_multi = false;
                 }
-                f(Item::Command(&args), scan.offset())?;
+                f(Item::Command(&args), scan.offset(), &buf[start..scan.pos()])?;
             }
-            Some(Step::Timestamp(ts)) => f(Item::Timestamp(ts), scan.offset())?,
+            Some(Step::Timestamp(ts)) => {
+                f(Item::Timestamp(ts), scan.offset(), &buf[start..scan.pos()])?
+            }
             Some(Step::Other) => {}
         }
     }

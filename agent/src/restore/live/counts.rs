@@ -12,7 +12,9 @@
 //! The databases counted are 0 and every one `INFO keyspace` lists (Redis lists exactly those
 //! that hold keys; kevy only has database 0 and refuses `SELECT 1`). The whole reading is
 //! repeated until two readings agree, a bounded number of times, so a count still moving is
-//! not taken for the answer.
+//! not taken for the answer — except after a replay ([`key_counts_after_replay`]): every
+//! command's reply has been read by then, so every write is applied and one reading is the
+//! answer (the repeat cost at least a pause and a second round of `INFO` + `DBSIZE`).
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -41,6 +43,14 @@ pub async fn key_counts(
         last = again;
     }
     Ok(last)
+}
+
+/// [`key_counts`] once every write sent to the target has been answered: one reading.
+pub async fn key_counts_after_replay(
+    conn: &mut MultiplexedConnection,
+    home_db: i64,
+) -> anyhow::Result<Vec<(String, u64)>> {
+    reading(conn, home_db).await
 }
 
 /// One reading: `DBSIZE` in every database worth counting.

@@ -3,8 +3,12 @@
 //! The target is inspected first: its kind and version (`INFO server` of kevy carries
 //! `kevy_version`, Valkey's `valkey_version`; see [`TargetServer::from_info`]) decide the
 //! translation — including hash field TTLs the target cannot hold, reported one by one — and a target holding keys is refused
-//! unless `--force` (counted with `DBSIZE`: [`counts`]). The plan is then fetched and checked completely ([`super::fetch`]) before
-//! the first command is sent.
+//! unless `--force` (counted with `DBSIZE`: [`counts`]). The plan's completeness was proven
+//! before (listings, heads, sizes: [`Plan`]); its objects then download while the replay runs,
+//! each shard's decoder reading only what has checked out (CRC-32C and size:
+//! [`super::fetch::ready`]), so no unverified byte reaches the target. An object that fails
+//! stops the replay with an error naming it; the target then holds part of the backup, as
+//! after any failed live restore (the next one refuses it without `--force`).
 //!
 //! Each source shard is replayed on its own connection, in parallel (kevy shards hold disjoint
 //! keys; see [`super::feed`] for the one exception, flushes). Per shard a blocking thread
@@ -27,7 +31,7 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 
 use super::feed::{feed_shard, FeedOptions, FeedStats};
-use super::fetch::{fetch, StagedShard, StagingDir};
+use super::fetch::{self, StagedShard, StagingDir};
 use super::progress::Progress;
 use super::retry::Retry;
 use super::translate::field_ttl::{LostFieldTtl, Support};
@@ -35,7 +39,7 @@ use super::translate::target::TargetServer;
 use super::translate::Kind;
 use crate::repo::plan::Plan;
 use crate::repo::Repo;
-use counts::key_counts;
+use counts::{key_counts, key_counts_after_replay};
 use send::{open_tcp, send_client, send_tcp, Batch, BatchSink, Sent, TcpTarget, IN_FLIGHT};
 
 /// Error replies kept for the report.
@@ -133,7 +137,7 @@ pub enum Outcome {
     Done(Report),
 }
 
-/// Fetches `plan`, then replays it into `url`, retrying store failures for the default time.
+/// Replays `plan` into `url` as it downloads, retrying store failures for the default time.
 pub async fn replay(repo: &Repo, plan: &Plan, url: &str, force: bool) -> anyhow::Result<Outcome> {
     replay_with(repo, plan, url, force, false, &Retry::default()).await
 }
@@ -172,8 +176,13 @@ pub async fn replay_with(
     };
     let staging = StagingDir::temp()?;
     let fetch_progress = Progress::new("fetch", plan.total_bytes());
-    let staged = fetch(repo, plan, staging.path(), b"", &fetch_progress, retry).await?;
-    fetch_progress.finish();
+    let (staged, downloads) =
+        fetch::start(repo, plan, staging.path(), b"", &fetch_progress, retry)?;
+    let downloads = async {
+        let fetched = downloads.await;
+        fetch_progress.finish();
+        fetched
+    };
     let started = std::time::Instant::now();
     let progress = Progress::new("replay", plan.total_bytes());
     let opts = FeedOptions {
@@ -198,17 +207,50 @@ pub async fn replay_with(
         target_server: Some(target.server),
         ..Report::default()
     };
-    let failure = gather(consumers, producers, &mut report).await?;
+    let (fetched, failure) = overlap(downloads, gather(consumers, producers, &mut report)).await;
     progress.add_keys(report.base_keys);
     progress.finish();
     drop(staging);
-    if let Some(e) = failure {
+    // A failed download is the cause when the replay failed too (its decoder only saw the
+    // fetch stop): it names the object.
+    if let Some(fetched) = fetched {
+        fetched.context(
+            "fetching the backup (no byte of the failed object was sent; the target holds what \
+             was replayed before, and a new restore needs --force)",
+        )?;
+    }
+    if let Some(e) = failure? {
         return Err(e);
     }
     report.first_errors.truncate(KEEP_ERRORS);
     report.seconds = started.elapsed().as_secs_f64();
-    report.keyspace = key_counts(&mut target.conn, target.home_db).await?;
+    // Every reply was read: the writes are applied, one reading is the answer.
+    report.keyspace = key_counts_after_replay(&mut target.conn, target.home_db).await?;
     Ok(Outcome::Done(report))
+}
+
+/// Runs the downloads and the replay together. A download that fails fails its shards'
+/// readers, so the replay ends after it and its error is there to name the object; a replay
+/// that fails on its own (the target went away) drops the downloads left (`None`): nothing
+/// would read them.
+async fn overlap<T>(
+    downloads: impl std::future::Future<Output = anyhow::Result<()>>,
+    replay: impl std::future::Future<Output = anyhow::Result<Option<T>>>,
+) -> (Option<anyhow::Result<()>>, anyhow::Result<Option<T>>) {
+    tokio::pin!(downloads, replay);
+    let mut fetched = None;
+    let replayed = loop {
+        tokio::select! {
+            f = &mut downloads, if fetched.is_none() => fetched = Some(f),
+            r = &mut replay => break r,
+        }
+    };
+    let failed = !matches!(replayed, Ok(None));
+    if fetched.is_none() && !failed {
+        // Every shard was read to its end: what is left is the last range's bookkeeping.
+        fetched = Some(downloads.await);
+    }
+    (fetched, replayed)
 }
 
 /// A task sending batches on one connection.

@@ -101,15 +101,27 @@ impl BatchSink {
     }
 }
 
-impl Sink for BatchSink {
-    fn command(&mut self, args: &[&[u8]]) -> anyhow::Result<()> {
+impl BatchSink {
+    /// Appends one command, written into the batch by `put`.
+    fn push(&mut self, put: impl FnOnce(&mut Vec<u8>)) -> anyhow::Result<()> {
         let start = u32::try_from(self.batch.bytes.len()).context("batch too large")?;
         self.batch.starts.push(start);
-        resp::encode_command(args, &mut self.batch.bytes);
+        put(&mut self.batch.bytes);
         if self.batch.starts.len() >= BATCH || self.batch.bytes.len() >= BATCH_BYTES {
             self.flush()?;
         }
         Ok(())
+    }
+}
+
+impl Sink for BatchSink {
+    fn command(&mut self, args: &[&[u8]]) -> anyhow::Result<()> {
+        self.push(|bytes| resp::encode_command(args, bytes))
+    }
+
+    /// The stored frame is already the RESP the target reads: appended as it is.
+    fn raw(&mut self, _args: &[&[u8]], frame: &[u8]) -> anyhow::Result<()> {
+        self.push(|bytes| bytes.extend_from_slice(frame))
     }
 
     fn consumed(&mut self, n: u64) {

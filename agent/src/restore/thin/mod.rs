@@ -31,7 +31,7 @@ pub mod spill;
 mod tests;
 
 use std::fs::File;
-use std::io::{Read, Seek, SeekFrom};
+use std::io::Read;
 
 use anyhow::Context;
 
@@ -85,10 +85,8 @@ impl Thinning {
             .map_or_else(std::env::temp_dir, std::path::Path::to_path_buf);
         let spill = tempfile::tempfile_in(&dir)
             .with_context(|| format!("cannot create a spill file in {}", dir.display()))?;
-        let mut file =
-            File::open(&s.stream).with_context(|| format!("opening {}", s.stream.display()))?;
-        file.seek(SeekFrom::Start(s.prefix + (from - s.stream_start)))?;
-        let reader = file.take(s.stream_end - from);
+        // Through the fetch's watermark: only bytes that checked out are read.
+        let reader = s.open_stream(from)?;
         let started = std::time::Instant::now();
         let planned = plan_stream(reader, from, spill)
             .with_context(|| format!("shard {}: planning which commands to send", s.shard))?;

@@ -22,8 +22,6 @@
 //! not with the data.
 
 use std::collections::HashMap;
-use std::fs::File;
-use std::io::{Read, Seek, SeekFrom};
 
 use anyhow::Context;
 
@@ -66,12 +64,7 @@ fn is_rename(name: &[u8]) -> bool {
 impl Renames {
     /// The renames of `s`'s stream from logical offset `from` on; `None` when there is none.
     pub fn scan(s: &StagedShard, from: u64) -> anyhow::Result<Option<Renames>> {
-        let open = || -> anyhow::Result<_> {
-            let mut f =
-                File::open(&s.stream).with_context(|| format!("opening {}", s.stream.display()))?;
-            f.seek(SeekFrom::Start(s.prefix + (from - s.stream_start)))?;
-            Ok(f.take(s.stream_end - from))
-        };
+        let open = || s.open_stream(from);
         if !crate::restore::search::contains_ignore_case(open()?, b"rename")? {
             return Ok(None);
         }

@@ -225,3 +225,35 @@ fn read_errors_name_the_offset_reached() {
         "{res:?}"
     );
 }
+
+#[test]
+fn raw_frames_are_the_stored_bytes_of_each_item_at_any_buffer_size() {
+    let mut s = KEVY_AOF_MAGIC.to_vec();
+    s.extend_from_slice(&stream());
+    for initial in [1, 7, 4096, CHUNK] {
+        let mut pieces: Vec<u8> = KEVY_AOF_MAGIC.to_vec();
+        let mut last = 0u64;
+        let mut commands = 0;
+        for_each_raw_buffered(Trickle(&s, 3001), 0, initial, |item, end, raw| {
+            // Each frame is exactly the bytes between the previous item's end and this one's.
+            let from = if last == 0 {
+                KEVY_AOF_MAGIC.len()
+            } else {
+                last as usize
+            };
+            assert_eq!(raw, &s[from..end as usize]);
+            if let Item::Command(args) = item {
+                let mut again = Vec::new();
+                encode_command(args, &mut again);
+                assert_eq!(raw, &again[..]);
+                commands += 1;
+            }
+            pieces.extend_from_slice(raw);
+            last = end;
+            Ok::<(), StreamError>(())
+        })
+        .unwrap();
+        assert_eq!(commands, 50_001);
+        assert_eq!(pieces, s, "initial buffer {initial}");
+    }
+}
