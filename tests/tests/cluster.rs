@@ -3,7 +3,8 @@
 //! resharded from one primary to another during the load; then `restore --cluster prod` into a
 //! fresh 2-primary cluster, a fresh 4-primary cluster and a single plain server — each equal,
 //! key by key, to the source's union of keys — `list --cluster prod` showing the common window,
-//! and `--at T` (before the reshard) equal to the cluster as it was at T.
+//! and `--at T` (before the reshard) equal to the cluster as it was at T. A `FLUSHALL` on one
+//! node empties only that node's keys in a merged restore, as it did in the cluster.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -512,5 +513,46 @@ fn a_cluster_failover_under_load_restores_equal() -> Result<()> {
         a.terminate()?;
     }
     eprintln!("whole test: {:.1}s", started.elapsed().as_secs_f64());
+    Ok(())
+}
+
+/// A `FLUSHALL` sent to one primary empties that node's slots only. Replayed as it is into one
+/// keyspace it would also delete what the other groups hold: the restore replays that group
+/// from after its flush instead, into a plain server and into a cluster of another shape.
+#[test]
+fn a_flushall_on_one_node_empties_only_its_keys_in_a_merged_restore() -> Result<()> {
+    let src = RedisCluster::start(3, 0)?;
+    let repo = Repo {
+        dir: tempfile::tempdir()?,
+    };
+    let cfg = repo.path("aofvault.toml");
+    std::fs::write(&cfg, FAST_SHIP)?;
+    let mut agents = Vec::new();
+    for i in 0..src.nodes.len() {
+        agents.push(repo.spawn_agent(&src, i, &cfg)?);
+    }
+    let mut client = src.client()?;
+    cluster::load(&mut client, 1, 3_000, KEYS)?;
+    let before = src.dump()?.0.len();
+    redis::cmd("FLUSHALL").query::<()>(&mut src.nodes[0].conn()?)?;
+    let flushed = src.dump()?.0.len();
+    assert!(
+        flushed > 0 && flushed < before,
+        "node 0's FLUSHALL should empty its slots only: {before} keys, then {flushed}"
+    );
+    // Writes after the flush, some of them to node 0's slots again.
+    cluster::load(&mut client, 2, 1_000, KEYS)?;
+    repo.wait_shipped(&src, &agents)?;
+    let expected = src.dump()?;
+
+    let single = RedisServer::start()?;
+    repo.restore_to(&single.url(), &[])?;
+    keyspace::assert_same(&expected, &keyspace::dump(&mut single.conn()?, &[0])?);
+    let target = RedisCluster::start(2, 0)?;
+    repo.restore_to(&target.url(), &[])?;
+    keyspace::assert_same(&expected, &target.dump()?);
+    for mut a in agents {
+        a.terminate()?;
+    }
     Ok(())
 }

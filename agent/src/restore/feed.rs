@@ -8,6 +8,9 @@
 //! *that shard* only, while in one keyspace it would also delete what the other shards already
 //! replayed. Such a shard is therefore replayed from just after its last flush, without its
 //! base — which is exactly the state that flush left — and the flush itself is not sent.
+//! The same holds for the nodes of a Redis/Valkey cluster merged into one keyspace
+//! ([`FeedOptions::local_flush`]): a cluster node serves database 0 only, and its `FLUSHALL`
+//! empties that node's slots, not the cluster.
 //!
 //! Hash field TTLs go through [`translate::field_ttl`] first when the target cannot hold them
 //! (from the stream, and from a base's hashes): the lost ones are listed in [`FeedStats`].
@@ -64,6 +67,9 @@ pub struct FeedOptions {
     pub field_ttl: Support,
     /// Leave out the stream's writes that a later whole overwrite hides ([`super::thin`]).
     pub thin: bool,
+    /// A flush in this stream empties only this stream's keys, whatever the source kind: one
+    /// group of a cluster restored beside the others (see the module doc).
+    pub local_flush: bool,
 }
 
 impl FeedOptions {
@@ -80,6 +86,7 @@ impl FeedOptions {
                 Kind::Kevy => Support::None,
             },
             thin: false,
+            local_flush: false,
         }
     }
 }
@@ -252,7 +259,7 @@ pub fn feed_shard_with(
     relabel: bool,
     sink: &mut dyn Sink,
 ) -> anyhow::Result<FeedStats> {
-    let reset = if opts.merge && opts.from == Kind::Kevy {
+    let reset = if opts.merge && (opts.from == Kind::Kevy || opts.local_flush) {
         last_flush_end(s)?
     } else {
         None

@@ -150,6 +150,9 @@ pub async fn replay_into(
             let opts = FeedOptions {
                 field_ttl: Support::of(&target.server),
                 thin,
+                // Several groups of one cluster: each node's FLUSHALL emptied its own slots
+                // only. A lone plan's flush empties everything, as it did at the source.
+                local_flush: plans.len() > 1,
                 ..FeedOptions::new(
                     if plan.layout.is_kevy() {
                         Kind::Kevy
