@@ -148,6 +148,21 @@ impl Repo {
     }
 }
 
+/// A 3-primary cluster, a repository, and an agent beside each node shipping as `prod-<i>`.
+fn three_primaries_with_agents() -> Result<(RedisCluster, Repo, Vec<AgentProcess>)> {
+    let src = RedisCluster::start(3, 0)?;
+    let repo = Repo {
+        dir: tempfile::tempdir()?,
+    };
+    let cfg = repo.path("aofvault.toml");
+    std::fs::write(&cfg, FAST_SHIP)?;
+    let mut agents = Vec::new();
+    for i in 0..src.nodes.len() {
+        agents.push(repo.spawn_agent(&src, i, &cfg)?);
+    }
+    Ok((src, repo, agents))
+}
+
 /// `CLUSTER SETSLOT slot <how> id` on `node`.
 fn setslot(node: &RedisServer, slot: u16, how: &str, id: &str) -> Result<()> {
     redis::cmd("CLUSTER")
@@ -169,16 +184,7 @@ fn unix_now() -> f64 {
 #[test]
 fn a_cluster_resharded_under_load_restores_into_any_shape() -> Result<()> {
     let started = Instant::now();
-    let src = RedisCluster::start(3, 0)?;
-    let repo = Repo {
-        dir: tempfile::tempdir()?,
-    };
-    let cfg = repo.path("aofvault.toml");
-    std::fs::write(&cfg, FAST_SHIP)?;
-    let mut agents = Vec::new();
-    for i in 0..src.nodes.len() {
-        agents.push(repo.spawn_agent(&src, i, &cfg)?);
-    }
+    let (src, repo, agents) = three_primaries_with_agents()?;
     eprintln!(
         "cluster and agents up: {:.1}s",
         started.elapsed().as_secs_f64()
@@ -521,16 +527,7 @@ fn a_cluster_failover_under_load_restores_equal() -> Result<()> {
 /// from after its flush instead, into a plain server and into a cluster of another shape.
 #[test]
 fn a_flushall_on_one_node_empties_only_its_keys_in_a_merged_restore() -> Result<()> {
-    let src = RedisCluster::start(3, 0)?;
-    let repo = Repo {
-        dir: tempfile::tempdir()?,
-    };
-    let cfg = repo.path("aofvault.toml");
-    std::fs::write(&cfg, FAST_SHIP)?;
-    let mut agents = Vec::new();
-    for i in 0..src.nodes.len() {
-        agents.push(repo.spawn_agent(&src, i, &cfg)?);
-    }
+    let (src, repo, agents) = three_primaries_with_agents()?;
     let mut client = src.client()?;
     cluster::load(&mut client, 1, 3_000, KEYS)?;
     let before = src.dump()?.0.len();

@@ -116,11 +116,8 @@ impl Server {
             if let Ok(Some(status)) = self.child.try_wait() {
                 panic!("{} exited with {status}:\n{}", self.what, self.log_text());
             }
-            if let Ok(stream) = TcpStream::connect(("127.0.0.1", self.port)) {
-                let mut client = Client::new(stream);
-                if client.cmd(&["PING"]) == Reply::Status("PONG".into()) {
-                    return;
-                }
+            if answers_ping(self.port) {
+                return;
             }
             std::thread::sleep(std::time::Duration::from_millis(25));
         }
@@ -199,6 +196,22 @@ impl Reply {
             })
             .collect()
     }
+}
+
+/// Whether a server on `port` answers `PING` with `+PONG`. Any I/O error is a "not yet": a
+/// server still starting may accept a connection and reset it.
+fn answers_ping(port: u16) -> bool {
+    let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let timeout = Some(std::time::Duration::from_secs(2));
+    if stream.set_read_timeout(timeout).is_err()
+        || stream.write_all(b"*1\r\n$4\r\nPING\r\n").is_err()
+    {
+        return false;
+    }
+    let mut line = Vec::new();
+    BufReader::new(stream).read_until(b'\n', &mut line).is_ok() && line == b"+PONG\r\n"
 }
 
 pub struct Client {
