@@ -10,6 +10,7 @@ use clap::Parser;
 // Decoding a snapshot to the neutral form allocates once per element (and frees as much);
 // mimalloc's thread-local free lists do that in about a third fewer instructions than glibc's
 // malloc (BENCHMARKS.md, "RDB decoding"), and it returns freed memory to the system promptly.
+// It is built without transparent huge pages (the workspace's `no_thp` feature): see Cargo.toml.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
